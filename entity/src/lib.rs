@@ -1,0 +1,7 @@
+//! SeaORM entities, one module per table. Plain data: no business rules, no GraphQL derives.
+
+pub mod agent;
+pub mod audit_log;
+pub mod escalation;
+pub mod task;
+pub mod user;

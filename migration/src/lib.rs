@@ -1,0 +1,16 @@
+//! Schema migrations for Aurum, one file per change, runnable from `aurum migrate` or as the
+//! standalone `migration` CLI. Migrations hold DDL only: no business rules, no seed users.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_platform;
+
+/// Every migration, in the order it applies.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_platform::Migration)]
+    }
+}

@@ -1,0 +1,157 @@
+//! `AppState`: the services and connections, built once from `Config` and shared by every
+//! request. Nothing here handles a request; `server` and `graphql` do.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::Stream;
+use metrics_exporter_prometheus::PrometheusHandle;
+use migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::service::{Bootstrap, UserService},
+    config::Config,
+    events::{Bus, DomainEvent},
+    graphql::{AurumSchema, SchemaLimits, build_schema, graphiql::GraphiqlAssets},
+    infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
+    task::service::TaskService,
+};
+
+/// The domain services, as resolvers reach them (schema data).
+#[derive(Clone)]
+pub struct Services {
+    pub tasks: TaskService,
+    pub users: UserService,
+    pub bus: Bus,
+    /// Largest page a connection returns.
+    pub max_page_size: u64,
+}
+
+impl Services {
+    /// A subscription to the event bus, counted in `aurum_graphql_subscriptions_active` for as
+    /// long as it lives.
+    pub fn subscribe(&self) -> CountedSubscription {
+        metrics::gauge!("aurum_graphql_subscriptions_active").increment(1.0);
+        CountedSubscription(self.bus.subscribe())
+    }
+}
+
+/// An event-bus subscription that keeps the active-subscriptions gauge right.
+pub struct CountedSubscription(Subscription<DomainEvent>);
+
+impl Drop for CountedSubscription {
+    fn drop(&mut self) {
+        metrics::gauge!("aurum_graphql_subscriptions_active").decrement(1.0);
+    }
+}
+
+impl Stream for CountedSubscription {
+    type Item = Result<Arc<DomainEvent>, u64>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.0).poll_next(cx)
+    }
+}
+
+/// Everything a running server holds.
+pub struct Inner {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub statements: StatementCounter,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub nats: Option<async_nats::Client>,
+    pub docker: DockerState,
+    pub services: Services,
+    pub schema: AurumSchema,
+    pub metrics: PrometheusHandle,
+    pub graphiql: GraphiqlAssets,
+    /// Cancelled when the server starts shutting down; long-lived tasks watch it.
+    pub shutdown: CancellationToken,
+    /// Open WebSocket connections, awaited on shutdown.
+    pub ws_tracker: TaskTracker,
+}
+
+/// Shared, cheaply cloned application state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Connects to everything the configuration names, migrates (when configured), creates
+    /// the first admin if there is no user, and assembles the services and the schema.
+    pub async fn build(config: Config) -> anyhow::Result<(Self, Bootstrap)> {
+        let metrics = crate::telemetry::metrics_handle();
+        let (db, statements) = infra::db::connect(&config).await?;
+        if config.migrate_on_start {
+            migration::Migrator::up(&db, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+        }
+        let redis = match &config.redis_url {
+            Some(url) => Some(infra::redis::connect(url).await?),
+            None => None,
+        };
+        let shutdown = CancellationToken::new();
+        let capacity = usize::try_from(config.event_buffer).unwrap_or(1024);
+        let (nats, bus) = match &config.nats_url {
+            Some(url) => {
+                let client = infra::nats::connect(url).await?;
+                let bus = Bus::nats(
+                    client.clone(),
+                    config.nats_subject_prefix.clone(),
+                    capacity,
+                    shutdown.clone(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("AURUM_NATS_URL ({url}): subscribing: {e}"))?;
+                (Some(client), bus)
+            }
+            None => (None, Bus::local(capacity)),
+        };
+        let docker = infra::docker::connect(config.docker_host.as_deref()).await;
+        let users = UserService::new(db.clone());
+        let bootstrap = users
+            .ensure_first_admin(config.admin_password.as_ref())
+            .await?;
+        let services = Services {
+            tasks: TaskService::new(db.clone(), bus.clone()),
+            users,
+            bus,
+            max_page_size: config.max_page_size,
+        };
+        let schema = build_schema(
+            services.clone(),
+            SchemaLimits {
+                depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
+                complexity: usize::try_from(config.query_complexity_limit).unwrap_or(20_000),
+                introspection: config.introspection,
+            },
+        );
+        let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
+        let state = Self(Arc::new(Inner {
+            config,
+            db,
+            statements,
+            redis,
+            nats,
+            docker,
+            services,
+            schema,
+            metrics,
+            graphiql,
+            shutdown,
+            ws_tracker: TaskTracker::new(),
+        }));
+        Ok((state, bootstrap))
+    }
+}

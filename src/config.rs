@@ -1,0 +1,251 @@
+//! Typed configuration: every setting is a flag and an `AURUM_*` environment variable, with
+//! its default and effect documented here (the README's configuration table mirrors this).
+//! Secrets are wrapped so they never reach a log line; this module does no I/O.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+
+/// Settings for `aurum serve` (and, in part, for `aurum migrate` / `aurum schema`).
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server binds to.
+    #[arg(long, env = "AURUM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://PATH?mode=rwc` (embedded) or `postgres://…` (production).
+    #[arg(long, env = "AURUM_DATABASE_URL", default_value = "sqlite://aurum.db?mode=rwc", value_parser = parse_database_url)]
+    pub database_url: ServiceUrl,
+
+    /// Maximum database connections in the pool.
+    #[arg(long, env = "AURUM_DATABASE_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// Run pending migrations when `serve` starts.
+    #[arg(long, env = "AURUM_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+
+    /// Redis URL (`redis://…`); unset = in-process rate limits, lockouts and idempotency cache.
+    #[arg(long, env = "AURUM_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis_url: Option<ServiceUrl>,
+
+    /// Prefix of every Redis key this instance writes (`<prefix>:<domain>:<purpose>:<id>`).
+    #[arg(long, env = "AURUM_REDIS_KEY_PREFIX", default_value = "aurum", value_parser = parse_prefix)]
+    pub redis_key_prefix: String,
+
+    /// NATS URL (`nats://…`); unset = in-process event bus (single replica only).
+    #[arg(long, env = "AURUM_NATS_URL", value_parser = parse_nats_url)]
+    pub nats_url: Option<ServiceUrl>,
+
+    /// First token of every NATS subject (`<prefix>.<domain>.<id>.<event>`).
+    #[arg(long, env = "AURUM_NATS_SUBJECT_PREFIX", default_value = "aurum", value_parser = parse_prefix)]
+    pub nats_subject_prefix: String,
+
+    /// Docker endpoint (`unix:///var/run/docker.sock`, `tcp://…`); falls back to `DOCKER_HOST`,
+    /// then the default socket. Unreachable = sandbox disabled, reported on `/ready`.
+    #[arg(long, env = "AURUM_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+
+    /// Password of the first admin (`admin`), used only when no user exists yet; unset =
+    /// generated and printed once.
+    #[arg(long, env = "AURUM_ADMIN_PASSWORD", hide_env_values = true, value_parser = parse_secret)]
+    pub admin_password: Option<SecretString>,
+
+    /// Log format: `json` (one object per line) or `text`.
+    #[arg(long, env = "AURUM_LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Folder holding the npm-installed GraphiQL assets (`web/node_modules` after `npm ci --prefix web`).
+    #[arg(
+        long,
+        env = "AURUM_GRAPHIQL_ASSETS",
+        default_value = "web/node_modules"
+    )]
+    pub graphiql_assets: PathBuf,
+
+    /// Largest `first` a connection accepts; larger values are clamped down.
+    #[arg(long, env = "AURUM_MAX_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_page_size: u64,
+
+    /// Events buffered per replica for local subscribers; a subscriber further behind is dropped.
+    #[arg(long, env = "AURUM_EVENT_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
+    pub event_buffer: u64,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "AURUM_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
+    pub max_body_bytes: u64,
+
+    /// Deepest selection nesting a GraphQL document may have.
+    #[arg(long, env = "AURUM_QUERY_DEPTH_LIMIT", default_value_t = 12, value_parser = clap::value_parser!(u64).range(2..=256))]
+    pub query_depth_limit: u64,
+
+    /// Largest complexity (fields, multiplied by page sizes) a GraphQL document may have.
+    #[arg(long, env = "AURUM_QUERY_COMPLEXITY_LIMIT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub query_complexity_limit: u64,
+
+    /// Answer introspection queries (`__schema`, `__type`); GraphiQL needs it.
+    #[arg(long, env = "AURUM_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub introspection: bool,
+
+    /// WebSocket read buffer per connection, in bytes (tungstenite's default is 128 KiB).
+    #[arg(long, env = "AURUM_WS_READ_BUFFER_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(512..=1_048_576))]
+    pub ws_read_buffer_bytes: u64,
+
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "AURUM_WS_MAX_MESSAGE_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    pub ws_max_message_bytes: u64,
+
+    /// Seconds between server pings on idle WebSockets.
+    #[arg(long, env = "AURUM_WS_KEEPALIVE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ws_keepalive_seconds: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM before the process exits.
+    #[arg(long, env = "AURUM_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Config {
+    /// The configuration from `AURUM_*` environment variables alone (no flags), with defaults
+    /// for everything unset. Tests start from this and override what they need.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches, Parser};
+        #[derive(Parser)]
+        #[command(no_binary_name = true)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let matches = Wrapper::command().try_get_matches_from(Vec::<String>::new())?;
+        Ok(Wrapper::from_arg_matches(&matches)?.config)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    pub fn ws_keepalive(&self) -> Duration {
+        Duration::from_secs(self.ws_keepalive_seconds)
+    }
+
+    /// `true` when the database URL names SQLite (the embedded profile).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A service URL that may carry a password: `Display`/`Debug` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceUrl(String);
+
+impl ServiceUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The full URL, for handing to a client library. Never log this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                // set_password only fails for URLs that cannot have one, excluded above.
+                let _ = url.set_password(Some("***"));
+                f.write_str(url.as_str())
+            }
+            _ => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceUrl({self})")
+    }
+}
+
+fn parse_with_schemes(value: &str, schemes: &[&str]) -> Result<ServiceUrl, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL ({e})"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "scheme `{}` is not one of: {}",
+            url.scheme(),
+            schemes.join(", ")
+        ));
+    }
+    Ok(ServiceUrl(value.to_owned()))
+}
+
+fn parse_database_url(value: &str) -> Result<ServiceUrl, String> {
+    parse_with_schemes(value, &["sqlite", "postgres", "postgresql"])
+}
+
+fn parse_redis_url(value: &str) -> Result<ServiceUrl, String> {
+    parse_with_schemes(value, &["redis", "rediss"])
+}
+
+fn parse_nats_url(value: &str) -> Result<ServiceUrl, String> {
+    parse_with_schemes(value, &["nats", "tls"])
+}
+
+fn parse_secret(value: &str) -> Result<SecretString, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+fn parse_prefix(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err("use 1-64 characters from [A-Za-z0-9_-]".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_profile() {
+        let Ok(c) = Config::from_env() else {
+            panic!("defaults must parse")
+        };
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.is_sqlite());
+        assert!(c.redis_url.is_none() && c.nats_url.is_none());
+        assert!(c.migrate_on_start);
+    }
+
+    #[test]
+    fn urls_hide_passwords() {
+        let url = ServiceUrl::new("postgres://bob:hunter2@db/aurum");
+        assert_eq!(url.to_string(), "postgres://bob:***@db/aurum");
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_schemes_are_refused() {
+        assert!(parse_redis_url("http://x").is_err());
+        assert!(parse_database_url("mysql://x").is_err());
+        assert!(parse_nats_url("nats://127.0.0.1:4222").is_ok());
+        assert!(parse_prefix("a.b").is_err());
+    }
+}

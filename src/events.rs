@@ -1,0 +1,24 @@
+//! `DomainEvent`: everything published on the event bus, one variant per domain. Subscribers
+//! filter by variant and apply authorization at delivery.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{infra::event_bus::BusEvent, task::events::TaskEvent};
+
+/// One event on the bus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "domain", content = "event", rename_all = "snake_case")]
+pub enum DomainEvent {
+    Task(TaskEvent),
+}
+
+impl BusEvent for DomainEvent {
+    fn subject(&self) -> String {
+        match self {
+            Self::Task(e) => format!("task.{}.{}", e.task.id, e.kind.as_str()),
+        }
+    }
+}
+
+/// The bus as the application uses it.
+pub type Bus = crate::infra::event_bus::EventBus<DomainEvent>;

@@ -1,0 +1,104 @@
+//! Helpers resolvers use to reach request data: the caller, the request id, the services,
+//! ids and page arguments. Each turns a missing or malformed value into an `AppError`.
+
+use async_graphql::{
+    Context, ID,
+    connection::{Connection, Edge},
+};
+use uuid::Uuid;
+
+use crate::{
+    app::Services,
+    auth::{Caller, RequestMeta},
+    error::{AppError, AppResult},
+    pagination::{Page, PageRequest},
+};
+
+/// The request id of the current operation (set by the HTTP layer or the WebSocket).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The services, from schema data.
+pub fn services<'a>(ctx: &Context<'a>) -> AppResult<&'a Services> {
+    ctx.data::<Services>()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("Services missing from schema data")))
+}
+
+/// The caller of this request; anonymous when the transport attached none.
+pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    ctx.data_opt::<Caller>().unwrap_or(&Caller::Anonymous)
+}
+
+/// Who is calling and the request id, for a service mutation.
+pub fn meta(ctx: &Context<'_>) -> RequestMeta {
+    RequestMeta {
+        caller: caller(ctx).clone(),
+        request_id: ctx
+            .data_opt::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Parses a GraphQL `ID` that must hold a UUID.
+pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| AppError::bad_field(field, format!("{field} is not a valid id")))
+}
+
+/// Validates `first`/`after` and clamps `first` to the configured maximum.
+pub fn page_request(
+    services: &Services,
+    first: Option<i32>,
+    after: Option<String>,
+) -> AppResult<PageRequest> {
+    let max = services.max_page_size;
+    let first = match first {
+        None => max.min(20),
+        Some(n) if n < 0 => return Err(AppError::bad_field("first", "first must not be negative")),
+        Some(n) => u64::try_from(n).unwrap_or(0).min(max),
+    };
+    let after = after
+        .map(|c| {
+            Uuid::parse_str(&c)
+                .map_err(|_| AppError::bad_field("after", "after is not a cursor from this list"))
+        })
+        .transpose()?;
+    Ok(PageRequest { first, after })
+}
+
+/// The extra fields every connection carries.
+#[derive(async_graphql::SimpleObject)]
+pub struct ConnectionFields {
+    /// Number of items matching the filter, over all pages.
+    pub total_count: u64,
+}
+
+/// `true` when the client selected `totalCount`, so the count query runs only when asked for.
+pub fn wants_total(ctx: &Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
+}
+
+/// Builds a Relay connection from a page of rows, with the row's id as cursor.
+pub fn connection<T, N>(
+    page: Page<T>,
+    request: PageRequest,
+    total_count: u64,
+    id: impl Fn(&T) -> Uuid,
+    node: impl Fn(T) -> N,
+) -> Connection<String, N, ConnectionFields>
+where
+    N: async_graphql::OutputType,
+{
+    let mut conn = Connection::with_additional_fields(
+        request.after.is_some(),
+        page.has_next,
+        ConnectionFields { total_count },
+    );
+    conn.edges.extend(
+        page.items
+            .into_iter()
+            .map(|row| Edge::new(id(&row).to_string(), node(row))),
+    );
+    conn
+}

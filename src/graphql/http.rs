@@ -1,0 +1,120 @@
+//! `/graphql` over HTTP: POST runs operations (JSON only, body capped, batches capped), GET
+//! serves GraphiQL or upgrades to a WebSocket.
+
+use async_graphql::{BatchRequest, BatchResponse};
+use axum::{
+    body::Bytes,
+    extract::{FromRequestParts, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::{context::RequestId, graphiql, ws};
+use crate::{app::AppState, auth::Caller, telemetry::RequestIdExt};
+
+/// Largest number of operations in one batched POST.
+pub const MAX_BATCH: usize = 10;
+
+fn error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+    let body = json!({
+        "errors": [{ "message": message, "extensions": { "code": code, "requestId": request_id } }]
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false)
+}
+
+/// `POST /graphql`.
+pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = request.request_id();
+    let (parts, body) = request.into_parts();
+    // Only JSON: `text/plain` and form types can be sent cross-site without a CORS preflight.
+    if !is_json(&parts.headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send operations as application/json",
+            &request_id,
+        );
+    }
+    let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                &format!("request body exceeds {limit} bytes"),
+                &request_id,
+            );
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("the body is not a GraphQL request: {e}"),
+                &request_id,
+            );
+        }
+    };
+    if let BatchRequest::Batch(items) = &batch {
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BATCH_TOO_LARGE",
+                &format!("a batch holds 1 to {MAX_BATCH} operations"),
+                &request_id,
+            );
+        }
+    }
+    let batch = batch.data(Caller::Anonymous).data(RequestId(request_id));
+    let response: BatchResponse = state.schema.execute_batch(batch).await;
+    match serde_json::to_vec(&response) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding GraphQL response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `GET /graphql`: a WebSocket upgrade, or the GraphiQL page.
+pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = request.request_id();
+    let wants_upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_upgrade {
+        return graphiql::page(&state);
+    }
+    let (mut parts, _) = request.into_parts();
+    match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => ws::upgrade(state, upgrade, request_id),
+        Err(rejection) => rejection.into_response(),
+    }
+}

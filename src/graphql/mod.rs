@@ -1,0 +1,78 @@
+//! Schema assembly: the per-domain roots merged into one schema, its limits and extensions.
+//! Transport (HTTP, WebSocket, GraphiQL) lives in `http`, `ws` and `graphiql`.
+
+pub mod context;
+pub mod extension;
+pub mod graphiql;
+pub mod http;
+pub mod ws;
+
+use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
+
+use crate::{
+    app::Services,
+    task::{
+        graphql::{TaskMutation, TaskQuery, TaskSubscription},
+        loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
+    },
+};
+
+/// Every query root field.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(TaskQuery);
+
+/// Every mutation.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(TaskMutation);
+
+/// Every subscription.
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(TaskSubscription);
+
+/// The Aurum schema.
+pub type AurumSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Limits applied to every document.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaLimits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub introspection: bool,
+}
+
+/// Builds the executable schema over `services`.
+pub fn build_schema(services: Services, limits: SchemaLimits) -> AurumSchema {
+    let tasks = services.tasks.clone();
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .extension(extension::Observability)
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(16)
+    .data(DataLoader::new(TaskLoader(tasks.clone()), tokio::spawn))
+    .data(DataLoader::new(AgentLoader(tasks.clone()), tokio::spawn))
+    .data(DataLoader::new(
+        EscalationsByTaskLoader(tasks),
+        tokio::spawn,
+    ))
+    .data(services);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}
+
+/// The schema's SDL, as committed in `schema.graphql` and printed by `aurum schema`.
+pub fn sdl() -> String {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
+}

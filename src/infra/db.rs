@@ -1,0 +1,82 @@
+//! Database connection: one pool for PostgreSQL or SQLite, chosen by the URL, with a counter of
+//! executed statements (exported as a metric; tests use it to bound N+1 queries).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+use super::DependencyStatus;
+use crate::config::Config;
+
+/// Counts SQL statements executed through the pool.
+#[derive(Debug, Default, Clone)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens the pool. SQLite gets WAL and a busy timeout so concurrent writers wait, not fail.
+pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, StatementCounter)> {
+    let url = config.database_url.expose();
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(config.database_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if config.is_sqlite() {
+        // One writer at a time in SQLite; a small pool avoids lock thrash.
+        options.max_connections(config.database_max_connections.min(4));
+        options.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+        });
+    }
+    let mut db = Database::connect(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("AURUM_DATABASE_URL ({}): {e}", config.database_url))?;
+    let counter = StatementCounter::default();
+    let inner = counter.0.clone();
+    db.set_metric_callback(move |info| {
+        inner.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("aurum_db_statements_total", "failed" => if info.failed { "true" } else { "false" })
+            .increment(1);
+        metrics::histogram!("aurum_db_statement_duration_seconds").record(info.elapsed.as_secs_f64());
+    });
+    Ok((db, counter))
+}
+
+/// Readiness probe: a trivial statement within a second.
+pub async fn check(db: &DatabaseConnection) -> DependencyStatus {
+    match tokio::time::timeout(Duration::from_secs(1), db.execute_unprepared("SELECT 1")).await {
+        Ok(Ok(_)) => DependencyStatus::Ok,
+        Ok(Err(e)) => DependencyStatus::down(e),
+        Err(_) => DependencyStatus::down("timed out after 1 s"),
+    }
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`), so a read-then-write transaction waits for the lock instead of failing
+/// with "database is locked" when it upgrades; PostgreSQL ignores the option.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}

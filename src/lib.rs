@@ -1,0 +1,72 @@
+//! Aurum: a control plane for fleets of LLM agents, served as one GraphQL API.
+//!
+//! Module map (dependencies point down): `server` → `graphql` → `<domain>::graphql` →
+//! `<domain>::service` → `infra`, `entity`. `app` builds the state once from `config`.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod infra;
+pub mod ops;
+pub mod pagination;
+pub mod server;
+pub mod task;
+pub mod telemetry;
+
+use std::{future::Future, net::SocketAddr};
+
+use tokio::net::TcpListener;
+
+pub use app::AppState;
+
+/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight HTTP requests finish, closes WebSockets with 1001 and waits (up to the
+/// configured shutdown timeout) for them to end.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let token = state.shutdown.clone();
+    let app = server::router(state.clone());
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, "serving");
+    let signal = {
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = token.cancelled() => {}
+            }
+            tracing::info!("shutting down: no new connections");
+            token.cancel();
+        }
+    };
+    let timeout = state.config.shutdown_timeout();
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    let drained = async {
+        serve.await?;
+        state.ws_tracker.close();
+        state.ws_tracker.wait().await;
+        anyhow::Ok(())
+    };
+    // The drain deadline starts with shutdown, not with the server.
+    let deadline = async {
+        token.cancelled().await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        result = drained => result?,
+        () = deadline => tracing::warn!(timeout_s = timeout.as_secs(), "shutdown timed out; dropping open connections"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

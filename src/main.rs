@@ -1,0 +1,158 @@
+//! The `aurum` command: `serve`, `migrate`, `schema`. It reads configuration and calls into the
+//! library; no logic of its own.
+
+use std::process::ExitCode;
+
+use aurum::{
+    auth::service::Bootstrap,
+    config::{Config, LogFormat},
+};
+use clap::{Parser, Subcommand};
+use migration::MigratorTrait;
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(
+    name = "aurum",
+    version,
+    about = "Control plane for fleets of LLM agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates first unless AURUM_MIGRATE_ON_START=false).
+    Serve(Box<Config>),
+    /// Apply or roll back database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print the GraphQL schema (SDL), as committed in schema.graphql.
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the last `steps` migrations.
+    Down {
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[derive(clap::Args)]
+struct DbArgs {
+    /// Database URL, as for `serve`.
+    #[arg(
+        long,
+        env = "AURUM_DATABASE_URL",
+        default_value = "sqlite://aurum.db?mode=rwc"
+    )]
+    database_url: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(config) => serve(*config).await,
+            Command::Migrate { action, db } => migrate(action, db).await,
+            Command::Schema => {
+                print!("{}", aurum::graphql::sdl());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line naming the failing setting or step.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    aurum::telemetry::init_logging(config.log_format);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("AURUM_LISTEN ({}): {e}", config.listen))?;
+    let text_logs = config.log_format == LogFormat::Text;
+    let (state, bootstrap) = aurum::AppState::build(config).await?;
+    match bootstrap {
+        Bootstrap::CreatedWithGenerated(password) => {
+            // Printed once, to the terminal only; never logged.
+            println!(
+                "\n  First admin created. Username: admin  Password: {}\n  It is shown only now; store it.\n",
+                password.expose_secret()
+            );
+            tracing::warn!("first admin created with a generated password (printed on stdout)");
+        }
+        Bootstrap::Created => tracing::info!("first admin created from AURUM_ADMIN_PASSWORD"),
+        Bootstrap::AlreadyInitialised => {}
+    }
+    let addr = listener.local_addr()?;
+    if text_logs {
+        println!("Aurum listening on http://{addr}/graphql (GraphiQL in a browser)");
+    }
+    aurum::run(listener, state, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn migrate(action: MigrateAction, db: DbArgs) -> anyhow::Result<()> {
+    let conn = sea_orm::Database::connect(&db.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("AURUM_DATABASE_URL: {e}"))?;
+    match action {
+        MigrateAction::Up => migration::Migrator::up(&conn, None).await?,
+        MigrateAction::Down { steps } => migration::Migrator::down(&conn, Some(steps)).await?,
+        MigrateAction::Status => {
+            for m in migration::Migrator::get_migration_with_status(&conn).await? {
+                println!("{:<40} {}", m.name(), m.status());
+            }
+        }
+    }
+    Ok(())
+}

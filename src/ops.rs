@@ -1,0 +1,65 @@
+//! Operational endpoints: `/health` (the process answers), `/ready` (every dependency,
+//! checked concurrently) and `/metrics` (Prometheus text).
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::{
+    app::AppState,
+    infra::{self, DependencyStatus},
+};
+
+/// `GET /health`: liveness only; touches no dependency.
+pub async fn health() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /ready`: one entry per dependency. 503 when the database, Redis or NATS (when
+/// configured) is down; Docker is reported but only disables sandbox runs.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let redis = async {
+        match &state.redis {
+            Some(conn) => infra::redis::check(conn).await,
+            None => DependencyStatus::Disabled { reason: None },
+        }
+    };
+    let nats = async {
+        match &state.nats {
+            Some(client) => infra::nats::check(client).await,
+            None => DependencyStatus::Disabled { reason: None },
+        }
+    };
+    let (database, redis, nats, docker) = tokio::join!(
+        infra::db::check(&state.db),
+        redis,
+        nats,
+        infra::docker::check(&state.docker),
+    );
+    let ready = !(database.is_down() || redis.is_down() || nats.is_down());
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "dependencies": { "database": database, "redis": redis, "nats": nats, "docker": docker },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: the Prometheus exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    metrics::gauge!("aurum_event_bus_local_receivers")
+        .set(state.services.bus.receiver_count() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,32 @@
+//! Events the task domain publishes after commit; subjects `task.<taskId>.<kind>`.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to a task.
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskEventKind {
+    Created,
+    StateChanged,
+    Assigned,
+    Escalated,
+    EscalationResolved,
+}
+
+impl TaskEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::StateChanged => "state_changed",
+            Self::Assigned => "assigned",
+            Self::Escalated => "escalated",
+            Self::EscalationResolved => "escalation_resolved",
+        }
+    }
+}
+
+/// A task as it was right after the change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub kind: TaskEventKind,
+    pub task: entity::task::Model,
+}

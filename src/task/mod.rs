@@ -1,0 +1,9 @@
+//! Tasks, agents and escalations: the first domain, and the pattern the others follow.
+//! `model` holds the pure rules, `service` the transactions, `graphql` the thin resolvers,
+//! `events` what is published after commit.
+
+pub mod events;
+pub mod graphql;
+pub mod loaders;
+pub mod model;
+pub mod service;

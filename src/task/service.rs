@@ -1,0 +1,683 @@
+//! Task, agent and escalation rules applied in transactions. Every mutation writes its audit
+//! row in the same transaction and publishes its event after commit. State changes are
+//! conditional updates (`WHERE state = <the state we checked>`), so two racing requests cannot
+//! both succeed on a stale read.
+
+use chrono::Utc;
+use entity::{agent, escalation, task};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    events::{TaskEvent, TaskEventKind},
+    model::{
+        AgentStatus, EscalationStatus, Severity, TaskState, agent_role, limits, required_text,
+    },
+};
+use crate::{
+    audit::{self, AuditEntry},
+    auth::RequestMeta,
+    error::{AppError, AppResult},
+    events::{Bus, DomainEvent},
+    infra::db,
+    pagination::{Page, PageRequest},
+};
+
+/// Input of `createTask`, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub title: String,
+    pub description: Option<String>,
+    pub priority: Option<i32>,
+}
+
+/// Input of `registerAgent`, before validation.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub role: String,
+}
+
+/// Input of `createEscalation`, before validation.
+#[derive(Debug, Clone)]
+pub struct NewEscalation {
+    pub task_id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub reason: String,
+    pub severity: Severity,
+}
+
+/// Filters of the `tasks` list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub state: Option<TaskState>,
+    pub assignee_id: Option<Uuid>,
+}
+
+/// Filters of the `agents` list.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    pub role: Option<String>,
+    pub status: Option<AgentStatus>,
+}
+
+/// Filters of the `escalations` list.
+#[derive(Debug, Clone, Default)]
+pub struct EscalationFilter {
+    pub status: Option<EscalationStatus>,
+    pub task_id: Option<Uuid>,
+}
+
+/// The task domain's operations.
+#[derive(Clone)]
+pub struct TaskService {
+    db: DatabaseConnection,
+    bus: Bus,
+}
+
+/// Restricts a query to `scope` (a tenant) when the caller has one.
+fn tenant_condition<C: ColumnTrait>(column: C, scope: Option<&str>) -> Condition {
+    match scope {
+        Some(t) => Condition::all().add(column.eq(t)),
+        None => Condition::all(),
+    }
+}
+
+fn stored_state(task: &task::Model) -> AppResult<TaskState> {
+    task.state
+        .parse()
+        .map_err(|e: String| AppError::Internal(anyhow::anyhow!("task {}: {e}", task.id)))
+}
+
+fn text(field: &'static str, value: &str, max: usize) -> AppResult<String> {
+    required_text(field, value, max).map_err(|m| AppError::bad_field(field, m))
+}
+
+impl TaskService {
+    pub fn new(db: DatabaseConnection, bus: Bus) -> Self {
+        Self { db, bus }
+    }
+
+    async fn publish(&self, kind: TaskEventKind, task: task::Model) {
+        let task_id = task.id;
+        if let Err(e) = self
+            .bus
+            .publish(DomainEvent::Task(TaskEvent { kind, task }))
+            .await
+        {
+            // The change is committed; subscribers miss this one event and can re-read.
+            tracing::error!(task.id = %task_id, error = %e, "publishing task event failed");
+        }
+    }
+
+    // ---- tasks -------------------------------------------------------------------------
+
+    fn task_condition(scope: Option<&str>, filter: &TaskFilter) -> Condition {
+        let mut cond = tenant_condition(task::Column::TenantId, scope);
+        if let Some(state) = filter.state {
+            cond = cond.add(task::Column::State.eq(state.as_str()));
+        }
+        if let Some(agent) = filter.assignee_id {
+            cond = cond.add(task::Column::AssigneeId.eq(agent));
+        }
+        cond
+    }
+
+    pub async fn list_tasks(
+        &self,
+        scope: Option<&str>,
+        filter: &TaskFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<task::Model>> {
+        let mut query = task::Entity::find()
+            .filter(Self::task_condition(scope, filter))
+            .order_by_asc(task::Column::Id)
+            .limit(page.first + 1);
+        if let Some(after) = page.after {
+            query = query.filter(task::Column::Id.gt(after));
+        }
+        Ok(Page::from_overfetch(query.all(&self.db).await?, page.first))
+    }
+
+    pub async fn count_tasks(&self, scope: Option<&str>, filter: &TaskFilter) -> AppResult<u64> {
+        Ok(task::Entity::find()
+            .filter(Self::task_condition(scope, filter))
+            .count(&self.db)
+            .await?)
+    }
+
+    pub async fn task(&self, scope: Option<&str>, id: Uuid) -> AppResult<task::Model> {
+        task::Entity::find_by_id(id)
+            .filter(tenant_condition(task::Column::TenantId, scope))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("Task", id))
+    }
+
+    /// Batch lookup for DataLoaders; the caller applies tenant visibility.
+    pub async fn tasks_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<task::Model>> {
+        Ok(task::Entity::find()
+            .filter(task::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn create_task(&self, meta: &RequestMeta, input: NewTask) -> AppResult<task::Model> {
+        let title = text("title", &input.title, limits::TITLE_MAX)?;
+        let description = match input.description.as_deref() {
+            None => None,
+            Some(d) if d.trim().is_empty() => None,
+            Some(d) => Some(text("description", d, limits::DESCRIPTION_MAX)?),
+        };
+        let priority = input.priority.unwrap_or(0);
+        if !limits::PRIORITY_RANGE.contains(&priority) {
+            return Err(AppError::bad_field(
+                "priority",
+                format!(
+                    "priority must be between {} and {}",
+                    limits::PRIORITY_RANGE.start(),
+                    limits::PRIORITY_RANGE.end()
+                ),
+            ));
+        }
+        let now = Utc::now();
+        let model = task::Model {
+            id: Uuid::now_v7(),
+            title,
+            description,
+            state: TaskState::Pending.as_str().into(),
+            priority,
+            assignee_id: None,
+            tenant_id: meta.caller.tenant().map(str::to_owned),
+            created_by: meta.caller.audit_label(),
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = db::begin_write(&self.db).await?;
+        task::Entity::insert(task::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "task.create",
+                entity_type: "task",
+                entity_id: Some(model.id.to_string()),
+                tenant_id: model.tenant_id.as_deref(),
+                details: json!({ "title": model.title, "priority": model.priority }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        self.publish(TaskEventKind::Created, model.clone()).await;
+        Ok(model)
+    }
+
+    pub async fn update_task_state(
+        &self,
+        meta: &RequestMeta,
+        id: Uuid,
+        next: TaskState,
+    ) -> AppResult<task::Model> {
+        let scope = meta.caller.tenant();
+        let txn = db::begin_write(&self.db).await?;
+        let mut current = task::Entity::find_by_id(id)
+            .filter(tenant_condition(task::Column::TenantId, scope))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("Task", id))?;
+        let from = stored_state(&current)?;
+        if !from.can_move_to(next) {
+            let allowed: Vec<&str> = from.allowed_next().iter().map(|s| s.as_str()).collect();
+            return Err(AppError::bad_field(
+                "state",
+                format!(
+                    "a {from} task cannot move to {next}; allowed: {}",
+                    if allowed.is_empty() {
+                        "none (terminal state)".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            ));
+        }
+        let now = Utc::now();
+        let previous_agent = current.assignee_id;
+        let mut update = task::Entity::update_many()
+            .col_expr(task::Column::State, Expr::value(next.as_str()))
+            .col_expr(task::Column::UpdatedAt, Expr::value(now));
+        if next == TaskState::Pending {
+            update = update.col_expr(task::Column::AssigneeId, Expr::value(Option::<Uuid>::None));
+            current.assignee_id = None;
+        }
+        let res = update
+            .filter(task::Column::Id.eq(id))
+            .filter(task::Column::State.eq(from.as_str()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(AppError::Conflict(
+                "the task changed concurrently; reload it and retry".into(),
+            ));
+        }
+        if next.is_finished() || next == TaskState::Pending {
+            if let Some(agent_id) = previous_agent {
+                Self::free_agent(&txn, agent_id, id).await?;
+            }
+        }
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "task.update_state",
+                entity_type: "task",
+                entity_id: Some(id.to_string()),
+                tenant_id: current.tenant_id.as_deref(),
+                details: json!({ "from": from.as_str(), "to": next.as_str() }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        current.state = next.as_str().into();
+        current.updated_at = now;
+        self.publish(TaskEventKind::StateChanged, current.clone())
+            .await;
+        Ok(current)
+    }
+
+    /// Clears `agent_id`'s current task if it is still `task_id`.
+    async fn free_agent<C: sea_orm::ConnectionTrait>(
+        conn: &C,
+        agent_id: Uuid,
+        task_id: Uuid,
+    ) -> AppResult<()> {
+        agent::Entity::update_many()
+            .col_expr(
+                agent::Column::CurrentTaskId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(
+                agent::Column::Status,
+                Expr::value(AgentStatus::Idle.as_str()),
+            )
+            .col_expr(agent::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(agent::Column::Id.eq(agent_id))
+            .filter(agent::Column::CurrentTaskId.eq(task_id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn assign_task(
+        &self,
+        meta: &RequestMeta,
+        task_id: Uuid,
+        agent_id: Uuid,
+    ) -> AppResult<task::Model> {
+        let scope = meta.caller.tenant();
+        let txn = db::begin_write(&self.db).await?;
+        let mut current = task::Entity::find_by_id(task_id)
+            .filter(tenant_condition(task::Column::TenantId, scope))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("Task", task_id))?;
+        let state = stored_state(&current)?;
+        if !state.is_assignable() {
+            return Err(AppError::bad_field(
+                "taskId",
+                format!("only PENDING or ASSIGNED tasks can be assigned; this one is {state}"),
+            ));
+        }
+        let agent = agent::Entity::find_by_id(agent_id)
+            .filter(tenant_condition(agent::Column::TenantId, scope))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("Agent", agent_id))?;
+        if agent.tenant_id != current.tenant_id {
+            return Err(AppError::bad_field(
+                "agentId",
+                "the agent belongs to another tenant than the task",
+            ));
+        }
+        if current.assignee_id == Some(agent_id) {
+            return Err(AppError::bad_field(
+                "agentId",
+                "the task is already assigned to this agent",
+            ));
+        }
+        let now = Utc::now();
+        let claimed = agent::Entity::update_many()
+            .col_expr(agent::Column::CurrentTaskId, Expr::value(Some(task_id)))
+            .col_expr(
+                agent::Column::Status,
+                Expr::value(AgentStatus::Busy.as_str()),
+            )
+            .col_expr(agent::Column::UpdatedAt, Expr::value(now))
+            .filter(agent::Column::Id.eq(agent_id))
+            .filter(agent::Column::CurrentTaskId.is_null())
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            return Err(AppError::Conflict(
+                "the agent is busy with another task".into(),
+            ));
+        }
+        if let Some(previous) = current.assignee_id {
+            Self::free_agent(&txn, previous, task_id).await?;
+        }
+        let res = task::Entity::update_many()
+            .col_expr(
+                task::Column::State,
+                Expr::value(TaskState::Assigned.as_str()),
+            )
+            .col_expr(task::Column::AssigneeId, Expr::value(Some(agent_id)))
+            .col_expr(task::Column::UpdatedAt, Expr::value(now))
+            .filter(task::Column::Id.eq(task_id))
+            .filter(task::Column::State.eq(state.as_str()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(AppError::Conflict(
+                "the task changed concurrently; reload it and retry".into(),
+            ));
+        }
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "task.assign",
+                entity_type: "task",
+                entity_id: Some(task_id.to_string()),
+                tenant_id: current.tenant_id.as_deref(),
+                details: json!({ "agentId": agent_id, "previousAgentId": current.assignee_id }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        current.state = TaskState::Assigned.as_str().into();
+        current.assignee_id = Some(agent_id);
+        current.updated_at = now;
+        self.publish(TaskEventKind::Assigned, current.clone()).await;
+        Ok(current)
+    }
+
+    // ---- agents ------------------------------------------------------------------------
+
+    fn agent_condition(scope: Option<&str>, filter: &AgentFilter) -> Condition {
+        let mut cond = tenant_condition(agent::Column::TenantId, scope);
+        if let Some(role) = &filter.role {
+            cond = cond.add(agent::Column::Role.eq(role.as_str()));
+        }
+        if let Some(status) = filter.status {
+            cond = cond.add(agent::Column::Status.eq(status.as_str()));
+        }
+        cond
+    }
+
+    pub async fn list_agents(
+        &self,
+        scope: Option<&str>,
+        filter: &AgentFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<agent::Model>> {
+        let mut query = agent::Entity::find()
+            .filter(Self::agent_condition(scope, filter))
+            .order_by_asc(agent::Column::Id)
+            .limit(page.first + 1);
+        if let Some(after) = page.after {
+            query = query.filter(agent::Column::Id.gt(after));
+        }
+        Ok(Page::from_overfetch(query.all(&self.db).await?, page.first))
+    }
+
+    pub async fn count_agents(&self, scope: Option<&str>, filter: &AgentFilter) -> AppResult<u64> {
+        Ok(agent::Entity::find()
+            .filter(Self::agent_condition(scope, filter))
+            .count(&self.db)
+            .await?)
+    }
+
+    pub async fn agent(&self, scope: Option<&str>, id: Uuid) -> AppResult<agent::Model> {
+        agent::Entity::find_by_id(id)
+            .filter(tenant_condition(agent::Column::TenantId, scope))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("Agent", id))
+    }
+
+    /// Batch lookup for DataLoaders; the caller applies tenant visibility.
+    pub async fn agents_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<agent::Model>> {
+        Ok(agent::Entity::find()
+            .filter(agent::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn register_agent(
+        &self,
+        meta: &RequestMeta,
+        input: NewAgent,
+    ) -> AppResult<agent::Model> {
+        let name = text("name", &input.name, limits::AGENT_NAME_MAX)?;
+        let role = agent_role(input.role.trim()).map_err(|m| AppError::bad_field("role", m))?;
+        let now = Utc::now();
+        let tenant = meta.caller.tenant().map(str::to_owned);
+        let model = agent::Model {
+            id: Uuid::now_v7(),
+            name,
+            role,
+            status: AgentStatus::Idle.as_str().into(),
+            current_task_id: None,
+            scope_key: tenant.clone().unwrap_or_default(),
+            tenant_id: tenant,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = db::begin_write(&self.db).await?;
+        let inserted = agent::Entity::insert(agent::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await;
+        if let Err(e) = inserted {
+            return Err(match AppError::from(e) {
+                AppError::Conflict(_) => AppError::Conflict(format!(
+                    "an agent named `{}` is already registered",
+                    model.name
+                )),
+                other => other,
+            });
+        }
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "agent.register",
+                entity_type: "agent",
+                entity_id: Some(model.id.to_string()),
+                tenant_id: model.tenant_id.as_deref(),
+                details: json!({ "name": model.name, "role": model.role }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    // ---- escalations -------------------------------------------------------------------
+
+    fn escalation_condition(scope: Option<&str>, filter: &EscalationFilter) -> Condition {
+        let mut cond = tenant_condition(escalation::Column::TenantId, scope);
+        if let Some(status) = filter.status {
+            cond = cond.add(escalation::Column::Status.eq(status.as_str()));
+        }
+        if let Some(task) = filter.task_id {
+            cond = cond.add(escalation::Column::TaskId.eq(task));
+        }
+        cond
+    }
+
+    pub async fn list_escalations(
+        &self,
+        scope: Option<&str>,
+        filter: &EscalationFilter,
+        page: PageRequest,
+    ) -> AppResult<Page<escalation::Model>> {
+        let mut query = escalation::Entity::find()
+            .filter(Self::escalation_condition(scope, filter))
+            .order_by_asc(escalation::Column::Id)
+            .limit(page.first + 1);
+        if let Some(after) = page.after {
+            query = query.filter(escalation::Column::Id.gt(after));
+        }
+        Ok(Page::from_overfetch(query.all(&self.db).await?, page.first))
+    }
+
+    pub async fn count_escalations(
+        &self,
+        scope: Option<&str>,
+        filter: &EscalationFilter,
+    ) -> AppResult<u64> {
+        Ok(escalation::Entity::find()
+            .filter(Self::escalation_condition(scope, filter))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Batch lookup for DataLoaders: every escalation of the given tasks, oldest first.
+    pub async fn escalations_by_task_ids(
+        &self,
+        task_ids: &[Uuid],
+    ) -> AppResult<Vec<escalation::Model>> {
+        Ok(escalation::Entity::find()
+            .filter(escalation::Column::TaskId.is_in(task_ids.iter().copied()))
+            .order_by_asc(escalation::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn create_escalation(
+        &self,
+        meta: &RequestMeta,
+        input: NewEscalation,
+    ) -> AppResult<escalation::Model> {
+        let reason = text("reason", &input.reason, limits::REASON_MAX)?;
+        let scope = meta.caller.tenant();
+        let txn = db::begin_write(&self.db).await?;
+        let task = task::Entity::find_by_id(input.task_id)
+            .filter(tenant_condition(task::Column::TenantId, scope))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("Task", input.task_id))?;
+        if let Some(agent_id) = input.agent_id {
+            let agent = agent::Entity::find_by_id(agent_id)
+                .filter(tenant_condition(agent::Column::TenantId, scope))
+                .one(&txn)
+                .await?
+                .ok_or_else(|| AppError::not_found("Agent", agent_id))?;
+            if agent.tenant_id != task.tenant_id {
+                return Err(AppError::bad_field(
+                    "agentId",
+                    "the agent belongs to another tenant than the task",
+                ));
+            }
+        }
+        let model = escalation::Model {
+            id: Uuid::now_v7(),
+            task_id: task.id,
+            agent_id: input.agent_id,
+            reason,
+            severity: input.severity.as_str().into(),
+            status: EscalationStatus::Open.as_str().into(),
+            resolution: None,
+            resolved_by: None,
+            tenant_id: task.tenant_id.clone(),
+            created_by: meta.caller.audit_label(),
+            created_at: Utc::now(),
+            resolved_at: None,
+        };
+        escalation::Entity::insert(escalation::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "escalation.create",
+                entity_type: "escalation",
+                entity_id: Some(model.id.to_string()),
+                tenant_id: model.tenant_id.as_deref(),
+                details: json!({ "taskId": task.id, "severity": model.severity }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        self.publish(TaskEventKind::Escalated, task).await;
+        Ok(model)
+    }
+
+    pub async fn resolve_escalation(
+        &self,
+        meta: &RequestMeta,
+        id: Uuid,
+        resolution: &str,
+    ) -> AppResult<escalation::Model> {
+        let resolution = text("resolution", resolution, limits::RESOLUTION_MAX)?;
+        let scope = meta.caller.tenant();
+        let txn = db::begin_write(&self.db).await?;
+        let mut current = escalation::Entity::find_by_id(id)
+            .filter(tenant_condition(escalation::Column::TenantId, scope))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("Escalation", id))?;
+        let now = Utc::now();
+        let res = escalation::Entity::update_many()
+            .col_expr(
+                escalation::Column::Status,
+                Expr::value(EscalationStatus::Resolved.as_str()),
+            )
+            .col_expr(
+                escalation::Column::Resolution,
+                Expr::value(resolution.clone()),
+            )
+            .col_expr(
+                escalation::Column::ResolvedBy,
+                Expr::value(meta.caller.audit_label()),
+            )
+            .col_expr(escalation::Column::ResolvedAt, Expr::value(now))
+            .filter(escalation::Column::Id.eq(id))
+            .filter(escalation::Column::Status.eq(EscalationStatus::Open.as_str()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(AppError::Conflict(
+                "the escalation is already resolved".into(),
+            ));
+        }
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "escalation.resolve",
+                entity_type: "escalation",
+                entity_id: Some(id.to_string()),
+                tenant_id: current.tenant_id.as_deref(),
+                details: json!({ "taskId": current.task_id }),
+            },
+        )
+        .await?;
+        let task = task::Entity::find_by_id(current.task_id).one(&txn).await?;
+        txn.commit().await?;
+        current.status = EscalationStatus::Resolved.as_str().into();
+        current.resolution = Some(resolution);
+        current.resolved_by = Some(meta.caller.audit_label());
+        current.resolved_at = Some(now);
+        if let Some(task) = task {
+            self.publish(TaskEventKind::EscalationResolved, task).await;
+        }
+        Ok(current)
+    }
+}
