@@ -1,11 +1,11 @@
 //! The audit log: every mutation appends one row in the same transaction as its change, so
 //! a change without its audit entry (or the reverse) cannot be committed.
 
-use chrono::Utc;
+
 use entity::audit_log;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 
-use crate::auth::RequestMeta;
+use crate::{auth::RequestMeta, clock};
 
 /// One audit entry, before it is written.
 pub struct AuditEntry<'a> {
@@ -32,7 +32,7 @@ pub async fn record<C: ConnectionTrait>(
         tenant_id: Set(entry.tenant_id.map(str::to_owned)),
         request_id: Set(Some(meta.request_id.clone())),
         details: Set(entry.details),
-        created_at: Set(Utc::now()),
+        created_at: Set(clock::now()),
     };
     audit_log::Entity::insert(row)
         .exec_without_returning(conn)

@@ -1,12 +1,13 @@
 //! Users: creation and the first-admin bootstrap. Login and tokens arrive with the identity
 //! issue.
 
-use chrono::Utc;
+
 use entity::user;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, PaginatorTrait};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::password;
+use crate::clock;
 
 /// Username of the first administrator.
 pub const FIRST_ADMIN: &str = "admin";
@@ -47,7 +48,7 @@ impl UserService {
             None => (password::generate(), true),
         };
         let hash = password::hash(SecretString::from(secret.expose_secret().to_owned())).await?;
-        let now = Utc::now();
+        let now = clock::now();
         let row = user::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
             username: Set(FIRST_ADMIN.into()),

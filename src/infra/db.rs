@@ -51,6 +51,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
     let inner = counter.0.clone();
     db.set_metric_callback(move |info| {
         inner.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(target: "aurum::sql", sql = %info.statement.sql, elapsed_us = info.elapsed.as_micros());
         metrics::counter!("aurum_db_statements_total", "failed" => if info.failed { "true" } else { "false" })
             .increment(1);
         metrics::histogram!("aurum_db_statement_duration_seconds").record(info.elapsed.as_secs_f64());

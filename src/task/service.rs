@@ -3,7 +3,7 @@
 //! conditional updates (`WHERE state = <the state we checked>`), so two racing requests cannot
 //! both succeed on a stale read.
 
-use chrono::Utc;
+
 use entity::{agent, escalation, task};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     audit::{self, AuditEntry},
+    clock,
     auth::RequestMeta,
     error::{AppError, AppResult},
     events::{Bus, DomainEvent},
@@ -184,7 +185,7 @@ impl TaskService {
                 ),
             ));
         }
-        let now = Utc::now();
+        let now = clock::now();
         let model = task::Model {
             id: Uuid::now_v7(),
             title,
@@ -246,7 +247,7 @@ impl TaskService {
                 ),
             ));
         }
-        let now = Utc::now();
+        let now = clock::now();
         let previous_agent = current.assignee_id;
         let mut update = task::Entity::update_many()
             .col_expr(task::Column::State, Expr::value(next.as_str()))
@@ -305,7 +306,7 @@ impl TaskService {
                 agent::Column::Status,
                 Expr::value(AgentStatus::Idle.as_str()),
             )
-            .col_expr(agent::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(agent::Column::UpdatedAt, Expr::value(clock::now()))
             .filter(agent::Column::Id.eq(agent_id))
             .filter(agent::Column::CurrentTaskId.eq(task_id))
             .exec(conn)
@@ -350,7 +351,7 @@ impl TaskService {
                 "the task is already assigned to this agent",
             ));
         }
-        let now = Utc::now();
+        let now = clock::now();
         let claimed = agent::Entity::update_many()
             .col_expr(agent::Column::CurrentTaskId, Expr::value(Some(task_id)))
             .col_expr(
@@ -465,7 +466,7 @@ impl TaskService {
     ) -> AppResult<agent::Model> {
         let name = text("name", &input.name, limits::AGENT_NAME_MAX)?;
         let role = agent_role(input.role.trim()).map_err(|m| AppError::bad_field("role", m))?;
-        let now = Utc::now();
+        let now = clock::now();
         let tenant = meta.caller.tenant().map(str::to_owned);
         let model = agent::Model {
             id: Uuid::now_v7(),
@@ -596,7 +597,7 @@ impl TaskService {
             resolved_by: None,
             tenant_id: task.tenant_id.clone(),
             created_by: meta.caller.audit_label(),
-            created_at: Utc::now(),
+            created_at: clock::now(),
             resolved_at: None,
         };
         escalation::Entity::insert(escalation::ActiveModel::from(model.clone()))
@@ -633,7 +634,7 @@ impl TaskService {
             .one(&txn)
             .await?
             .ok_or_else(|| AppError::not_found("Escalation", id))?;
-        let now = Utc::now();
+        let now = clock::now();
         let res = escalation::Entity::update_many()
             .col_expr(
                 escalation::Column::Status,
