@@ -12,7 +12,7 @@ use std::{
 use async_graphql::{
     Response, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
         NextSubscribe, NextValidation,
     },
     futures_util::stream::BoxStream,
@@ -39,6 +39,7 @@ impl ExtensionFactory for Observability {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ObservabilityExtension {
             operation: Mutex::new(None),
+            request_id: Mutex::new(None),
         })
     }
 }
@@ -46,6 +47,9 @@ impl ExtensionFactory for Observability {
 struct ObservabilityExtension {
     /// (type, name) of the operation, known after parsing.
     operation: Mutex<Option<(&'static str, String)>>,
+    /// The request id, read from request data in `prepare_request` (the `request` hook runs
+    /// before request data is visible to extensions).
+    request_id: Mutex<Option<String>>,
 }
 
 fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
@@ -114,6 +118,11 @@ fn validation_code(message: &str) -> &'static str {
         QUERY_TOO_DEEP
     } else if message == "Query is too complex." {
         QUERY_TOO_COMPLEX
+    } else if message.starts_with("Invalid value for argument")
+        || (message.starts_with("Variable \"") && message.contains("invalid"))
+    {
+        // The document is fine; a value in it (or in the variables) is not.
+        "BAD_USER_INPUT"
     } else {
         VALIDATION_FAILED
     }
@@ -157,8 +166,8 @@ impl Extension for ObservabilityExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let mut response = next.run(ctx).await;
-        let request_id = ctx.data_opt::<RequestId>().map(|r| r.0.as_str());
-        finish_errors(&mut response.errors, request_id);
+        let request_id = self.request_id.lock().ok().and_then(|r| r.clone());
+        finish_errors(&mut response.errors, request_id.as_deref());
         let (kind, name) = self.operation();
         let outcome = if response.errors.is_empty() {
             "ok"
@@ -194,6 +203,24 @@ impl Extension for ObservabilityExtension {
                 response
             })
             .boxed()
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        let id = request
+            .data
+            .get(&std::any::TypeId::of::<RequestId>())
+            .and_then(|d| d.downcast_ref::<RequestId>())
+            .map(|r| r.0.clone())
+            .or_else(|| ctx.data_opt::<RequestId>().map(|r| r.0.clone()));
+        if let Ok(mut slot) = self.request_id.lock() {
+            *slot = id;
+        }
+        next.run(ctx, request).await
     }
 
     async fn parse_query(
