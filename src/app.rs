@@ -135,6 +135,7 @@ impl AppState {
                 depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
                 complexity: usize::try_from(config.query_complexity_limit).unwrap_or(20_000),
                 introspection: config.introspection,
+                dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
             },
         );
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);

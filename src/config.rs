@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "AURUM_EVENT_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
     pub event_buffer: u64,
 
+    /// How long a DataLoader batch stays open after its first key, in milliseconds. Nested
+    /// fields requested within this window load in one query.
+    #[arg(long, env = "AURUM_DATALOADER_DELAY_MS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub dataloader_delay_ms: u64,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "AURUM_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
     pub max_body_bytes: u64,

@@ -33,21 +33,33 @@ fn schema_file_matches_the_code() {
 }
 
 async fn errors_carry_codes_and_request_ids(profile: Profile, name: &str) {
-    let Some(env) = Env::new(profile, name).await else { return };
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
     let s = &env.server;
     let cases = [
         ("{ tasks { edges { node { id } } }", "GRAPHQL_PARSE_FAILED"),
         ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
         ("{ task(id: \"not-a-uuid\") { id } }", "BAD_USER_INPUT"),
-        ("{ task(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }", "NOT_FOUND"),
-        ("query($n: Int) { tasks(first: $n) { totalCount } }", "BAD_USER_INPUT"),
+        (
+            "{ task(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+            "NOT_FOUND",
+        ),
+        (
+            "query($n: Int) { tasks(first: $n) { totalCount } }",
+            "BAD_USER_INPUT",
+        ),
         (
             "{ tasks { edges { node { assignee { currentTask { assignee { currentTask { assignee { currentTask { assignee { currentTask { assignee { id } } } } } } } } } } } } }",
             "QUERY_TOO_DEEP",
         ),
     ];
     for (i, (query, code)) in cases.iter().enumerate() {
-        let vars = if query.contains("$n") { json!({ "n": "x" }) } else { json!({}) };
+        let vars = if query.contains("$n") {
+            json!({ "n": "x" })
+        } else {
+            json!({})
+        };
         let rid = format!("req-{i}");
         let res = s
             .client
@@ -60,7 +72,11 @@ async fn errors_carry_codes_and_request_ids(profile: Profile, name: &str) {
         assert_eq!(res.headers()["x-request-id"], rid.as_str());
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(error_code(&body), *code, "{query}: {body}");
-        assert_eq!(body["errors"][0]["extensions"]["requestId"], rid.as_str(), "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["requestId"],
+            rid.as_str(),
+            "{body}"
+        );
     }
     // Without a client id, one is generated and is the same in the header and the error.
     let res = s
@@ -73,7 +89,10 @@ async fn errors_carry_codes_and_request_ids(profile: Profile, name: &str) {
     let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(!header.is_empty());
-    assert_eq!(body["errors"][0]["extensions"]["requestId"], header.as_str());
+    assert_eq!(
+        body["errors"][0]["extensions"]["requestId"],
+        header.as_str()
+    );
     // A client id that is not a plain token is replaced.
     let res = s
         .client
@@ -96,64 +115,113 @@ async fn errors_carry_codes_and_request_ids(profile: Profile, name: &str) {
 }
 
 async fn internal_errors_are_masked(profile: Profile, name: &str) {
-    let Some(env) = Env::new(profile, name).await else { return };
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
     let s = &env.server;
     // Break the database under the server: the failure must reach the client as a masked
     // INTERNAL_SERVER_ERROR with no SQL in it.
-    s.state.db.execute_unprepared("DROP TABLE escalations").await.unwrap();
+    s.state
+        .db
+        .execute_unprepared("DROP TABLE escalations")
+        .await
+        .unwrap();
     let res = s.gql("{ escalations { totalCount } }", json!({})).await;
     assert_eq!(error_code(&res), "INTERNAL_SERVER_ERROR", "{res}");
     let msg = res["errors"][0]["message"].as_str().unwrap();
     assert_eq!(msg, "internal error");
     let text = res.to_string().to_lowercase();
-    assert!(!text.contains("no such table") && !text.contains("does not exist"), "{res}");
+    assert!(
+        !text.contains("no such table") && !text.contains("does not exist"),
+        "{res}"
+    );
     assert!(res["errors"][0]["extensions"]["requestId"].is_string());
     env.finish().await;
 }
 
 async fn subscriptions_on_both_protocols(profile: Profile, name: &str) {
-    let Some(env) = Env::new(profile, name).await else { return };
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
     let s = &env.server;
     for protocol in ["graphql-transport-ws", "graphql-ws"] {
         let mut ws = WsClient::connect(&s.ws_url(), protocol).await;
-        ws.subscribe("all", "subscription { taskChanged { kind task { id title state } } }", json!({}))
-            .await;
+        ws.subscribe(
+            "all",
+            "subscription { taskChanged { kind task { id title state } } }",
+            json!({}),
+        )
+        .await;
         // A subscription starts asynchronously; retry the mutation until the first event lands.
         let title = format!("via {protocol}");
         let mut got = None;
         for _ in 0..50 {
-            s.ok("mutation($t: String!) { createTask(input: { title: $t }) { id } }", json!({ "t": title }))
-                .await;
-            if let Ok(v) = tokio::time::timeout(Duration::from_millis(200), ws.next_data("all", Duration::from_secs(5))).await {
+            s.ok(
+                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+                json!({ "t": title }),
+            )
+            .await;
+            if let Ok(v) = tokio::time::timeout(
+                Duration::from_millis(200),
+                ws.next_data("all", Duration::from_secs(5)),
+            )
+            .await
+            {
                 got = Some(v);
                 break;
             }
         }
         let event = got.expect("an event");
         assert_eq!(event["data"]["taskChanged"]["kind"], "CREATED");
-        assert_eq!(event["data"]["taskChanged"]["task"]["title"], title.as_str());
+        assert_eq!(
+            event["data"]["taskChanged"]["task"]["title"],
+            title.as_str()
+        );
 
         // Filtered by id: only that task's changes arrive.
-        let id = event["data"]["taskChanged"]["task"]["id"].as_str().unwrap().to_owned();
-        ws.subscribe("one", "subscription($id: ID) { taskChanged(id: $id) { kind task { id state } } }", json!({ "id": id }))
-            .await;
+        let id = event["data"]["taskChanged"]["task"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ws.subscribe(
+            "one",
+            "subscription($id: ID) { taskChanged(id: $id) { kind task { id state } } }",
+            json!({ "id": id }),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        s.ok("mutation { createTask(input: { title: \"other\" }) { id } }", json!({})).await;
-        s.ok("mutation($id: ID!) { updateTaskState(id: $id, state: IN_PROGRESS) { id } }", json!({ "id": id }))
-            .await;
+        s.ok(
+            "mutation { createTask(input: { title: \"other\" }) { id } }",
+            json!({}),
+        )
+        .await;
+        s.ok(
+            "mutation($id: ID!) { updateTaskState(id: $id, state: IN_PROGRESS) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
         let one = ws.next_data("one", Duration::from_secs(5)).await;
         assert_eq!(one["data"]["taskChanged"]["kind"], "STATE_CHANGED");
         assert_eq!(one["data"]["taskChanged"]["task"]["state"], "IN_PROGRESS");
 
         // Errors in a subscription document carry codes too.
-        ws.subscribe("bad", "subscription { taskChanged(id: \"zzz\") { kind } }", json!({})).await;
+        ws.subscribe(
+            "bad",
+            "subscription { taskChanged(id: \"zzz\") { kind } }",
+            json!({}),
+        )
+        .await;
         let err = loop {
             let m = ws.next_json().await.expect("message");
             if m["id"] == "bad" {
                 break m;
             }
         };
-        let payload = if err["payload"].is_array() { err["payload"][0].clone() } else { err["payload"]["errors"][0].clone() };
+        let payload = if err["payload"].is_array() {
+            err["payload"][0].clone()
+        } else {
+            err["payload"]["errors"][0].clone()
+        };
         assert_eq!(payload["extensions"]["code"], "BAD_USER_INPUT", "{err}");
     }
     env.finish().await;
@@ -161,7 +229,9 @@ async fn subscriptions_on_both_protocols(profile: Profile, name: &str) {
 
 async fn ready_reports_every_dependency(profile: Profile, name: &str) {
     let services = matches!(profile, Profile::Services);
-    let Some(env) = Env::new(profile, name).await else { return };
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
     let s = &env.server;
     let res = s.client.get(s.url("/ready")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -175,7 +245,10 @@ async fn ready_reports_every_dependency(profile: Profile, name: &str) {
     } else {
         assert_eq!(deps["redis"]["status"], "disabled", "{body}");
         assert_eq!(deps["nats"]["status"], "disabled", "{body}");
-        assert!(["ok", "disabled"].contains(&deps["docker"]["status"].as_str().unwrap()), "{body}");
+        assert!(
+            ["ok", "disabled"].contains(&deps["docker"]["status"].as_str().unwrap()),
+            "{body}"
+        );
     }
     let health = s.client.get(s.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -183,17 +256,32 @@ async fn ready_reports_every_dependency(profile: Profile, name: &str) {
 }
 
 async fn metrics_are_exported(profile: Profile, name: &str) {
-    let Some(env) = Env::new(profile, name).await else { return };
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
     let s = &env.server;
-    s.ok("query ListForMetrics { tasks { totalCount } }", json!({})).await;
+    s.ok("query ListForMetrics { tasks { totalCount } }", json!({}))
+        .await;
     let _ = s.gql("{ nope }", json!({})).await;
     let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws").await;
-    ws.subscribe("m", "subscription { taskChanged { kind } }", json!({})).await;
+    ws.subscribe("m", "subscription { taskChanged { kind } }", json!({}))
+        .await;
     // The subscription counts once it is running; poll the exposition until it shows.
     let mut text = String::new();
     for _ in 0..50 {
-        text = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        if text.lines().any(|l| l.starts_with("aurum_graphql_subscriptions_active") && !l.ends_with(" 0")) {
+        text = s
+            .client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text
+            .lines()
+            .any(|l| l.starts_with("aurum_graphql_subscriptions_active") && !l.ends_with(" 0"))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -212,16 +300,20 @@ async fn metrics_are_exported(profile: Profile, name: &str) {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
     assert!(
-        text.lines().any(|l| l.starts_with("aurum_graphql_subscriptions_active") && !l.ends_with(" 0")),
+        text.lines()
+            .any(|l| l.starts_with("aurum_graphql_subscriptions_active") && !l.ends_with(" 0")),
         "active subscription not counted:\n{text}"
     );
     env.finish().await;
 }
 
 async fn websockets_close_with_1001_on_shutdown(profile: Profile, name: &str) {
-    let Some(env) = Env::new(profile, name).await else { return };
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
     let mut ws = WsClient::connect(&env.server.ws_url(), "graphql-transport-ws").await;
-    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({})).await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
     let addr = env.server.addr;
     let Env { server, shared, .. } = env;
     let stopping = tokio::spawn(server.stop());
@@ -233,7 +325,9 @@ async fn websockets_close_with_1001_on_shutdown(profile: Profile, name: &str) {
 }
 
 async fn http_surface_refuses_bad_requests(profile: Profile, name: &str) {
-    let Some(env) = Env::with(profile, name, |c| c.max_body_bytes = 4096).await else { return };
+    let Some(env) = Env::with(profile, name, |c| c.max_body_bytes = 4096).await else {
+        return;
+    };
     let s = &env.server;
     let text_plain = s
         .client
@@ -250,7 +344,10 @@ async fn http_surface_refuses_bad_requests(profile: Profile, name: &str) {
         .client
         .post(s.url("/graphql"))
         .header("content-type", "application/json")
-        .body(format!(r#"{{"query":"{{ __typename }}","x":"{}"}}"#, "a".repeat(10_000)))
+        .body(format!(
+            r#"{{"query":"{{ __typename }}","x":"{}"}}"#,
+            "a".repeat(10_000)
+        ))
         .send()
         .await
         .unwrap();
@@ -264,11 +361,33 @@ async fn http_surface_refuses_bad_requests(profile: Profile, name: &str) {
         .await
         .unwrap();
     assert_eq!(garbage.status(), 400);
-    let batch: Vec<_> = (0..11).map(|_| json!({ "query": "{ __typename }" })).collect();
-    let res: serde_json::Value = s.client.post(s.url("/graphql")).json(&batch).send().await.unwrap().json().await.unwrap();
+    let batch: Vec<_> = (0..11)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
+    let res: serde_json::Value = s
+        .client
+        .post(s.url("/graphql"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(error_code(&res), "BATCH_TOO_LARGE");
-    let small: Vec<_> = (0..2).map(|_| json!({ "query": "{ __typename }" })).collect();
-    let res: serde_json::Value = s.client.post(s.url("/graphql")).json(&small).send().await.unwrap().json().await.unwrap();
+    let small: Vec<_> = (0..2)
+        .map(|_| json!({ "query": "{ __typename }" }))
+        .collect();
+    let res: serde_json::Value = s
+        .client
+        .post(s.url("/graphql"))
+        .json(&small)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(res.as_array().map(Vec::len), Some(2), "{res}");
     // Nothing above created a task.
     let count = s.ok("{ tasks { totalCount } }", json!({})).await;
@@ -276,7 +395,10 @@ async fn http_surface_refuses_bad_requests(profile: Profile, name: &str) {
     // GraphiQL page: local assets only.
     let page = s.client.get(s.url("/graphql")).send().await.unwrap();
     let html = page.text().await.unwrap();
-    assert!(!html.contains("https://") && !html.contains("http://"), "{html}");
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "{html}"
+    );
     env.finish().await;
 }
 
@@ -284,28 +406,53 @@ async fn http_surface_refuses_bad_requests(profile: Profile, name: &str) {
 /// of the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_task_events() {
-    let Some(urls) = services_or_skip("two_replicas_share_task_events").await else { return };
+    let Some(urls) = services_or_skip("two_replicas_share_task_events").await else {
+        return;
+    };
     let shared = Shared::services(&urls).await;
     let a = TestServer::start(shared.config(Some(&urls))).await;
     let b = TestServer::start(shared.config(Some(&urls))).await;
     let mut ws = WsClient::connect(&a.ws_url(), "graphql-transport-ws").await;
-    ws.subscribe("x", "subscription { taskChanged { kind task { id title } } }", json!({})).await;
+    ws.subscribe(
+        "x",
+        "subscription { taskChanged { kind task { id title } } }",
+        json!({}),
+    )
+    .await;
     let mut event = None;
     for i in 0..50 {
         let made = b
-            .ok("mutation($t: String!) { createTask(input: { title: $t }) { id } }", json!({ "t": format!("from b {i}") }))
+            .ok(
+                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+                json!({ "t": format!("from b {i}") }),
+            )
             .await;
-        if let Ok(v) = tokio::time::timeout(Duration::from_millis(200), ws.next_data("x", Duration::from_secs(5))).await {
+        if let Ok(v) = tokio::time::timeout(
+            Duration::from_millis(200),
+            ws.next_data("x", Duration::from_secs(5)),
+        )
+        .await
+        {
             event = Some((made, v));
             break;
         }
     }
     let (made, v) = event.expect("replica A delivered B's change");
     assert_eq!(v["data"]["taskChanged"]["kind"], "CREATED");
-    assert!(v["data"]["taskChanged"]["task"]["title"].as_str().unwrap().starts_with("from b"));
+    assert!(
+        v["data"]["taskChanged"]["task"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("from b")
+    );
     // And it is in A's database view too.
     let id = made["createTask"]["id"].as_str().unwrap();
-    let via_a = a.ok("query($id: ID!) { task(id: $id) { id } }", json!({ "id": id })).await;
+    let via_a = a
+        .ok(
+            "query($id: ID!) { task(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
     assert!(via_a["task"]["id"].is_string());
     a.stop().await;
     b.stop().await;

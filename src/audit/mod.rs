@@ -1,7 +1,6 @@
 //! The audit log: every mutation appends one row in the same transaction as its change, so
 //! a change without its audit entry (or the reverse) cannot be committed.
 
-
 use entity::audit_log;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 

@@ -1,7 +1,6 @@
 //! Users: creation and the first-admin bootstrap. Login and tokens arrive with the identity
 //! issue.
 
-
 use entity::user;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, PaginatorTrait};
 use secrecy::{ExposeSecret, SecretString};

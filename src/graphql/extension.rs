@@ -12,8 +12,8 @@ use std::{
 use async_graphql::{
     Response, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
-        NextSubscribe, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+        NextPrepareRequest, NextRequest, NextSubscribe, NextValidation,
     },
     futures_util::stream::BoxStream,
     parser::types::{ExecutableDocument, OperationType},

@@ -38,6 +38,8 @@ pub struct SchemaLimits {
     pub depth: usize,
     pub complexity: usize,
     pub introspection: bool,
+    /// Batch window of the DataLoaders.
+    pub dataloader_delay: std::time::Duration,
 }
 
 /// Builds the executable schema over `services`.
@@ -53,12 +55,12 @@ pub fn build_schema(services: Services, limits: SchemaLimits) -> AurumSchema {
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(16)
-    .data(DataLoader::new(TaskLoader(tasks.clone()), tokio::spawn))
-    .data(DataLoader::new(AgentLoader(tasks.clone()), tokio::spawn))
-    .data(DataLoader::new(
-        EscalationsByTaskLoader(tasks),
-        tokio::spawn,
-    ))
+    .data(DataLoader::new(TaskLoader(tasks.clone()), tokio::spawn).delay(limits.dataloader_delay))
+    .data(DataLoader::new(AgentLoader(tasks.clone()), tokio::spawn).delay(limits.dataloader_delay))
+    .data(
+        DataLoader::new(EscalationsByTaskLoader(tasks), tokio::spawn)
+            .delay(limits.dataloader_delay),
+    )
     .data(services);
     if !limits.introspection {
         builder = builder.disable_introspection();

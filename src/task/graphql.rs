@@ -25,6 +25,17 @@ use crate::{
     },
 };
 
+/// Cost of a connection: its page size times the cost of one item (plus the count).
+fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let first = usize::try_from(first.unwrap_or(20))
+        .unwrap_or(0)
+        .clamp(1, 10_000);
+    first.saturating_mul(child_complexity).saturating_add(1)
+}
+
+/// Escalations assumed per task when costing a document.
+const ESCALATIONS_PER_TASK: usize = 10;
+
 fn loader_error(e: Arc<AppError>) -> async_graphql::Error {
     e.as_ref().extend()
 }
@@ -90,6 +101,7 @@ impl Task {
             .map(Agent))
     }
     /// Escalations raised on this task, oldest first.
+    #[graphql(complexity = "ESCALATIONS_PER_TASK * child_complexity")]
     async fn escalations(&self, ctx: &Context<'_>) -> Result<Vec<Escalation>> {
         let rows = ctx
             .data_unchecked::<DataLoader<EscalationsByTaskLoader>>()
@@ -241,6 +253,7 @@ pub struct TaskQuery;
 #[Object]
 impl TaskQuery {
     /// Tasks, oldest first, optionally filtered.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -276,6 +289,7 @@ impl TaskQuery {
     }
 
     /// Agents, oldest first, optionally filtered.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn agents(
         &self,
         ctx: &Context<'_>,
@@ -306,6 +320,7 @@ impl TaskQuery {
     }
 
     /// Escalations, oldest first, optionally filtered.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn escalations(
         &self,
         ctx: &Context<'_>,

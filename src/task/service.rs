@@ -3,7 +3,6 @@
 //! conditional updates (`WHERE state = <the state we checked>`), so two racing requests cannot
 //! both succeed on a stale read.
 
-
 use entity::{agent, escalation, task};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -20,8 +19,8 @@ use super::{
 };
 use crate::{
     audit::{self, AuditEntry},
-    clock,
     auth::RequestMeta,
+    clock,
     error::{AppError, AppResult},
     events::{Bus, DomainEvent},
     infra::db,

@@ -8,7 +8,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use aurum::{AppState, config::{Config, ServiceUrl}};
+use aurum::{
+    AppState,
+    config::{Config, ServiceUrl},
+};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
@@ -27,7 +30,10 @@ impl ServiceUrls {
     fn from_env() -> Self {
         let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
         Self {
-            postgres: var("AURUM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"),
+            postgres: var(
+                "AURUM_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432",
+            ),
             redis: var("AURUM_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
             nats: var("AURUM_TEST_NATS_URL", "nats://127.0.0.1:4222"),
         }
@@ -68,7 +74,11 @@ pub fn services_required() -> bool {
 pub async fn services_or_skip(test: &str) -> Option<ServiceUrls> {
     let urls = ServiceUrls::from_env();
     let mut missing = Vec::new();
-    for (name, url) in [("postgres", &urls.postgres), ("redis", &urls.redis), ("nats", &urls.nats)] {
+    for (name, url) in [
+        ("postgres", &urls.postgres),
+        ("redis", &urls.redis),
+        ("nats", &urls.nats),
+    ] {
         if !reachable(&host_port(url)).await {
             missing.push(format!("{name} at {url}"));
         }
@@ -91,7 +101,11 @@ pub async fn services_or_skip(test: &str) -> Option<ServiceUrls> {
 /// Appends a skip to `target/aurum-skipped-tests.txt`, which `scripts/test` prints.
 pub fn record_skip(msg: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/aurum-skipped-tests.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         use std::io::Write;
         let _ = writeln!(f, "{msg}");
     }
@@ -109,21 +123,30 @@ impl PgDatabase {
         use sea_orm::{ConnectionTrait, Database};
         let name = format!("aurum_t_{}", uuid::Uuid::new_v4().simple());
         let admin_url = format!("{}/postgres", urls.postgres);
-        let admin = Database::connect(&admin_url).await.expect("connect to postgres");
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to postgres");
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create test database");
         admin.close().await.ok();
         let url = format!("{}/{name}", urls.postgres);
-        Self { admin_url, name, url }
+        Self {
+            admin_url,
+            name,
+            url,
+        }
     }
 
     pub async fn drop_db(&self) {
         use sea_orm::{ConnectionTrait, Database};
         if let Ok(admin) = Database::connect(&self.admin_url).await {
             let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
                 .await;
             admin.close().await.ok();
         }
@@ -148,7 +171,10 @@ pub struct Shared {
 impl Shared {
     pub fn embedded() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("aurum.db").display());
+        let db_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("aurum.db").display()
+        );
         Self {
             db_url,
             redis_prefix: String::new(),
@@ -211,7 +237,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (state, _) = AppState::build(config).await.expect("build state");
         let (tx, rx) = oneshot::channel::<()>();
@@ -284,13 +312,20 @@ impl WsClient {
         request
             .headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
-        let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        let (stream, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
         assert_eq!(
-            response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
             Some(protocol)
         );
         let mut client = Self { stream, protocol };
-        client.send(json!({ "type": "connection_init", "payload": {} })).await;
+        client
+            .send(json!({ "type": "connection_init", "payload": {} }))
+            .await;
         let ack = client.next_json().await.expect("connection_ack");
         assert_eq!(ack["type"], "connection_ack", "{ack}");
         client
@@ -305,7 +340,11 @@ impl WsClient {
 
     /// Starts a subscription with the protocol's message type.
     pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
-        let kind = if self.protocol == "graphql-ws" { "start" } else { "subscribe" };
+        let kind = if self.protocol == "graphql-ws" {
+            "start"
+        } else {
+            "subscribe"
+        };
         self.send(json!({ "id": id, "type": kind, "payload": { "query": query, "variables": variables } }))
             .await;
     }
@@ -325,7 +364,9 @@ impl WsClient {
                     return Some(v);
                 }
                 Ok(tungstenite::Message::Close(frame)) => {
-                    return Some(json!({ "type": "__closed", "code": frame.map(|f| u16::from(f.code)) }));
+                    return Some(
+                        json!({ "type": "__closed", "code": frame.map(|f| u16::from(f.code)) }),
+                    );
                 }
                 Ok(_) => continue,
                 Err(_) => return None,
@@ -346,7 +387,9 @@ impl WsClient {
                 }
             }
         };
-        tokio::time::timeout(timeout, fut).await.expect("subscription event in time")
+        tokio::time::timeout(timeout, fut)
+            .await
+            .expect("subscription event in time")
     }
 
     /// Waits for a close frame and returns its code.
@@ -354,7 +397,9 @@ impl WsClient {
         let fut = async {
             loop {
                 match self.next_json().await {
-                    Some(v) if v["type"] == "__closed" => return v["code"].as_u64().map(|c| c as u16),
+                    Some(v) if v["type"] == "__closed" => {
+                        return v["code"].as_u64().map(|c| c as u16);
+                    }
                     Some(_) => continue,
                     None => return None,
                 }
@@ -377,7 +422,11 @@ impl Env {
     }
 
     /// Like `new`, with a chance to adjust the configuration.
-    pub async fn with(profile: Profile, test: &str, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+    pub async fn with(
+        profile: Profile,
+        test: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
         let (shared, urls) = match profile {
             Profile::Embedded => (Shared::embedded(), None),
             Profile::Services => {
@@ -388,7 +437,11 @@ impl Env {
         let mut config = shared.config(urls.as_ref());
         adjust(&mut config);
         let server = TestServer::start(config).await;
-        Some(Self { server, shared, urls })
+        Some(Self {
+            server,
+            shared,
+            urls,
+        })
     }
 
     pub async fn finish(self) {
