@@ -62,7 +62,10 @@ struct DbArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return config_error(e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,6 +94,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as usual; a bad setting prints one line naming the flag and its
+/// environment variable.
+fn config_error(err: clap::Error) -> ExitCode {
+    use clap::{CommandFactory, error::{ContextKind, ContextValue, ErrorKind}};
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.split_whitespace().next().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    let env = Cli::command()
+        .get_subcommands()
+        .flat_map(|c| c.get_arguments().cloned().collect::<Vec<_>>())
+        .find(|a| a.get_long().is_some_and(|l| arg == format!("--{l}")))
+        .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()));
+    let first_line = err
+        .render()
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_owned();
+    match env {
+        Some(env) => eprintln!("error: {env} ({arg}): {first_line}"),
+        None => eprintln!("error: {first_line}"),
+    }
+    ExitCode::from(2)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -91,13 +91,19 @@ const PAGE: &str = r#"<!DOCTYPE html>
     const url = new URL('/graphql', window.location.href);
     const wsUrl = new URL('/graphql', window.location.href);
     wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+    const params = new URLSearchParams(window.location.search);
     const fetcher = GraphiQL.createFetcher({
       url: url.toString(),
       subscriptionUrl: wsUrl.toString(),
       fetch: (u, o = {}) => fetch(u, { ...o, credentials: 'same-origin' }),
     });
     ReactDOM.createRoot(document.getElementById('graphiql')).render(
-      React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: true })
+      React.createElement(GraphiQL, {
+        fetcher,
+        defaultEditorToolsVisibility: true,
+        query: params.get('query') ?? undefined,
+        variables: params.get('variables') ?? undefined,
+      })
     );
   </script>
 </body>

@@ -31,8 +31,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
     options
         .max_connections(config.database_max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false);
     if config.is_sqlite() {
         // One writer at a time in SQLite; a small pool avoids lock thrash.

@@ -1,0 +1,218 @@
+//! The `aurum` binary as an operator runs it: configuration errors, `schema`, `migrate`, and
+//! `serve` with nothing configured (first admin, GraphiQL, readiness, SIGTERM).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+mod common;
+
+const BIN: &str = env!("CARGO_BIN_EXE_aurum");
+
+/// A command with no `AURUM_*` variable inherited from the test environment.
+fn aurum() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AURUM_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_naming_the_setting() {
+    for (var, value, name) in [
+        ("AURUM_REDIS_URL", "http://localhost", "AURUM_REDIS_URL"),
+        ("AURUM_LISTEN", "not-an-address", "AURUM_LISTEN"),
+        ("AURUM_DATABASE_URL", "mysql://x/y", "AURUM_DATABASE_URL"),
+        ("AURUM_MAX_PAGE_SIZE", "0", "AURUM_MAX_PAGE_SIZE"),
+    ] {
+        let out = aurum().args(["serve"]).env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    // An unreachable database is named too (and fails, not hangs).
+    let dir = tempfile::tempdir().unwrap();
+    let out = aurum()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("AURUM_DATABASE_URL", "postgres://127.0.0.1:9/none")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AURUM_DATABASE_URL"), "{stderr}");
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let out = aurum().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+}
+
+#[test]
+fn migrate_up_status_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let run = |args: &[&str]| {
+        let out = aurum().arg("migrate").args(args).env("AURUM_DATABASE_URL", &url).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["up"]);
+    let status = run(&["status"]);
+    assert!(status.contains("m20261125_000001_platform") && status.contains("Applied"), "{status}");
+    run(&["down"]);
+    let status = run(&["status"]);
+    assert!(status.contains("Pending"), "{status}");
+}
+
+struct Served {
+    child: Child,
+    addr: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Served {
+    /// Starts `aurum serve` in `dir` with no configuration but a free port and the assets
+    /// folder, and waits for its "serving" log line.
+    fn start(dir: &std::path::Path) -> Self {
+        let mut child = aurum()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("AURUM_GRAPHIQL_ASSETS", concat!(env!("CARGO_MANIFEST_DIR"), "/web/node_modules"))
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("serving line");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "serving"
+            {
+                let addr = v["listen"].as_str().unwrap().to_owned();
+                let mut served = Self { child, addr, lines: rx };
+                served.replay(seen);
+                return served;
+            }
+            seen.push(line);
+        }
+    }
+
+    fn replay(&mut self, seen: Vec<String>) {
+        let (tx, rx) = mpsc::channel();
+        for l in seen {
+            let _ = tx.send(l);
+        }
+        let old = std::mem::replace(&mut self.lines, rx);
+        std::thread::spawn(move || {
+            while let Ok(l) = old.recv() {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    fn output_so_far(&self) -> String {
+        let mut out = String::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("aurum did not exit within 10 s of SIGTERM");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_nothing_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Served::start(dir.path());
+    let out = server.output_so_far();
+    assert!(out.contains("First admin created. Username: admin  Password: "), "{out}");
+    assert!(dir.path().join("aurum.db").exists());
+
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let page = client.get(format!("{base}/graphql")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/graphiql/assets/graphiql.min.js"), "{html}");
+    let js = client.get(format!("{base}/graphiql/assets/graphiql.min.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.bytes().await.unwrap().len() > 500_000);
+    let ready: serde_json::Value = client.get(format!("{base}/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["dependencies"]["database"]["status"], "ok", "{ready}");
+    assert_eq!(ready["dependencies"]["nats"]["status"], "disabled", "{ready}");
+    let made: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .json(&serde_json::json!({ "query": "mutation { createTask(input: { title: \"persisted\" }) { id } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(made["data"]["createTask"]["id"].is_string(), "{made}");
+
+    // SIGTERM: open subscriptions are closed with 1001 and the process exits cleanly.
+    let mut ws = common::WsClient::connect(&format!("ws://{}/graphql", server.addr), "graphql-transport-ws").await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", serde_json::json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.terminate();
+        (status, server)
+    });
+    assert_eq!(ws.closed_with(Duration::from_secs(10)).await, Some(1001));
+    let (status, _server) = status.await.unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Second start: same file, data kept, no new password.
+    let mut again = Served::start(dir.path());
+    let out = again.output_so_far();
+    assert!(!out.contains("Password:"), "{out}");
+    let base = format!("http://{}", again.addr);
+    let count: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .json(&serde_json::json!({ "query": "{ tasks { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["data"]["tasks"]["totalCount"], 1, "{count}");
+    assert!(again.terminate().success());
+}
