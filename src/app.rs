@@ -17,7 +17,7 @@ use crate::{
     auth::service::{Bootstrap, UserService},
     config::Config,
     events::{Bus, DomainEvent},
-    graphql::{AurumSchema, SchemaLimits, build_schema, graphiql::GraphiqlAssets},
+    graphql::{SchemaLimits, build_schema, executor::ObservedSchema, graphiql::GraphiqlAssets},
     infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
     task::service::TaskService,
 };
@@ -66,7 +66,8 @@ pub struct Inner {
     pub nats: Option<async_nats::Client>,
     pub docker: DockerState,
     pub services: Services,
-    pub schema: AurumSchema,
+    /// The schema, wrapped so every transport gets coded errors and metrics.
+    pub schema: ObservedSchema,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
     /// Cancelled when the server starts shutting down; long-lived tasks watch it.
@@ -129,7 +130,7 @@ impl AppState {
             bus,
             max_page_size: config.max_page_size,
         };
-        let schema = build_schema(
+        let schema = ObservedSchema(build_schema(
             services.clone(),
             SchemaLimits {
                 depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
@@ -137,7 +138,7 @@ impl AppState {
                 introspection: config.introspection,
                 dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
             },
-        );
+        ));
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
         let state = Self(Arc::new(Inner {
             config,

@@ -48,6 +48,12 @@ pub async fn run(
         }
     };
     let timeout = state.config.shutdown_timeout();
+    // Small request/response pairs and WebSocket frames must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

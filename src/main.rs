@@ -99,10 +99,15 @@ fn main() -> ExitCode {
 /// Help and version print as usual; a bad setting prints one line naming the flag and its
 /// environment variable.
 fn config_error(err: clap::Error) -> ExitCode {
-    use clap::{CommandFactory, error::{ContextKind, ContextValue, ErrorKind}};
+    use clap::{
+        CommandFactory,
+        error::{ContextKind, ContextValue, ErrorKind},
+    };
     if matches!(
         err.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         err.exit();
     }

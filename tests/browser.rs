@@ -13,7 +13,10 @@ use serde_json::json;
 async fn graphiql_runs_a_query_in_headless_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let playwright = root.join("web/node_modules/playwright-core").exists();
     if !node_ok || !playwright || !Path::new(&chromium).exists() {
         let msg = format!(
@@ -26,10 +29,15 @@ async fn graphiql_runs_a_query_in_headless_chromium() {
         common::record_skip(&msg);
         return;
     }
-    let env = Env::new(Profile::Embedded, "browser").await.expect("embedded profile");
+    let env = Env::new(Profile::Embedded, "browser")
+        .await
+        .expect("embedded profile");
     let title = format!("browser-check-{}", uuid::Uuid::new_v4().simple());
     env.server
-        .ok("mutation($t: String!) { createTask(input: { title: $t }) { id } }", json!({ "t": title }))
+        .ok(
+            "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+            json!({ "t": title }),
+        )
         .await;
     let query = "{ tasks(first: 10) { totalCount edges { node { title state } } } }";
     let url = format!(
@@ -51,7 +59,13 @@ async fn graphiql_runs_a_query_in_headless_chromium() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser check failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(&title) && stdout.contains("PENDING"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&title) && stdout.contains("PENDING"),
+        "{stdout}"
+    );
     env.finish().await;
 }

@@ -55,7 +55,8 @@ fn bad_configuration_stops_with_one_line_naming_the_setting() {
 fn schema_command_prints_the_committed_schema() {
     let out = aurum().arg("schema").output().unwrap();
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
 }
 
@@ -64,13 +65,25 @@ fn migrate_up_status_down() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
     let run = |args: &[&str]| {
-        let out = aurum().arg("migrate").args(args).env("AURUM_DATABASE_URL", &url).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = aurum()
+            .arg("migrate")
+            .args(args)
+            .env("AURUM_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     run(&["up"]);
     let status = run(&["status"]);
-    assert!(status.contains("m20261125_000001_platform") && status.contains("Applied"), "{status}");
+    assert!(
+        status.contains("m20261125_000001_platform") && status.contains("Applied"),
+        "{status}"
+    );
     run(&["down"]);
     let status = run(&["status"]);
     assert!(status.contains("Pending"), "{status}");
@@ -88,7 +101,10 @@ impl Served {
     fn start(dir: &std::path::Path) -> Self {
         let mut child = aurum()
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("AURUM_GRAPHIQL_ASSETS", concat!(env!("CARGO_MANIFEST_DIR"), "/web/node_modules"))
+            .env(
+                "AURUM_GRAPHIQL_ASSETS",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/web/node_modules"),
+            )
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -105,12 +121,18 @@ impl Served {
         });
         let mut seen = Vec::new();
         loop {
-            let line = rx.recv_timeout(Duration::from_secs(30)).expect("serving line");
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("serving line");
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"] == "serving"
             {
                 let addr = v["listen"].as_str().unwrap().to_owned();
-                let mut served = Self { child, addr, lines: rx };
+                let mut served = Self {
+                    child,
+                    addr,
+                    lines: rx,
+                };
                 served.replay(seen);
                 return served;
             }
@@ -144,7 +166,13 @@ impl Served {
 
     fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -161,7 +189,10 @@ async fn serve_with_nothing_configured() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Served::start(dir.path());
     let out = server.output_so_far();
-    assert!(out.contains("First admin created. Username: admin  Password: "), "{out}");
+    assert!(
+        out.contains("First admin created. Username: admin  Password: "),
+        "{out}"
+    );
     assert!(dir.path().join("aurum.db").exists());
 
     let client = reqwest::Client::new();
@@ -170,12 +201,26 @@ async fn serve_with_nothing_configured() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("/graphiql/assets/graphiql.min.js"), "{html}");
-    let js = client.get(format!("{base}/graphiql/assets/graphiql.min.js")).send().await.unwrap();
+    let js = client
+        .get(format!("{base}/graphiql/assets/graphiql.min.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(js.status(), 200);
     assert!(js.bytes().await.unwrap().len() > 500_000);
-    let ready: serde_json::Value = client.get(format!("{base}/ready")).send().await.unwrap().json().await.unwrap();
+    let ready: serde_json::Value = client
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["dependencies"]["database"]["status"], "ok", "{ready}");
-    assert_eq!(ready["dependencies"]["nats"]["status"], "disabled", "{ready}");
+    assert_eq!(
+        ready["dependencies"]["nats"]["status"], "disabled",
+        "{ready}"
+    );
     let made: serde_json::Value = client
         .post(format!("{base}/graphql"))
         .json(&serde_json::json!({ "query": "mutation { createTask(input: { title: \"persisted\" }) { id } }" }))
@@ -188,8 +233,17 @@ async fn serve_with_nothing_configured() {
     assert!(made["data"]["createTask"]["id"].is_string(), "{made}");
 
     // SIGTERM: open subscriptions are closed with 1001 and the process exits cleanly.
-    let mut ws = common::WsClient::connect(&format!("ws://{}/graphql", server.addr), "graphql-transport-ws").await;
-    ws.subscribe("s", "subscription { taskChanged { kind } }", serde_json::json!({})).await;
+    let mut ws = common::WsClient::connect(
+        &format!("ws://{}/graphql", server.addr),
+        "graphql-transport-ws",
+    )
+    .await;
+    ws.subscribe(
+        "s",
+        "subscription { taskChanged { kind } }",
+        serde_json::json!({}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let status = tokio::task::spawn_blocking(move || {
         let status = server.terminate();

@@ -1,7 +1,7 @@
 //! `/graphql` over HTTP: POST runs operations (JSON only, body capped, batches capped), GET
 //! serves GraphiQL or upgrades to a WebSocket.
 
-use async_graphql::{BatchRequest, BatchResponse};
+use async_graphql::{BatchRequest, BatchResponse, Executor};
 use axum::{
     body::Bytes,
     extract::{FromRequestParts, Request, State},

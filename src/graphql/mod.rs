@@ -2,7 +2,7 @@
 //! Transport (HTTP, WebSocket, GraphiQL) lives in `http`, `ws` and `graphiql`.
 
 pub mod context;
-pub mod extension;
+pub mod executor;
 pub mod graphiql;
 pub mod http;
 pub mod ws;
@@ -50,7 +50,6 @@ pub fn build_schema(services: Services, limits: SchemaLimits) -> AurumSchema {
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
-    .extension(extension::Observability)
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)

@@ -1,0 +1,272 @@
+//! `ObservedSchema`: the schema wrapped for every transport. Every error leaving it gets a
+//! stable `extensions.code` and the `extensions.requestId`; errors that arrive without a code
+//! are classified (parse, validation, limits, argument coercion) or, when unknown, masked as
+//! internal and logged once. It also records one metric sample per operation.
+//!
+//! A wrapper rather than an async-graphql extension: registering any extension puts a hook
+//! chain around every field resolution, which costs more than everything done here.
+
+use std::{
+    any::TypeId,
+    collections::HashSet,
+    sync::{Arc, Mutex, OnceLock},
+    time::Instant,
+};
+
+use async_graphql::{
+    Data, Executor, Request, Response, ServerError,
+    futures_util::stream::BoxStream,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+};
+use futures::StreamExt;
+
+use super::{AurumSchema, context::RequestId};
+use crate::error::INTERNAL_CODE;
+
+/// Code of documents that do not parse.
+pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+/// Code of documents that break a validation rule.
+pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+/// Code of documents nested deeper than the limit.
+pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+/// Code of documents more complex than the limit.
+pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+
+fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    err
+}
+
+/// Gives every error a code and the request id; masks what cannot be classified.
+fn finish_errors(errors: &mut [ServerError], request_id: Option<&str>) {
+    for err in errors {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if !has_code {
+            let code = classify_uncoded(&err.message, !err.path.is_empty());
+            if code == INTERNAL_CODE {
+                tracing::error!(
+                    request.id = request_id.unwrap_or(""),
+                    error.message = %err.message,
+                    "masked an uncoded GraphQL error"
+                );
+                err.message = "internal error".into();
+            }
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
+        }
+        if let Some(id) = request_id {
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("requestId", id);
+        }
+    }
+}
+
+/// Errors raised by async-graphql itself carry no code. Limits and bad values are the
+/// client's; an uncoded error without a path comes from validation or operation selection;
+/// an uncoded error with a path escaped a resolver without going through `AppError`, and is
+/// treated as internal.
+fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
+    const BAD_INPUT: [&str; 3] = [
+        "Failed to parse",
+        "Invalid value for argument",
+        "Invalid value for variable",
+    ];
+    if message == "Query is nested too deep." {
+        QUERY_TOO_DEEP
+    } else if message == "Query is too complex." {
+        QUERY_TOO_COMPLEX
+    } else if BAD_INPUT.iter().any(|p| message.starts_with(p))
+        || (message.starts_with("Variable \"") && message.contains("invalid"))
+    {
+        "BAD_USER_INPUT"
+    } else if !in_resolver {
+        VALIDATION_FAILED
+    } else {
+        INTERNAL_CODE
+    }
+}
+
+/// Operation names are client-chosen; past this many distinct names, metrics say `other`.
+const MAX_OPERATION_NAMES: usize = 256;
+
+fn metric_name(name: &str) -> String {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let clean = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !clean {
+        return "other".into();
+    }
+    let seen = SEEN.get_or_init(Default::default);
+    let Ok(mut seen) = seen.lock() else {
+        return "other".into();
+    };
+    if seen.contains(name) || seen.len() < MAX_OPERATION_NAMES {
+        seen.insert(name.to_owned());
+        name.to_owned()
+    } else {
+        "other".into()
+    }
+}
+
+/// The schema as every transport runs it: documents are parsed once here (so the operation's
+/// type and name are known for metrics), and every response leaves with coded errors.
+#[derive(Clone)]
+pub struct ObservedSchema(pub AurumSchema);
+
+fn request_id_of(request: &Request) -> Option<String> {
+    request
+        .data
+        .get(&TypeId::of::<RequestId>())
+        .and_then(|d| d.downcast_ref::<RequestId>())
+        .map(|r| r.0.clone())
+}
+
+/// (type, name) of the operation the request will run.
+fn operation_label(doc: &ExecutableDocument, wanted: Option<&str>) -> (&'static str, String) {
+    let op = match (&doc.operations, wanted) {
+        (DocumentOperations::Single(op), _) => Some((None, op)),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).map(|op| (Some(name.to_owned()), op))
+        }
+        (DocumentOperations::Multiple(ops), None) => {
+            ops.iter().next().map(|(n, op)| (Some(n.to_string()), op))
+        }
+    };
+    match op {
+        None => ("unknown", String::new()),
+        Some((name, op)) => {
+            let kind = match op.node.ty {
+                OperationType::Query => "query",
+                OperationType::Mutation => "mutation",
+                OperationType::Subscription => "subscription",
+            };
+            (kind, name.unwrap_or_default())
+        }
+    }
+}
+
+fn record(kind: &'static str, name: &str, response: &Response, started: Instant) {
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    let name = if name.is_empty() {
+        "anonymous".to_owned()
+    } else {
+        metric_name(name)
+    };
+    let labels = [
+        ("type", kind.to_owned()),
+        ("name", name),
+        ("outcome", outcome.to_owned()),
+    ];
+    metrics::counter!("aurum_graphql_operations_total", &labels).increment(1);
+    metrics::histogram!("aurum_graphql_operation_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
+impl Executor for ObservedSchema {
+    async fn execute(&self, mut request: Request) -> Response {
+        let started = Instant::now();
+        let request_id = request_id_of(&request);
+        let wanted = request.operation_name.clone();
+        let (kind, name) = match request.parsed_query() {
+            Ok(doc) => operation_label(doc, wanted.as_deref()),
+            Err(err) => {
+                let mut response = Response::from_errors(vec![with_code(err, PARSE_FAILED)]);
+                finish_errors(&mut response.errors, request_id.as_deref());
+                record("unknown", "", &response, started);
+                return response;
+            }
+        };
+        let mut response = self.0.execute(request).await;
+        finish_errors(&mut response.errors, request_id.as_deref());
+        record(kind, &name, &response, started);
+        response
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let request_id = request_id_of(&request).or_else(|| {
+            session_data
+                .as_ref()
+                .and_then(|d| d.get(&TypeId::of::<RequestId>()))
+                .and_then(|d| d.downcast_ref::<RequestId>())
+                .map(|r| r.0.clone())
+        });
+        if let Err(err) = request.parsed_query() {
+            let mut response = Response::from_errors(vec![with_code(err, PARSE_FAILED)]);
+            finish_errors(&mut response.errors, request_id.as_deref());
+            return futures::stream::once(async move { response }).boxed();
+        }
+        Executor::execute_stream(&self.0, request, session_data)
+            .map(move |mut response| {
+                finish_errors(&mut response.errors, request_id.as_deref());
+                response
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncoded_errors_are_classified_or_masked() {
+        assert_eq!(
+            classify_uncoded("Failed to parse \"Int\": x", true),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(
+            classify_uncoded("Unknown operation named \"X\"", false),
+            VALIDATION_FAILED
+        );
+        assert_eq!(
+            classify_uncoded("connection refused (10.0.0.3)", true),
+            INTERNAL_CODE
+        );
+        let mut err = ServerError::new("pool timed out: secret", None);
+        err.path = vec![async_graphql::PathSegment::Field("tasks".into())];
+        let mut errs = vec![err];
+        finish_errors(&mut errs, Some("req-1"));
+        let ext = errs[0].extensions.as_ref();
+        assert_eq!(errs[0].message, "internal error");
+        assert_eq!(ext.and_then(|e| e.get("code")), Some(&INTERNAL_CODE.into()));
+        assert_eq!(ext.and_then(|e| e.get("requestId")), Some(&"req-1".into()));
+    }
+
+    #[test]
+    fn limit_messages_have_their_own_codes() {
+        assert_eq!(
+            classify_uncoded("Query is nested too deep.", false),
+            QUERY_TOO_DEEP
+        );
+        assert_eq!(
+            classify_uncoded("Query is too complex.", false),
+            QUERY_TOO_COMPLEX
+        );
+        assert_eq!(
+            classify_uncoded("Unknown field \"x\"", false),
+            VALIDATION_FAILED
+        );
+    }
+
+    #[test]
+    fn operation_names_are_bounded() {
+        assert_eq!(metric_name("bad name!"), "other");
+        assert_eq!(metric_name("GetTasks"), "GetTasks");
+    }
+}
