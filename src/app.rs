@@ -130,7 +130,7 @@ impl AppState {
             bus,
             max_page_size: config.max_page_size,
         };
-        let schema = ObservedSchema(build_schema(
+        let schema = ObservedSchema::new(build_schema(
             services.clone(),
             SchemaLimits {
                 depth: usize::try_from(config.query_depth_limit).unwrap_or(12),

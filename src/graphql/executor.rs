@@ -9,7 +9,7 @@
 use std::{
     any::TypeId,
     collections::HashSet,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, OnceLock, RwLock},
     time::Instant,
 };
 
@@ -97,7 +97,7 @@ fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
 const MAX_OPERATION_NAMES: usize = 256;
 
 fn metric_name(name: &str) -> String {
-    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    static SEEN: OnceLock<RwLock<HashSet<String>>> = OnceLock::new();
     let clean = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -105,10 +105,13 @@ fn metric_name(name: &str) -> String {
         return "other".into();
     }
     let seen = SEEN.get_or_init(Default::default);
-    let Ok(mut seen) = seen.lock() else {
+    if seen.read().is_ok_and(|s| s.contains(name)) {
+        return name.to_owned();
+    }
+    let Ok(mut seen) = seen.write() else {
         return "other".into();
     };
-    if seen.contains(name) || seen.len() < MAX_OPERATION_NAMES {
+    if seen.len() < MAX_OPERATION_NAMES {
         seen.insert(name.to_owned());
         name.to_owned()
     } else {
@@ -119,7 +122,66 @@ fn metric_name(name: &str) -> String {
 /// The schema as every transport runs it: documents are parsed once here (so the operation's
 /// type and name are known for metrics), and every response leaves with coded errors.
 #[derive(Clone)]
-pub struct ObservedSchema(pub AurumSchema);
+pub struct ObservedSchema {
+    schema: AurumSchema,
+    documents: Arc<DocumentCache>,
+}
+
+impl ObservedSchema {
+    pub fn new(schema: AurumSchema) -> Self {
+        Self {
+            schema,
+            documents: Arc::new(DocumentCache::default()),
+        }
+    }
+
+    /// The unwrapped schema (for SDL export and tests).
+    pub fn inner(&self) -> &AurumSchema {
+        &self.schema
+    }
+
+    /// Parses the request's document, from the cache when the same text was seen before.
+    /// Parsing is most of the cost of a small operation; validation still runs every time.
+    fn parse(&self, request: &mut Request) -> Result<(&'static str, String), ServerError> {
+        let wanted = request.operation_name.clone();
+        if let Some(doc) = self.documents.get(&request.query) {
+            let label = operation_label(&doc, wanted.as_deref());
+            request.set_parsed_query(doc);
+            return Ok(label);
+        }
+        let doc = request.parsed_query()?;
+        let label = operation_label(doc, wanted.as_deref());
+        let doc = doc.clone();
+        self.documents.put(&request.query, doc);
+        Ok(label)
+    }
+}
+
+/// Parsed documents by their text. Bounded: when full it is emptied and refilled, so a client
+/// sending endless distinct documents costs a re-parse, never memory.
+#[derive(Default)]
+struct DocumentCache(std::sync::RwLock<std::collections::HashMap<String, ExecutableDocument>>);
+
+impl DocumentCache {
+    const MAX_ENTRIES: usize = 512;
+    const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        self.0.read().ok()?.get(query).cloned()
+    }
+
+    fn put(&self, query: &str, doc: ExecutableDocument) {
+        if query.len() > Self::MAX_QUERY_BYTES {
+            return;
+        }
+        if let Ok(mut map) = self.0.write() {
+            if map.len() >= Self::MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(query.to_owned(), doc);
+        }
+    }
+}
 
 fn request_id_of(request: &Request) -> Option<String> {
     request
@@ -178,9 +240,8 @@ impl Executor for ObservedSchema {
     async fn execute(&self, mut request: Request) -> Response {
         let started = Instant::now();
         let request_id = request_id_of(&request);
-        let wanted = request.operation_name.clone();
-        let (kind, name) = match request.parsed_query() {
-            Ok(doc) => operation_label(doc, wanted.as_deref()),
+        let (kind, name) = match self.parse(&mut request) {
+            Ok(label) => label,
             Err(err) => {
                 let mut response = Response::from_errors(vec![with_code(err, PARSE_FAILED)]);
                 finish_errors(&mut response.errors, request_id.as_deref());
@@ -188,7 +249,7 @@ impl Executor for ObservedSchema {
                 return response;
             }
         };
-        let mut response = self.0.execute(request).await;
+        let mut response = self.schema.execute(request).await;
         finish_errors(&mut response.errors, request_id.as_deref());
         record(kind, &name, &response, started);
         response
@@ -206,12 +267,12 @@ impl Executor for ObservedSchema {
                 .and_then(|d| d.downcast_ref::<RequestId>())
                 .map(|r| r.0.clone())
         });
-        if let Err(err) = request.parsed_query() {
+        if let Err(err) = self.parse(&mut request) {
             let mut response = Response::from_errors(vec![with_code(err, PARSE_FAILED)]);
             finish_errors(&mut response.errors, request_id.as_deref());
             return futures::stream::once(async move { response }).boxed();
         }
-        Executor::execute_stream(&self.0, request, session_data)
+        Executor::execute_stream(&self.schema, request, session_data)
             .map(move |mut response| {
                 finish_errors(&mut response.errors, request_id.as_deref());
                 response

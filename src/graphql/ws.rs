@@ -50,24 +50,16 @@ pub fn upgrade(state: AppState, ws: WebSocketUpgrade, request_id: String) -> Res
 }
 
 async fn serve(
-    socket: WebSocket,
+    mut socket: WebSocket,
     state: AppState,
     protocol: WebSocketProtocols,
     request_id: String,
 ) {
     metrics::gauge!("aurum_websocket_connections").increment(1.0);
-    let (mut sink, stream) = socket.split();
-    let input = stream
-        .take_while(|msg| {
-            futures::future::ready(matches!(msg, Ok(m) if !matches!(m, Message::Close(_))))
-        })
-        .filter_map(|msg| {
-            futures::future::ready(match msg {
-                Ok(Message::Text(text)) => Some(axum::body::Bytes::from(text)),
-                Ok(Message::Binary(bytes)) => Some(bytes),
-                _ => None,
-            })
-        });
+    // The socket stays owned by this loop (no split, no lock per frame): client frames are
+    // handed to the protocol engine through a small channel, its output is written here.
+    let (to_engine, from_client) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
+    let input = tokio_stream::wrappers::ReceiverStream::new(from_client);
     let mut data = Data::default();
     data.insert(RequestId(request_id));
     let output = GqlWebSocket::new(state.schema.clone(), input, protocol)
@@ -79,35 +71,50 @@ async fn serve(
         });
     futures::pin_mut!(output);
     let shutdown = state.shutdown.clone();
-    let mut ping = tokio::time::interval(state.config.ws_keepalive());
-    ping.tick().await;
+    let keepalive = state.config.ws_keepalive();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                let _ = sink.send(close(CLOSE_GOING_AWAY, "server shutting down")).await;
+                let _ = socket.send(close(CLOSE_GOING_AWAY, "server shutting down")).await;
                 break;
             }
             msg = output.next() => match msg {
                 Some(WsMessage::Text(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
                 }
                 Some(WsMessage::Close(code, reason)) => {
-                    let _ = sink.send(close(code, &reason)).await;
+                    let _ = socket.send(close(code, &reason)).await;
                     break;
                 }
                 None => break,
             },
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    if to_engine.send(axum::body::Bytes::from(text)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    if to_engine.send(bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                // The client closed or the connection failed.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
             _ = ping.tick() => {
-                if sink.send(Message::Ping(axum::body::Bytes::new())).await.is_err() {
+                if socket.send(Message::Ping(axum::body::Bytes::new())).await.is_err() {
                     break;
                 }
             }
         }
     }
     // Give the close frame a moment to flush before the socket drops.
-    let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), socket.close()).await;
     metrics::gauge!("aurum_websocket_connections").decrement(1.0);
 }
 
