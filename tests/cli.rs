@@ -270,3 +270,22 @@ async fn serve_with_nothing_configured() {
     assert_eq!(count["data"]["tasks"]["totalCount"], 1, "{count}");
     assert!(again.terminate().success());
 }
+
+#[test]
+fn readme_documents_every_setting() {
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut missing = Vec::new();
+    for part in config.split("env = \"").skip(1) {
+        let name = part.split('"').next().unwrap();
+        if !readme.contains(&format!("`{name}`")) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README configuration table lacks {missing:?}"
+    );
+}
