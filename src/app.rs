@@ -1,13 +1,8 @@
 //! `AppState`: the services and connections, built once from `Config` and shared by every
 //! request. Nothing here handles a request; `server` and `graphql` do.
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
-use futures::Stream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use migration::MigratorTrait;
 use sea_orm::DatabaseConnection;
@@ -17,7 +12,10 @@ use crate::{
     auth::service::{Bootstrap, UserService},
     config::Config,
     events::{Bus, DomainEvent},
-    graphql::{SchemaLimits, build_schema, executor::ObservedSchema, graphiql::GraphiqlAssets},
+    graphql::{
+        SchemaLimits, build_schema, executor::ObservedSchema, graphiql::GraphiqlAssets,
+        ws::SubscriptionHub,
+    },
     infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
     task::service::TaskService,
 };
@@ -33,27 +31,9 @@ pub struct Services {
 }
 
 impl Services {
-    /// A subscription to the event bus, counted in `aurum_graphql_subscriptions_active` for as
-    /// long as it lives.
-    pub fn subscribe(&self) -> CountedSubscription {
-        metrics::gauge!("aurum_graphql_subscriptions_active").increment(1.0);
-        CountedSubscription(self.bus.subscribe())
-    }
-}
-
-/// An event-bus subscription that keeps the active-subscriptions gauge right.
-pub struct CountedSubscription(Subscription<DomainEvent>);
-
-impl Drop for CountedSubscription {
-    fn drop(&mut self) {
-        metrics::gauge!("aurum_graphql_subscriptions_active").decrement(1.0);
-    }
-}
-
-impl Stream for CountedSubscription {
-    type Item = Result<Arc<DomainEvent>, u64>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.0).poll_next(cx)
+    /// A subscription to this replica's event bus.
+    pub fn subscribe(&self) -> Subscription<DomainEvent> {
+        self.bus.subscribe()
     }
 }
 
@@ -68,6 +48,8 @@ pub struct Inner {
     pub services: Services,
     /// The schema, wrapped so every transport gets coded errors and metrics.
     pub schema: ObservedSchema,
+    /// Shared subscription executions of this replica.
+    pub subscriptions: Arc<SubscriptionHub>,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
     /// Cancelled when the server starts shutting down; long-lived tasks watch it.
@@ -139,6 +121,7 @@ impl AppState {
                 dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
             },
         ));
+        let subscriptions = Arc::new(SubscriptionHub::new(schema.clone(), capacity));
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
         let state = Self(Arc::new(Inner {
             config,
@@ -149,6 +132,7 @@ impl AppState {
             docker,
             services,
             schema,
+            subscriptions,
             metrics,
             graphiql,
             shutdown,

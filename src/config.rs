@@ -105,6 +105,14 @@ pub struct Config {
     #[arg(long, env = "AURUM_WS_KEEPALIVE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ws_keepalive_seconds: u64,
 
+    /// Seconds a new WebSocket has to send `connection_init` before it is closed with 4408.
+    #[arg(long, env = "AURUM_WS_INIT_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub ws_init_timeout_seconds: u64,
+
+    /// Operations (subscriptions) one WebSocket may run at once; one more closes it with 4429.
+    #[arg(long, env = "AURUM_WS_MAX_OPERATIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub ws_max_operations: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM before the process exits.
     #[arg(long, env = "AURUM_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_timeout_seconds: u64,
@@ -127,6 +135,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    pub fn ws_init_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_init_timeout_seconds)
     }
 
     pub fn ws_keepalive(&self) -> Duration {

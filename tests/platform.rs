@@ -19,6 +19,8 @@ both_profiles!(
     metrics_are_exported,
     websockets_close_with_1001_on_shutdown,
     http_surface_refuses_bad_requests,
+    websocket_protocol_rules,
+    subscriptions_share_one_execution,
 );
 
 #[test]
@@ -457,4 +459,144 @@ async fn two_replicas_share_task_events() {
     a.stop().await;
     b.stop().await;
     shared.cleanup().await;
+}
+
+async fn websocket_protocol_rules(profile: Profile, name: &str) {
+    let Some(env) = Env::with(profile, name, |c| {
+        c.ws_init_timeout_seconds = 1;
+        c.ws_max_operations = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let url = env.server.ws_url();
+    let t = Duration::from_secs(5);
+    // No connection_init in time.
+    let mut ws = WsClient::connect_raw(&url, "graphql-transport-ws").await;
+    assert_eq!(ws.closed_with(t).await, Some(4408));
+    // Subscribe before ack.
+    let mut ws = WsClient::connect_raw(&url, "graphql-transport-ws").await;
+    ws.subscribe("a", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    assert_eq!(ws.closed_with(t).await, Some(4401));
+    // Second connection_init.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({ "type": "connection_init" })).await;
+    assert_eq!(ws.closed_with(t).await, Some(4429));
+    // Duplicate id.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.subscribe("a", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    ws.subscribe("a", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    assert_eq!(ws.closed_with(t).await, Some(4409));
+    // Past the per-connection cap.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    for id in ["a", "b", "c"] {
+        ws.subscribe(id, "subscription { taskChanged { kind } }", json!({}))
+            .await;
+    }
+    assert_eq!(ws.closed_with(t).await, Some(4429));
+    // Not a protocol message.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({ "type": "nonsense" })).await;
+    assert_eq!(ws.closed_with(t).await, Some(4400));
+    // Client ping gets a pong; queries and mutations run over the socket too, then complete.
+    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    ws.send(json!({ "type": "ping" })).await;
+    let pong = ws.next_json().await.unwrap();
+    assert_eq!(pong["type"], "pong");
+    ws.subscribe(
+        "m",
+        "mutation { createTask(input: { title: \"over ws\" }) { title } }",
+        json!({}),
+    )
+    .await;
+    let data = ws.next_data("m", t).await;
+    assert_eq!(data["data"]["createTask"]["title"], "over ws");
+    let done = ws.next_json().await.unwrap();
+    assert_eq!(
+        (done["type"].as_str(), done["id"].as_str()),
+        (Some("complete"), Some("m"))
+    );
+    // A stopped subscription receives nothing more (legacy protocol: stop → complete).
+    let mut legacy = WsClient::connect(&url, "graphql-ws").await;
+    legacy
+        .subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    legacy.send(json!({ "type": "stop", "id": "s" })).await;
+    let done = legacy.next_json().await.unwrap();
+    assert_eq!(done["type"], "complete", "{done}");
+    env.finish().await;
+}
+
+async fn subscriptions_share_one_execution(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    let query = "subscription { taskChanged { kind task { title } } }";
+    let mut a = WsClient::connect(&s.ws_url(), "graphql-transport-ws").await;
+    let mut b = WsClient::connect(&s.ws_url(), "graphql-ws").await;
+    a.subscribe("1", query, json!({})).await;
+    b.subscribe("2", query, json!({})).await;
+    // A different document is a different execution.
+    let mut c = WsClient::connect(&s.ws_url(), "graphql-transport-ws").await;
+    c.subscribe("3", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    let mut got = None;
+    for i in 0..50 {
+        s.ok(
+            "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+            json!({ "t": format!("shared {i}") }),
+        )
+        .await;
+        if let Ok(v) = tokio::time::timeout(
+            Duration::from_millis(200),
+            a.next_data("1", Duration::from_secs(5)),
+        )
+        .await
+        {
+            got = Some(v);
+            break;
+        }
+    }
+    let first = got.expect("subscriber a got an event");
+    let title = first["data"]["taskChanged"]["task"]["title"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // b sees the same event (it may have seen earlier ones too).
+    loop {
+        let v = b.next_data("2", Duration::from_secs(5)).await;
+        if v["data"]["taskChanged"]["task"]["title"] == title.as_str() {
+            break;
+        }
+    }
+    let v = c.next_data("3", Duration::from_secs(5)).await;
+    assert_eq!(v["data"]["taskChanged"]["kind"], "CREATED");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let feeds: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("aurum_subscription_feeds_active"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0);
+    let subs: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("aurum_graphql_subscriptions_active"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0);
+    assert_eq!((feeds, subs), (2.0, 3.0), "{metrics}");
+    env.finish().await;
 }

@@ -30,6 +30,18 @@ impl Caller {
         }
     }
 
+    /// Callers with the same key see exactly the same data (same role, same tenant), so they
+    /// may share one execution of a subscription.
+    pub fn visibility_key(&self) -> String {
+        match self {
+            Self::Anonymous => "anonymous".into(),
+            Self::System => "system".into(),
+            Self::User { role, tenant, .. } => {
+                format!("{role}/{}", tenant.as_deref().unwrap_or(""))
+            }
+        }
+    }
+
     /// The tenant the caller is confined to, if any.
     pub fn tenant(&self) -> Option<&str> {
         match self {

@@ -140,6 +140,12 @@ impl ObservedSchema {
         &self.schema
     }
 
+    /// The type (`query`, `mutation`, `subscription`) of the operation the request will run;
+    /// parses the document (through the cache) if needed.
+    pub fn operation_type(&self, request: &mut Request) -> Result<&'static str, ServerError> {
+        self.parse(request).map(|(kind, _)| kind)
+    }
+
     /// Parses the request's document, from the cache when the same text was seen before.
     /// Parsing is most of the cost of a small operation; validation still runs every time.
     fn parse(&self, request: &mut Request) -> Result<(&'static str, String), ServerError> {

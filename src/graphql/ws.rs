@@ -1,28 +1,50 @@
-//! GraphQL over WebSocket on `/graphql`: `graphql-transport-ws` and the legacy `graphql-ws`
-//! protocol. Each connection has a small read buffer, a message size cap and server pings,
-//! and is closed with 1001 when the server shuts down.
+//! GraphQL over WebSocket on `/graphql`, speaking `graphql-transport-ws` and the legacy
+//! `graphql-ws` protocol, implemented here (rather than by async-graphql's engine) so that the
+//! protocol's close codes, caps and shutdown behaviour are ours:
+//!
+//! - 4400 for a malformed message, 4401 for `subscribe` before `connection_ack`, 4408 when no
+//!   `connection_init` arrives in time, 4409 for a duplicate operation id, 4429 for a second
+//!   `connection_init` or past the per-connection operation cap, 1001 on server shutdown;
+//! - a small read buffer and a message size cap per connection, and server pings.
+//!
+//! Subscriptions are multiplexed: subscribers whose document, variables, operation name and
+//! visibility (the caller's scope) are identical share one execution, whose responses are
+//! serialised once and fanned out to each of them; a subscriber only adds its envelope and its
+//! socket write. A shared execution ends when its last subscriber leaves.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use async_graphql::{
-    Data,
-    http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket as GqlWebSocket, WebSocketProtocols, WsMessage},
+    Data, Executor, Request, Response,
+    http::{ALL_WEBSOCKET_PROTOCOLS, ClientMessage, WebSocketProtocols},
 };
 use axum::{
     extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
     http::StatusCode,
-    response::{IntoResponse, Response},
+    response::{IntoResponse, Response as HttpResponse},
 };
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, Stream, StreamExt, stream::BoxStream};
+use tokio::sync::broadcast;
+use tokio_stream::{StreamMap, wrappers::BroadcastStream};
+use tokio_util::sync::CancellationToken;
 
-use super::context::RequestId;
-use crate::{app::AppState, auth::Caller};
+use super::{context::RequestId, executor::ObservedSchema};
+use crate::{app::AppState, auth::Caller, error::AppError};
 
 /// Close code sent to every open socket when the server shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_BAD_MESSAGE: u16 = 4400;
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+const CLOSE_DUPLICATE_ID: u16 = 4409;
+const CLOSE_TOO_MANY: u16 = 4429;
 
 /// Accepts the upgrade and hands the socket to `serve`.
-pub fn upgrade(state: AppState, ws: WebSocketUpgrade, request_id: String) -> Response {
+pub fn upgrade(state: AppState, ws: WebSocketUpgrade, request_id: String) -> HttpResponse {
     let ws = ws.protocols(ALL_WEBSOCKET_PROTOCOLS);
     let Some(protocol) = ws
         .selected_protocol()
@@ -44,83 +66,416 @@ pub fn upgrade(state: AppState, ws: WebSocketUpgrade, request_id: String) -> Res
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            serve(socket, state, protocol, request_id).await;
+            metrics::gauge!("aurum_websocket_connections").increment(1.0);
+            Connection::new(state, protocol, request_id)
+                .serve(socket)
+                .await;
+            metrics::gauge!("aurum_websocket_connections").decrement(1.0);
             drop(tracked);
         })
 }
 
-async fn serve(
-    mut socket: WebSocket,
+/// Why a connection ends.
+enum End {
+    Close(u16, String),
+    /// The client went away (or the socket failed): nothing left to send.
+    Gone,
+}
+
+/// One client connection's protocol state.
+struct Connection {
     state: AppState,
     protocol: WebSocketProtocols,
     request_id: String,
-) {
-    metrics::gauge!("aurum_websocket_connections").increment(1.0);
-    // The socket stays owned by this loop (no split, no lock per frame): client frames are
-    // handed to the protocol engine through a small channel, its output is written here.
-    let (to_engine, from_client) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
-    let input = tokio_stream::wrappers::ReceiverStream::new(from_client);
+    session: Option<Arc<Data>>,
+    caller: Caller,
+    operations: StreamMap<String, BoxStream<'static, String>>,
+}
+
+impl Connection {
+    fn new(state: AppState, protocol: WebSocketProtocols, request_id: String) -> Self {
+        Self {
+            state,
+            protocol,
+            request_id,
+            session: None,
+            caller: Caller::Anonymous,
+            operations: StreamMap::new(),
+        }
+    }
+
+    fn legacy(&self) -> bool {
+        self.protocol == WebSocketProtocols::SubscriptionsTransportWS
+    }
+
+    async fn serve(mut self, mut socket: WebSocket) {
+        let shutdown = self.state.shutdown.clone();
+        let keepalive = self.state.config.ws_keepalive();
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let init_deadline = tokio::time::sleep(self.state.config.ws_init_timeout());
+        tokio::pin!(init_deadline);
+        let end = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    break End::Close(CLOSE_GOING_AWAY, "server shutting down".into());
+                }
+                () = &mut init_deadline, if self.session.is_none() => {
+                    break End::Close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout".into());
+                }
+                Some((_, text)) = self.operations.next(), if !self.operations.is_empty() => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break End::Gone;
+                    }
+                }
+                frame = socket.recv() => {
+                    let bytes = match frame {
+                        Some(Ok(Message::Text(text))) => axum::body::Bytes::from(text),
+                        Some(Ok(Message::Binary(bytes))) => bytes,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                    };
+                    match self.handle(&bytes).await {
+                        Ok(replies) => {
+                            let mut gone = false;
+                            for reply in replies {
+                                if socket.send(Message::Text(reply.into())).await.is_err() {
+                                    gone = true;
+                                    break;
+                                }
+                            }
+                            if gone {
+                                break End::Gone;
+                            }
+                        }
+                        Err(end) => break end,
+                    }
+                }
+                _ = ping.tick() => {
+                    let frame = if self.legacy() && self.session.is_some() {
+                        Message::Text(r#"{"type":"ka"}"#.into())
+                    } else {
+                        Message::Ping(axum::body::Bytes::new())
+                    };
+                    if socket.send(frame).await.is_err() {
+                        break End::Gone;
+                    }
+                }
+            }
+        };
+        if let End::Close(code, mut reason) = end {
+            // A close reason may hold at most 123 bytes.
+            if reason.len() > 123 {
+                let mut cut = 123;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                reason.truncate(cut);
+            }
+            let frame = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            let _ = socket.send(frame).await;
+            // Give the close frame a moment to flush before the socket drops.
+            let _ = tokio::time::timeout(Duration::from_millis(100), socket.close()).await;
+        }
+    }
+
+    /// Handles one client message; returns the replies to send, or how to end.
+    async fn handle(&mut self, bytes: &[u8]) -> Result<Vec<String>, End> {
+        let message = ClientMessage::from_bytes(bytes)
+            .map_err(|e| End::Close(CLOSE_BAD_MESSAGE, format!("Invalid message: {e}")))?;
+        match message {
+            ClientMessage::ConnectionInit { payload: _ } => {
+                if self.session.is_some() {
+                    return Err(End::Close(
+                        CLOSE_TOO_MANY,
+                        "Too many initialisation requests".into(),
+                    ));
+                }
+                let mut data = Data::default();
+                data.insert(self.caller.clone());
+                data.insert(RequestId(self.request_id.clone()));
+                self.session = Some(Arc::new(data));
+                let mut replies = vec![r#"{"type":"connection_ack"}"#.to_owned()];
+                if self.legacy() {
+                    replies.push(r#"{"type":"ka"}"#.to_owned());
+                }
+                Ok(replies)
+            }
+            ClientMessage::Start { id, payload } => {
+                let Some(session) = self.session.clone() else {
+                    return Err(End::Close(CLOSE_UNAUTHORIZED, "Unauthorized".into()));
+                };
+                if self.operations.contains_key(&id) {
+                    return Err(End::Close(
+                        CLOSE_DUPLICATE_ID,
+                        format!("Subscriber for {id} already exists"),
+                    ));
+                }
+                let cap =
+                    usize::try_from(self.state.config.ws_max_operations).unwrap_or(usize::MAX);
+                if self.operations.len() >= cap {
+                    return Err(End::Close(
+                        CLOSE_TOO_MANY,
+                        format!("At most {cap} operations per connection"),
+                    ));
+                }
+                // Every operation's stream ends with its `complete` message; the map drops
+                // finished streams by itself.
+                let done = futures::stream::once(futures::future::ready(envelope_complete(&id)));
+                let stream = self.start(id.clone(), payload, session).chain(done).boxed();
+                self.operations.insert(id, stream);
+                Ok(Vec::new())
+            }
+            ClientMessage::Stop { id } => {
+                // Removing drops the operation (and leaves its shared feed).
+                if self.operations.remove(&id).is_some() && self.legacy() {
+                    return Ok(vec![envelope_complete(&id)]);
+                }
+                Ok(Vec::new())
+            }
+            ClientMessage::ConnectionTerminate => Err(End::Close(1000, "terminated".into())),
+            ClientMessage::Ping { payload } => Ok(vec![match payload {
+                Some(p) => format!(r#"{{"type":"pong","payload":{p}}}"#),
+                None => r#"{"type":"pong"}"#.to_owned(),
+            }]),
+            ClientMessage::Pong { .. } => Ok(Vec::new()),
+        }
+    }
+
+    /// The stream of complete outgoing messages for operation `id`.
+    fn start(
+        &self,
+        id: String,
+        request: Request,
+        session: Arc<Data>,
+    ) -> BoxStream<'static, String> {
+        let next = if self.legacy() { "data" } else { "next" };
+        let id_json = serde_json::to_string(&id).unwrap_or_else(|_| "\"\"".into());
+        let wrap = move |payload: &str| {
+            format!(r#"{{"type":"{next}","id":{id_json},"payload":{payload}}}"#)
+        };
+        let hub = self.state.subscriptions.clone();
+        let mut request = request;
+        match hub.schema.operation_type(&mut request) {
+            Ok("subscription") => {
+                let key = FeedKey::new(&request, &self.caller);
+                let (feed, receiver) = hub.join(key, request, session);
+                let counted = Counted::new(feed);
+                BroadcastStream::new(receiver)
+                    .map(move |item| {
+                        // Holding the feed keeps the shared execution alive.
+                        let _alive = &counted;
+                        match item {
+                            Ok(FeedItem::Next(payload)) => Some(wrap(&payload)),
+                            Ok(FeedItem::Complete) => None,
+                            Err(
+                                tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(
+                                    skipped,
+                                ),
+                            ) => Some(wrap(&lagged_payload(skipped))),
+                        }
+                    })
+                    .take_while(|m| futures::future::ready(m.is_some()))
+                    .filter_map(futures::future::ready)
+                    .scan(false, |lagged, msg| {
+                        // After a lag error the subscriber is dropped.
+                        let stop = *lagged;
+                        *lagged = msg.contains("SUBSCRIPTION_LAGGED");
+                        futures::future::ready(if stop { None } else { Some(msg) })
+                    })
+                    .boxed()
+            }
+            // Queries, mutations and unparseable documents: executed for this client alone.
+            _ => {
+                let schema = hub.schema.clone();
+                let mut request = request;
+                request.data = clone_session(&session);
+                futures::stream::once(async move {
+                    let response = schema.execute(request).await;
+                    wrap(&serialize(&response))
+                })
+                .boxed()
+            }
+        }
+    }
+}
+
+fn envelope_complete(id: &str) -> String {
+    let id_json = serde_json::to_string(id).unwrap_or_else(|_| "\"\"".into());
+    format!(r#"{{"type":"complete","id":{id_json}}}"#)
+}
+
+fn serialize(response: &Response) -> String {
+    serde_json::to_string(response).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "encoding a GraphQL response");
+        r#"{"data":null,"errors":[{"message":"internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_owned()
+    })
+}
+
+fn lagged_payload(skipped: u64) -> String {
+    let err = AppError::SubscriptionLagged { skipped };
+    serde_json::json!({
+        "data": null,
+        "errors": [{ "message": err.message(), "extensions": { "code": err.code() } }]
+    })
+    .to_string()
+}
+
+/// Copies the connection's caller and request id into a request's own data.
+fn clone_session(session: &Data) -> Data {
     let mut data = Data::default();
-    data.insert(RequestId(request_id));
-    let output = GqlWebSocket::new(state.schema.clone(), input, protocol)
-        .connection_data(data)
-        .on_connection_init(|_payload| async move {
-            let mut data = Data::default();
-            data.insert(Caller::Anonymous);
-            Ok(data)
+    if let Some(caller) = session
+        .get(&std::any::TypeId::of::<Caller>())
+        .and_then(|c| c.downcast_ref::<Caller>())
+    {
+        data.insert(caller.clone());
+    }
+    if let Some(id) = session
+        .get(&std::any::TypeId::of::<RequestId>())
+        .and_then(|c| c.downcast_ref::<RequestId>())
+    {
+        data.insert(id.clone());
+    }
+    data
+}
+
+/// What makes two subscriptions interchangeable: same document, variables, operation and
+/// visibility.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FeedKey {
+    query: String,
+    variables: String,
+    operation: Option<String>,
+    visibility: String,
+}
+
+impl FeedKey {
+    fn new(request: &Request, caller: &Caller) -> Self {
+        Self {
+            query: request.query.clone(),
+            variables: serde_json::to_string(&request.variables).unwrap_or_default(),
+            operation: request.operation_name.clone(),
+            visibility: caller.visibility_key(),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum FeedItem {
+    /// One response, serialised once for every subscriber.
+    Next(Arc<str>),
+    Complete,
+}
+
+/// One shared execution of a subscription.
+struct Feed {
+    tx: broadcast::Sender<FeedItem>,
+    stop: CancellationToken,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Keeps the active-subscriptions gauge right for as long as a subscriber holds its feed.
+struct Counted(#[expect(dead_code, reason = "held only to keep the feed alive")] Arc<Feed>);
+
+impl Counted {
+    fn new(feed: Arc<Feed>) -> Self {
+        metrics::gauge!("aurum_graphql_subscriptions_active").increment(1.0);
+        Self(feed)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!("aurum_graphql_subscriptions_active").decrement(1.0);
+    }
+}
+
+/// The replica's shared subscription executions.
+pub struct SubscriptionHub {
+    schema: ObservedSchema,
+    capacity: usize,
+    feeds: Mutex<HashMap<FeedKey, Weak<Feed>>>,
+}
+
+impl SubscriptionHub {
+    pub fn new(schema: ObservedSchema, capacity: usize) -> Self {
+        Self {
+            schema,
+            capacity,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Joins the feed for `key`, starting it when nobody runs it yet. The receiver exists
+    /// before the execution starts, so the first subscriber misses nothing it produces.
+    fn join(
+        self: &Arc<Self>,
+        key: FeedKey,
+        mut request: Request,
+        session: Arc<Data>,
+    ) -> (Arc<Feed>, broadcast::Receiver<FeedItem>) {
+        let mut feeds = match self.feeds.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(feed) = feeds.get(&key).and_then(Weak::upgrade) {
+            let rx = feed.tx.subscribe();
+            return (feed, rx);
+        }
+        feeds.retain(|_, f| f.strong_count() > 0);
+        let (tx, rx) = broadcast::channel(self.capacity);
+        let stop = CancellationToken::new();
+        let feed = Arc::new(Feed {
+            tx: tx.clone(),
+            stop: stop.clone(),
         });
-    futures::pin_mut!(output);
-    let shutdown = state.shutdown.clone();
-    let keepalive = state.config.ws_keepalive();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        feeds.insert(key.clone(), Arc::downgrade(&feed));
+        drop(feeds);
+        metrics::gauge!("aurum_subscription_feeds_active").increment(1.0);
+        let hub = Arc::clone(self);
+        request.data = clone_session(&session);
+        let upstream = hub.schema.execute_stream(request, Some(session));
+        tokio::spawn(async move {
+            run_feed(upstream, tx, stop).await;
+            if let Ok(mut feeds) = hub.feeds.lock() {
+                if feeds.get(&key).is_some_and(|f| f.strong_count() == 0) {
+                    feeds.remove(&key);
+                }
+            }
+            metrics::gauge!("aurum_subscription_feeds_active").decrement(1.0);
+        });
+        (feed, rx)
+    }
+}
+
+async fn run_feed(
+    upstream: impl Stream<Item = Response> + Send,
+    tx: broadcast::Sender<FeedItem>,
+    stop: CancellationToken,
+) {
+    futures::pin_mut!(upstream);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => {
-                let _ = socket.send(close(CLOSE_GOING_AWAY, "server shutting down")).await;
-                break;
-            }
-            msg = output.next() => match msg {
-                Some(WsMessage::Text(text)) => {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        break;
+            () = stop.cancelled() => return,
+            item = upstream.next() => match item {
+                Some(response) => {
+                    let payload: Arc<str> = serialize(&response).into();
+                    if tx.send(FeedItem::Next(payload)).is_err() {
+                        return;
                     }
                 }
-                Some(WsMessage::Close(code, reason)) => {
-                    let _ = socket.send(close(code, &reason)).await;
-                    break;
-                }
-                None => break,
-            },
-            frame = socket.recv() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    if to_engine.send(axum::body::Bytes::from(text)).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Binary(bytes))) => {
-                    if to_engine.send(bytes).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                // The client closed or the connection failed.
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-            },
-            _ = ping.tick() => {
-                if socket.send(Message::Ping(axum::body::Bytes::new())).await.is_err() {
-                    break;
+                None => {
+                    let _ = tx.send(FeedItem::Complete);
+                    return;
                 }
             }
         }
     }
-    // Give the close frame a moment to flush before the socket drops.
-    let _ = tokio::time::timeout(Duration::from_millis(100), socket.close()).await;
-    metrics::gauge!("aurum_websocket_connections").decrement(1.0);
-}
-
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
 }

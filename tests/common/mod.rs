@@ -306,6 +306,18 @@ pub struct WsClient {
 }
 
 impl WsClient {
+    /// Connects without sending anything.
+    pub async fn connect_raw(url: &str, protocol: &'static str) -> Self {
+        let mut request = url.into_client_request().expect("ws request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
+        Self { stream, protocol }
+    }
+
     /// Connects and completes `connection_init` / `connection_ack`.
     pub async fn connect(url: &str, protocol: &'static str) -> Self {
         let mut request = url.into_client_request().expect("ws request");
@@ -350,7 +362,14 @@ impl WsClient {
     }
 
     /// The next JSON message (pings answered, keep-alives skipped); `None` when closed.
+    /// Panics after 10 s without one, so a protocol bug fails a test instead of hanging it.
     pub async fn next_json(&mut self) -> Option<Value> {
+        tokio::time::timeout(Duration::from_secs(10), self.next_json_inner())
+            .await
+            .expect("a WebSocket message within 10 s")
+    }
+
+    async fn next_json_inner(&mut self) -> Option<Value> {
         loop {
             match self.stream.next().await? {
                 Ok(tungstenite::Message::Text(text)) => {
