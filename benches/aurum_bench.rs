@@ -215,7 +215,14 @@ async fn subscriber(addr: &str) -> Ws {
         "sec-websocket-protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    // tungstenite zero-fills its read buffer (128 KiB by default) on reads; a small one keeps
+    // the client's cost per message from swamping what is measured.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
+        .await
+        .unwrap();
     ws.send(Message::Text(
         json!({"type":"connection_init","payload":{}})
             .to_string()
