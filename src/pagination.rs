@@ -1,6 +1,9 @@
 //! Keyset pagination shared by every list: ordered by a time-ordered UUIDv7 id, `after` is the
 //! last id seen. No offsets, so pages stay stable while rows are added.
 
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use uuid::Uuid;
 
 /// A page request after clamping.
@@ -27,4 +30,22 @@ impl<T> Page<T> {
             has_next,
         }
     }
+}
+
+/// Runs `select` as one keyset page ordered by `id` (a UUIDv7 column).
+pub async fn keyset_page<E, C>(
+    select: Select<E>,
+    id: E::Column,
+    page: PageRequest,
+    conn: &C,
+) -> Result<Page<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut query = select.order_by_asc(id).limit(page.first + 1);
+    if let Some(after) = page.after {
+        query = query.filter(id.gt(after));
+    }
+    Ok(Page::from_overfetch(query.all(conn).await?, page.first))
 }

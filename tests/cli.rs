@@ -95,9 +95,20 @@ struct Served {
     lines: mpsc::Receiver<String>,
 }
 
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Served {
     /// Starts `aurum serve` in `dir` with no configuration but a free port and the assets
     /// folder, and waits for its "serving" log line.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "Drop kills and waits for the child"
+    )]
     fn start(dir: &std::path::Path) -> Self {
         let mut child = aurum()
             .args(["serve", "--listen", "127.0.0.1:0"])

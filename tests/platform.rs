@@ -585,18 +585,8 @@ async fn subscriptions_share_one_execution(profile: Profile, name: &str) {
         .text()
         .await
         .unwrap();
-    let feeds: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("aurum_subscription_feeds_active"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0);
-    let subs: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("aurum_graphql_subscriptions_active"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1.0);
+    let feeds = common::metric_value(&metrics, "aurum_subscription_feeds_active");
+    let subs = common::metric_value(&metrics, "aurum_graphql_subscriptions_active");
     assert_eq!((feeds, subs), (2.0, 3.0), "{metrics}");
     env.finish().await;
 }

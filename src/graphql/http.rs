@@ -73,18 +73,28 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             );
         }
     };
-    if let BatchRequest::Batch(items) = &batch {
-        if items.is_empty() || items.len() > MAX_BATCH {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BATCH_TOO_LARGE",
-                &format!("a batch holds 1 to {MAX_BATCH} operations"),
-                &request_id,
-            );
-        }
+    if let BatchRequest::Batch(items) = &batch
+        && (items.is_empty() || items.len() > MAX_BATCH)
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BATCH_TOO_LARGE",
+            &format!("a batch holds 1 to {MAX_BATCH} operations"),
+            &request_id,
+        );
     }
-    let batch = batch.data(Caller::Anonymous).data(RequestId(request_id));
-    let response: BatchResponse = state.schema.execute_batch(batch).await;
+    let response: BatchResponse = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(
+            state
+                .schema
+                .execute(request.data(Caller::Anonymous).data(RequestId(request_id)))
+                .await,
+        ),
+        batch @ BatchRequest::Batch(_) => {
+            let batch = batch.data(Caller::Anonymous).data(RequestId(request_id));
+            state.schema.execute_batch(batch).await
+        }
+    };
     match serde_json::to_vec(&response) {
         Ok(body) => (
             [(

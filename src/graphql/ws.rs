@@ -444,10 +444,10 @@ impl SubscriptionHub {
         let upstream = hub.schema.execute_stream(request, Some(session));
         tokio::spawn(async move {
             run_feed(upstream, tx, stop).await;
-            if let Ok(mut feeds) = hub.feeds.lock() {
-                if feeds.get(&key).is_some_and(|f| f.strong_count() == 0) {
-                    feeds.remove(&key);
-                }
+            if let Ok(mut feeds) = hub.feeds.lock()
+                && feeds.get(&key).is_some_and(|f| f.strong_count() == 0)
+            {
+                feeds.remove(&key);
             }
             metrics::gauge!("aurum_subscription_feeds_active").decrement(1.0);
         });

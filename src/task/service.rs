@@ -6,7 +6,7 @@
 use entity::{agent, escalation, task};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    QueryOrder, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use crate::{
     error::{AppError, AppResult},
     events::{Bus, DomainEvent},
     infra::db,
-    pagination::{Page, PageRequest},
+    pagination::{Page, PageRequest, keyset_page},
 };
 
 /// Input of `createTask`, before validation.
@@ -133,14 +133,8 @@ impl TaskService {
         filter: &TaskFilter,
         page: PageRequest,
     ) -> AppResult<Page<task::Model>> {
-        let mut query = task::Entity::find()
-            .filter(Self::task_condition(scope, filter))
-            .order_by_asc(task::Column::Id)
-            .limit(page.first + 1);
-        if let Some(after) = page.after {
-            query = query.filter(task::Column::Id.gt(after));
-        }
-        Ok(Page::from_overfetch(query.all(&self.db).await?, page.first))
+        let select = task::Entity::find().filter(Self::task_condition(scope, filter));
+        Ok(keyset_page(select, task::Column::Id, page, &self.db).await?)
     }
 
     pub async fn count_tasks(&self, scope: Option<&str>, filter: &TaskFilter) -> AppResult<u64> {
@@ -265,10 +259,10 @@ impl TaskService {
                 "the task changed concurrently; reload it and retry".into(),
             ));
         }
-        if next.is_finished() || next == TaskState::Pending {
-            if let Some(agent_id) = previous_agent {
-                Self::free_agent(&txn, agent_id, id).await?;
-            }
+        if (next.is_finished() || next == TaskState::Pending)
+            && let Some(agent_id) = previous_agent
+        {
+            Self::free_agent(&txn, agent_id, id).await?;
         }
         audit::record(
             &txn,
@@ -425,14 +419,8 @@ impl TaskService {
         filter: &AgentFilter,
         page: PageRequest,
     ) -> AppResult<Page<agent::Model>> {
-        let mut query = agent::Entity::find()
-            .filter(Self::agent_condition(scope, filter))
-            .order_by_asc(agent::Column::Id)
-            .limit(page.first + 1);
-        if let Some(after) = page.after {
-            query = query.filter(agent::Column::Id.gt(after));
-        }
-        Ok(Page::from_overfetch(query.all(&self.db).await?, page.first))
+        let select = agent::Entity::find().filter(Self::agent_condition(scope, filter));
+        Ok(keyset_page(select, agent::Column::Id, page, &self.db).await?)
     }
 
     pub async fn count_agents(&self, scope: Option<&str>, filter: &AgentFilter) -> AppResult<u64> {
@@ -526,14 +514,8 @@ impl TaskService {
         filter: &EscalationFilter,
         page: PageRequest,
     ) -> AppResult<Page<escalation::Model>> {
-        let mut query = escalation::Entity::find()
-            .filter(Self::escalation_condition(scope, filter))
-            .order_by_asc(escalation::Column::Id)
-            .limit(page.first + 1);
-        if let Some(after) = page.after {
-            query = query.filter(escalation::Column::Id.gt(after));
-        }
-        Ok(Page::from_overfetch(query.all(&self.db).await?, page.first))
+        let select = escalation::Entity::find().filter(Self::escalation_condition(scope, filter));
+        Ok(keyset_page(select, escalation::Column::Id, page, &self.db).await?)
     }
 
     pub async fn count_escalations(

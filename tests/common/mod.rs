@@ -291,6 +291,16 @@ impl TestServer {
     }
 }
 
+/// The value of an unlabelled metric in a Prometheus exposition; -1 when absent.
+pub fn metric_value(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
 /// The first error's `extensions.code`.
 pub fn error_code(res: &Value) -> String {
     res["errors"][0]["extensions"]["code"]
