@@ -9,7 +9,10 @@ use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::service::{Bootstrap, UserService},
+    auth::{
+        service::{Bootstrap, UserService},
+        token::TokenKeys,
+    },
     config::Config,
     events::{Bus, DomainEvent},
     graphql::{
@@ -58,6 +61,34 @@ pub struct Inner {
     pub ws_tracker: TaskTracker,
 }
 
+/// Signing keys from configuration. Without a configured secret a random one is used, which
+/// only works for a single replica (tokens from one replica fail on another).
+fn token_keys(config: &Config) -> anyhow::Result<TokenKeys> {
+    use secrecy::ExposeSecret;
+    let ttl = std::time::Duration::from_secs(config.access_token_ttl_seconds);
+    let secret = match &config.jwt_secret {
+        Some(s) => s.expose_secret().as_bytes().to_vec(),
+        None if config.nats_url.is_some() => anyhow::bail!(
+            "AURUM_JWT_SECRET: required when AURUM_NATS_URL is set (every replica must verify every token)"
+        ),
+        None => {
+            use rand::RngCore;
+            tracing::warn!(
+                "AURUM_JWT_SECRET unset: tokens are signed with a per-process key and end with it"
+            );
+            let mut bytes = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            bytes
+        }
+    };
+    Ok(TokenKeys::hs256(
+        &secret,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        ttl,
+    ))
+}
+
 /// Shared, cheaply cloned application state.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -102,7 +133,8 @@ impl AppState {
             None => (None, Bus::local(capacity)),
         };
         let docker = infra::docker::connect(config.docker_host.as_deref()).await;
-        let users = UserService::new(db.clone());
+        let keys = Arc::new(token_keys(&config)?);
+        let users = UserService::new(db.clone(), keys, config.refresh_token_ttl_seconds);
         let bootstrap = users
             .ensure_first_admin(config.admin_password.as_ref())
             .await?;

@@ -52,6 +52,28 @@ pub struct Config {
     #[arg(long, env = "AURUM_ADMIN_PASSWORD", hide_env_values = true, value_parser = parse_secret)]
     pub admin_password: Option<SecretString>,
 
+    /// Secret (at least 32 bytes) that signs access tokens (HS256). Every replica needs the
+    /// same one; unset = a random secret per process (tokens die with it), refused when
+    /// AURUM_NATS_URL is set.
+    #[arg(long, env = "AURUM_JWT_SECRET", hide_env_values = true, value_parser = parse_jwt_secret)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// `iss` claim of issued tokens, required on presented ones.
+    #[arg(long, env = "AURUM_JWT_ISSUER", default_value = "aurum")]
+    pub jwt_issuer: String,
+
+    /// `aud` claim of issued tokens, required on presented ones.
+    #[arg(long, env = "AURUM_JWT_AUDIENCE", default_value = "aurum")]
+    pub jwt_audience: String,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "AURUM_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    pub access_token_ttl_seconds: u64,
+
+    /// Lifetime of a refresh token, in seconds.
+    #[arg(long, env = "AURUM_REFRESH_TOKEN_TTL_SECONDS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub refresh_token_ttl_seconds: u64,
+
     /// Log format: `json` (one object per line) or `text`.
     #[arg(long, env = "AURUM_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -219,6 +241,13 @@ fn parse_nats_url(value: &str) -> Result<ServiceUrl, String> {
 fn parse_secret(value: &str) -> Result<SecretString, String> {
     if value.is_empty() {
         return Err("must not be empty".into());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+fn parse_jwt_secret(value: &str) -> Result<SecretString, String> {
+    if value.len() < 32 {
+        return Err("must be at least 32 bytes".into());
     }
     Ok(SecretString::from(value.to_owned()))
 }

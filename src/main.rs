@@ -35,6 +35,8 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
+    /// Print the role → permission table (Markdown), as in the README.
+    Roles,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +84,10 @@ fn main() -> ExitCode {
             Command::Migrate { action, db } => migrate(action, db).await,
             Command::Schema => {
                 print!("{}", aurum::graphql::sdl());
+                Ok(())
+            }
+            Command::Roles => {
+                print!("{}", aurum::auth::permission::role_table_markdown());
                 Ok(())
             }
         }

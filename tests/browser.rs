@@ -40,10 +40,13 @@ async fn graphiql_runs_a_query_in_headless_chromium() {
         )
         .await;
     let query = "{ tasks(first: 10) { totalCount edges { node { title state } } } }";
+    let headers = json!({ "Authorization": format!("Bearer {}", env.server.token) }).to_string();
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let url = format!(
-        "{}?query={}",
+        "{}?query={}&headers={}",
         env.server.url("/graphql"),
-        url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+        enc(query),
+        enc(&headers)
     );
     let shot = std::env::temp_dir().join("aurum-graphiql.png");
     let script = root.join("web/tests/graphiql.mjs");

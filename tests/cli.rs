@@ -57,7 +57,15 @@ fn schema_command_prints_the_committed_schema() {
     assert!(out.status.success());
     let committed =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let first_difference = printed
+        .lines()
+        .zip(committed.lines())
+        .position(|(a, b)| a != b);
+    assert!(
+        printed == committed,
+        "`aurum schema` differs from schema.graphql (first differing line: {first_difference:?})"
+    );
 }
 
 #[test]
@@ -195,6 +203,25 @@ impl Served {
     }
 }
 
+async fn login(client: &reqwest::Client, base: &str, password: &str) -> String {
+    let res: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .json(&serde_json::json!({
+            "query": "mutation($p: String!) { login(username: \"admin\", password: $p) { token } }",
+            "variables": { "p": password }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{res}"))
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_nothing_configured() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,9 +232,16 @@ async fn serve_with_nothing_configured() {
         "{out}"
     );
     assert!(dir.path().join("aurum.db").exists());
+    let password = out
+        .split("Password: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
 
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.addr);
+    let token = login(&client, &base, &password).await;
     let page = client.get(format!("{base}/graphql")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -232,8 +266,22 @@ async fn serve_with_nothing_configured() {
         ready["dependencies"]["nats"]["status"], "disabled",
         "{ready}"
     );
+    let anonymous: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .json(&serde_json::json!({ "query": "mutation { createTask(input: { title: \"nope\" }) { id } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{anonymous}"
+    );
     let made: serde_json::Value = client
         .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({ "query": "mutation { createTask(input: { title: \"persisted\" }) { id } }" }))
         .send()
         .await
@@ -247,6 +295,7 @@ async fn serve_with_nothing_configured() {
     let mut ws = common::WsClient::connect(
         &format!("ws://{}/graphql", server.addr),
         "graphql-transport-ws",
+        Some(&token),
     )
     .await;
     ws.subscribe(
@@ -269,8 +318,25 @@ async fn serve_with_nothing_configured() {
     let out = again.output_so_far();
     assert!(!out.contains("Password:"), "{out}");
     let base = format!("http://{}", again.addr);
+    // The printed password still works; the old token does not (per-process signing key).
+    let stale: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "query": "{ tasks { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stale["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{stale}"
+    );
+    let token = login(&client, &base, &password).await;
     let count: serde_json::Value = client
         .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({ "query": "{ tasks { totalCount } }" }))
         .send()
         .await
@@ -299,4 +365,17 @@ fn readme_documents_every_setting() {
         missing.is_empty(),
         "README configuration table lacks {missing:?}"
     );
+}
+
+#[test]
+fn readme_role_table_is_the_generated_one() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = aurum::auth::permission::role_table_markdown();
+    assert!(
+        readme.contains(&table),
+        "README role table is stale: paste the output of `aurum roles`"
+    );
+    let out = aurum().arg("roles").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), table);
 }

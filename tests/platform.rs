@@ -67,6 +67,7 @@ async fn errors_carry_codes_and_request_ids(profile: Profile, name: &str) {
             .client
             .post(s.url("/graphql"))
             .header("x-request-id", &rid)
+            .bearer_auth(&s.token)
             .json(&json!({ "query": query, "variables": vars }))
             .send()
             .await
@@ -147,7 +148,7 @@ async fn subscriptions_on_both_protocols(profile: Profile, name: &str) {
     };
     let s = &env.server;
     for protocol in ["graphql-transport-ws", "graphql-ws"] {
-        let mut ws = WsClient::connect(&s.ws_url(), protocol).await;
+        let mut ws = s.ws(protocol).await;
         ws.subscribe(
             "all",
             "subscription { taskChanged { kind task { id title state } } }",
@@ -265,7 +266,7 @@ async fn metrics_are_exported(profile: Profile, name: &str) {
     s.ok("query ListForMetrics { tasks { totalCount } }", json!({}))
         .await;
     let _ = s.gql("{ nope }", json!({})).await;
-    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws").await;
+    let mut ws = s.ws("graphql-transport-ws").await;
     ws.subscribe("m", "subscription { taskChanged { kind } }", json!({}))
         .await;
     // The subscription counts once it is running; poll the exposition until it shows.
@@ -313,7 +314,7 @@ async fn websockets_close_with_1001_on_shutdown(profile: Profile, name: &str) {
     let Some(env) = Env::new(profile, name).await else {
         return;
     };
-    let mut ws = WsClient::connect(&env.server.ws_url(), "graphql-transport-ws").await;
+    let mut ws = env.server.ws("graphql-transport-ws").await;
     ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
         .await;
     let addr = env.server.addr;
@@ -414,7 +415,7 @@ async fn two_replicas_share_task_events() {
     let shared = Shared::services(&urls).await;
     let a = TestServer::start(shared.config(Some(&urls))).await;
     let b = TestServer::start(shared.config(Some(&urls))).await;
-    let mut ws = WsClient::connect(&a.ws_url(), "graphql-transport-ws").await;
+    let mut ws = a.ws("graphql-transport-ws").await;
     ws.subscribe(
         "x",
         "subscription { taskChanged { kind task { id title } } }",
@@ -481,29 +482,29 @@ async fn websocket_protocol_rules(profile: Profile, name: &str) {
         .await;
     assert_eq!(ws.closed_with(t).await, Some(4401));
     // Second connection_init.
-    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    let mut ws = env.server.ws("graphql-transport-ws").await;
     ws.send(json!({ "type": "connection_init" })).await;
     assert_eq!(ws.closed_with(t).await, Some(4429));
     // Duplicate id.
-    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    let mut ws = env.server.ws("graphql-transport-ws").await;
     ws.subscribe("a", "subscription { taskChanged { kind } }", json!({}))
         .await;
     ws.subscribe("a", "subscription { taskChanged { kind } }", json!({}))
         .await;
     assert_eq!(ws.closed_with(t).await, Some(4409));
     // Past the per-connection cap.
-    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    let mut ws = env.server.ws("graphql-transport-ws").await;
     for id in ["a", "b", "c"] {
         ws.subscribe(id, "subscription { taskChanged { kind } }", json!({}))
             .await;
     }
     assert_eq!(ws.closed_with(t).await, Some(4429));
     // Not a protocol message.
-    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    let mut ws = env.server.ws("graphql-transport-ws").await;
     ws.send(json!({ "type": "nonsense" })).await;
     assert_eq!(ws.closed_with(t).await, Some(4400));
     // Client ping gets a pong; queries and mutations run over the socket too, then complete.
-    let mut ws = WsClient::connect(&url, "graphql-transport-ws").await;
+    let mut ws = env.server.ws("graphql-transport-ws").await;
     ws.send(json!({ "type": "ping" })).await;
     let pong = ws.next_json().await.unwrap();
     assert_eq!(pong["type"], "pong");
@@ -521,7 +522,7 @@ async fn websocket_protocol_rules(profile: Profile, name: &str) {
         (Some("complete"), Some("m"))
     );
     // A stopped subscription receives nothing more (legacy protocol: stop → complete).
-    let mut legacy = WsClient::connect(&url, "graphql-ws").await;
+    let mut legacy = env.server.ws("graphql-ws").await;
     legacy
         .subscribe("s", "subscription { taskChanged { kind } }", json!({}))
         .await;
@@ -537,12 +538,12 @@ async fn subscriptions_share_one_execution(profile: Profile, name: &str) {
     };
     let s = &env.server;
     let query = "subscription { taskChanged { kind task { title } } }";
-    let mut a = WsClient::connect(&s.ws_url(), "graphql-transport-ws").await;
-    let mut b = WsClient::connect(&s.ws_url(), "graphql-ws").await;
+    let mut a = s.ws("graphql-transport-ws").await;
+    let mut b = s.ws("graphql-ws").await;
     a.subscribe("1", query, json!({})).await;
     b.subscribe("2", query, json!({})).await;
     // A different document is a different execution.
-    let mut c = WsClient::connect(&s.ws_url(), "graphql-transport-ws").await;
+    let mut c = s.ws("graphql-transport-ws").await;
     c.subscribe("3", "subscription { taskChanged { kind } }", json!({}))
         .await;
     let mut got = None;

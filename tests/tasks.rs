@@ -256,11 +256,12 @@ async fn nested_fields_are_batched(profile: Profile, name: &str) {
         .map(|e| e["node"]["escalations"].as_array().unwrap().len())
         .sum();
     assert_eq!(escalations, 100);
-    // Tasks page, count, agents, current tasks, escalations at two levels, escalation tasks:
-    // 7, or 6 when two task lookups share a batch. Loading per row would take 400 here (100
-    // assignees + 100 escalation lists + 50 current tasks + 50 nested lists + 100 tasks).
+    // 2 to authenticate the caller (revoked-token check, user row), then tasks page, count,
+    // agents, current tasks, escalations at two levels, escalation tasks: 9, or 8 when two
+    // task lookups share a batch. Loading per row would take 400 here (100 assignees + 100
+    // escalation lists + 50 current tasks + 50 nested lists + 100 tasks).
     assert!(
-        statements <= 7,
+        statements <= 9,
         "{statements} SQL statements for one nested query"
     );
     println!("nested query over 100 tasks: {statements} SQL statements");
@@ -283,6 +284,7 @@ async fn audit_rows_follow_mutations(profile: Profile, name: &str) {
         .client
         .post(s.url("/graphql"))
         .header("x-request-id", "audit-req-1")
+        .bearer_auth(&s.token)
         .json(&json!({ "query": STATE, "variables": { "id": id, "s": "COMPLETED" } }))
         .send()
         .await
@@ -295,14 +297,20 @@ async fn audit_rows_follow_mutations(profile: Profile, name: &str) {
     let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["task.create", "task.update_state", "task.update_state"]
+        [
+            "user.login",
+            "task.create",
+            "task.update_state",
+            "task.update_state"
+        ]
     );
-    assert_eq!(rows[2].request_id.as_deref(), Some("audit-req-1"));
+    assert_eq!(rows[1].actor, "user:admin");
+    assert_eq!(rows[3].request_id.as_deref(), Some("audit-req-1"));
     assert_eq!(
-        rows[2].details,
+        rows[3].details,
         json!({ "from": "IN_PROGRESS", "to": "COMPLETED" })
     );
-    assert_eq!(rows[2].entity_id.as_deref(), Some(id.as_str()));
+    assert_eq!(rows[3].entity_id.as_deref(), Some(id.as_str()));
     // The first admin exists with an argon2id hash.
     let admin = entity::user::Entity::find().all(&s.state.db).await.unwrap();
     assert_eq!(admin.len(), 1);

@@ -3,5 +3,7 @@
 pub mod agent;
 pub mod audit_log;
 pub mod escalation;
+pub mod refresh_token;
+pub mod revoked_token;
 pub mod task;
 pub mod user;

@@ -1,20 +1,30 @@
-//! Identity: who is calling (`Caller`), passwords, users. Guards and tokens arrive with the
-//! identity issue; until then every caller is anonymous and nothing here grants anything.
+//! Identity and access: who is calling (`Caller`), what their role lets them do
+//! (`permission`), how they prove it (`token`, `password`), the guard every field uses
+//! (`guard`), and the user/session operations (`service`, `graphql`).
 
+pub mod graphql;
+pub mod guard;
 pub mod password;
+pub mod permission;
 pub mod service;
+pub mod token;
+
+use permission::{Permission, Role};
 
 /// The caller of one request, derived server-side for every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No credentials were presented.
     Anonymous,
-    /// A logged-in user.
+    /// A logged-in user (or an agent's API key), with the role read from the database for
+    /// this request.
     User {
         id: uuid::Uuid,
         username: String,
-        role: String,
+        role: Role,
         tenant: Option<String>,
+        /// The access token's id and expiry (seconds since the epoch).
+        token: Option<(String, u64)>,
     },
     /// The service itself (start-up, sweepers).
     System,
@@ -37,9 +47,23 @@ impl Caller {
             Self::Anonymous => "anonymous".into(),
             Self::System => "system".into(),
             Self::User { role, tenant, .. } => {
-                format!("{role}/{}", tenant.as_deref().unwrap_or(""))
+                format!("{}/{}", role.name(), tenant.as_deref().unwrap_or(""))
             }
         }
+    }
+
+    /// The caller's role; the service itself acts as admin.
+    pub fn role(&self) -> Role {
+        match self {
+            Self::Anonymous => Role::Anonymous,
+            Self::User { role, .. } => *role,
+            Self::System => Role::Admin,
+        }
+    }
+
+    /// Whether the caller holds `permission`.
+    pub fn can(&self, permission: Permission) -> bool {
+        self.role().grants(permission)
     }
 
     /// The tenant the caller is confined to, if any.

@@ -1,12 +1,26 @@
-//! Users: creation and the first-admin bootstrap. Login and tokens arrive with the identity
-//! issue.
+//! Users and sessions: the first-admin bootstrap, login, token refresh, logout and turning a
+//! bearer token into a `Caller`. Unknown users and wrong passwords answer identically and cost
+//! the same argon2 verification.
 
-use entity::user;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, PaginatorTrait};
+use std::sync::{Arc, OnceLock};
+
+use chrono::Duration as ChronoDuration;
+use entity::{refresh_token, revoked_token, user};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    sea_query::Expr,
+};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
-use super::password;
-use crate::clock;
+use super::{Caller, RequestMeta, password, permission::Role, token::TokenKeys};
+use crate::{
+    audit::{self, AuditEntry},
+    clock,
+    error::{AppError, AppResult},
+    infra::db,
+};
 
 /// Username of the first administrator.
 pub const FIRST_ADMIN: &str = "admin";
@@ -22,15 +36,61 @@ pub enum Bootstrap {
     CreatedWithGenerated(SecretString),
 }
 
-/// User accounts.
+/// A successful login or refresh.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub refresh_token: String,
+    /// Access token expiry, seconds since the epoch.
+    pub expires_at: u64,
+    pub user: user::Model,
+}
+
+/// Users and sessions.
 #[derive(Clone)]
 pub struct UserService {
     db: DatabaseConnection,
+    keys: Arc<TokenKeys>,
+    refresh_ttl: ChronoDuration,
+}
+
+fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// A valid argon2id hash of a random password: verifying against it when the user does not
+/// exist makes "unknown user" cost what "wrong password" costs.
+async fn dummy_hash() -> String {
+    static HASH: OnceLock<String> = OnceLock::new();
+    if let Some(h) = HASH.get() {
+        return h.clone();
+    }
+    let h = password::hash(password::generate())
+        .await
+        .unwrap_or_default();
+    HASH.get_or_init(|| h).clone()
+}
+
+fn invalid_credentials() -> AppError {
+    AppError::Unauthenticated
 }
 
 impl UserService {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, keys: Arc<TokenKeys>, refresh_ttl_secs: u64) -> Self {
+        Self {
+            db,
+            keys,
+            refresh_ttl: ChronoDuration::seconds(
+                i64::try_from(refresh_ttl_secs).unwrap_or(604_800),
+            ),
+        }
     }
 
     /// Creates `admin` when the user table is empty. Replicas starting together race on the
@@ -49,10 +109,10 @@ impl UserService {
         let hash = password::hash(SecretString::from(secret.expose_secret().to_owned())).await?;
         let now = clock::now();
         let row = user::ActiveModel {
-            id: Set(uuid::Uuid::now_v7()),
+            id: Set(Uuid::now_v7()),
             username: Set(FIRST_ADMIN.into()),
             password_hash: Set(hash),
-            role: Set("admin".into()),
+            role: Set(Role::Admin.name().into()),
             tenant_id: Set(None),
             disabled: Set(false),
             created_at: Set(now),
@@ -74,11 +134,203 @@ impl UserService {
     }
 
     /// Looks a user up by name.
-    pub async fn find_by_username(&self, username: &str) -> anyhow::Result<Option<user::Model>> {
-        use sea_orm::{ColumnTrait, QueryFilter};
+    pub async fn find_by_username(&self, username: &str) -> AppResult<Option<user::Model>> {
         Ok(user::Entity::find()
             .filter(user::Column::Username.eq(username))
             .one(&self.db)
             .await?)
+    }
+
+    /// Checks a password and opens a session.
+    pub async fn login(
+        &self,
+        meta: &RequestMeta,
+        username: &str,
+        password: &str,
+    ) -> AppResult<Session> {
+        let found = self.find_by_username(username).await?;
+        let stored = match &found {
+            Some(u) => u.password_hash.clone(),
+            None => dummy_hash().await,
+        };
+        let ok = password::verify(SecretString::from(password.to_owned()), stored)
+            .await
+            .map_err(AppError::Internal)?;
+        let user = match found {
+            Some(u) if ok && !u.disabled => u,
+            _ => return Err(invalid_credentials()),
+        };
+        let txn = db::begin_write(&self.db).await?;
+        let session = self.open_session(&txn, user).await?;
+        let login_meta = RequestMeta {
+            caller: Caller::User {
+                id: session.user.id,
+                username: session.user.username.clone(),
+                role: session.user.role.parse().unwrap_or(Role::Anonymous),
+                tenant: session.user.tenant_id.clone(),
+                token: None,
+            },
+            request_id: meta.request_id.clone(),
+        };
+        audit::record(
+            &txn,
+            &login_meta,
+            AuditEntry {
+                action: "user.login",
+                entity_type: "user",
+                entity_id: Some(session.user.id.to_string()),
+                tenant_id: session.user.tenant_id.as_deref(),
+                details: serde_json::json!({}),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(session)
+    }
+
+    async fn open_session<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        user: user::Model,
+    ) -> AppResult<Session> {
+        let issued = self
+            .keys
+            .issue(user.id)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("issuing token: {e}")))?;
+        let refresh = random_token();
+        let now = clock::now();
+        refresh_token::Entity::insert(refresh_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user.id),
+            token_hash: Set(sha256_hex(&refresh)),
+            expires_at: Set(now + self.refresh_ttl),
+            used_at: Set(None),
+            created_at: Set(now),
+        })
+        .exec_without_returning(conn)
+        .await?;
+        Ok(Session {
+            token: issued.token,
+            refresh_token: refresh,
+            expires_at: issued.expires_at,
+            user,
+        })
+    }
+
+    /// Exchanges a refresh token (once) for a new session.
+    pub async fn refresh(&self, refresh: &str) -> AppResult<Session> {
+        let txn = db::begin_write(&self.db).await?;
+        let now = clock::now();
+        let hash = sha256_hex(refresh);
+        let row = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(hash.as_str()))
+            .one(&txn)
+            .await?
+            .ok_or_else(invalid_credentials)?;
+        let used = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .filter(refresh_token::Column::Id.eq(row.id))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+        if used.rows_affected != 1 {
+            return Err(invalid_credentials());
+        }
+        let user = user::Entity::find_by_id(row.user_id)
+            .one(&txn)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or_else(invalid_credentials)?;
+        let session = self.open_session(&txn, user).await?;
+        txn.commit().await?;
+        Ok(session)
+    }
+
+    /// Revokes the caller's access token and, when given, a refresh token of theirs.
+    pub async fn logout(&self, meta: &RequestMeta, refresh: Option<&str>) -> AppResult<()> {
+        let Caller::User {
+            id, token, tenant, ..
+        } = &meta.caller
+        else {
+            return Err(AppError::Unauthenticated);
+        };
+        let txn = db::begin_write(&self.db).await?;
+        if let Some((jti, exp)) = token {
+            let expires_at = chrono::DateTime::from_timestamp(i64::try_from(*exp).unwrap_or(0), 0)
+                .unwrap_or_else(clock::now);
+            revoked_token::Entity::insert(revoked_token::ActiveModel {
+                jti: Set(jti.clone()),
+                user_id: Set(*id),
+                expires_at: Set(expires_at),
+            })
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(revoked_token::Column::Jti)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        if let Some(refresh) = refresh {
+            refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::UsedAt, Expr::value(clock::now()))
+                .filter(refresh_token::Column::TokenHash.eq(sha256_hex(refresh)))
+                .filter(refresh_token::Column::UserId.eq(*id))
+                .filter(refresh_token::Column::UsedAt.is_null())
+                .exec(&txn)
+                .await?;
+        }
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "user.logout",
+                entity_type: "user",
+                entity_id: Some(id.to_string()),
+                tenant_id: tenant.as_deref(),
+                details: serde_json::json!({}),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Turns a bearer token into the caller it names, with the role and state read now.
+    pub async fn authenticate(&self, bearer: &str) -> AppResult<Caller> {
+        let claims = self.keys.verify(bearer).map_err(|e| {
+            tracing::info!(auth.reason = %e, "token refused");
+            AppError::Unauthenticated
+        })?;
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| AppError::Unauthenticated)?;
+        let revoked = revoked_token::Entity::find_by_id(claims.jti.clone())
+            .one(&self.db)
+            .await?
+            .is_some();
+        if revoked {
+            return Err(AppError::Unauthenticated);
+        }
+        let user = user::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(AppError::Unauthenticated)?;
+        let role: Role = user.role.parse().map_err(|_| AppError::Unauthenticated)?;
+        Ok(Caller::User {
+            id: user.id,
+            username: user.username,
+            role,
+            tenant: user.tenant_id,
+            token: Some((claims.jti, claims.exp)),
+        })
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: Uuid) -> AppResult<user::Model> {
+        user::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("User", id))
     }
 }

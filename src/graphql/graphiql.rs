@@ -103,6 +103,7 @@ const PAGE: &str = r#"<!DOCTYPE html>
         defaultEditorToolsVisibility: true,
         query: params.get('query') ?? undefined,
         variables: params.get('variables') ?? undefined,
+        headers: params.get('headers') ?? undefined,
       })
     );
   </script>

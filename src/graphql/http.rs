@@ -28,6 +28,13 @@ fn error_response(status: StatusCode, code: &str, message: &str, request_id: &st
         .into_response()
 }
 
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -83,15 +90,29 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             &request_id,
         );
     }
+    let caller = match bearer(&parts.headers) {
+        None => Caller::Anonymous,
+        Some(token) => match state.services.users.authenticate(token).await {
+            Ok(caller) => caller,
+            Err(err) => {
+                return error_response(
+                    StatusCode::UNAUTHORIZED,
+                    err.code(),
+                    &err.message(),
+                    &request_id,
+                );
+            }
+        },
+    };
     let response: BatchResponse = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(
             state
                 .schema
-                .execute(request.data(Caller::Anonymous).data(RequestId(request_id)))
+                .execute(request.data(caller).data(RequestId(request_id)))
                 .await,
         ),
         batch @ BatchRequest::Batch(_) => {
-            let batch = batch.data(Caller::Anonymous).data(RequestId(request_id));
+            let batch = batch.data(caller).data(RequestId(request_id));
             state.schema.execute_batch(batch).await
         }
     };

@@ -11,6 +11,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLo
 
 use crate::{
     app::Services,
+    auth::graphql::{AuthMutation, AuthQuery},
     task::{
         graphql::{TaskMutation, TaskQuery, TaskSubscription},
         loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
@@ -19,11 +20,11 @@ use crate::{
 
 /// Every query root field.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(TaskQuery);
+pub struct QueryRoot(AuthQuery, TaskQuery);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(TaskMutation);
+pub struct MutationRoot(AuthMutation, TaskMutation);
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]

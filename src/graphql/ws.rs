@@ -2,7 +2,8 @@
 //! `graphql-ws` protocol, implemented here (rather than by async-graphql's engine) so that the
 //! protocol's close codes, caps and shutdown behaviour are ours:
 //!
-//! - 4400 for a malformed message, 4401 for `subscribe` before `connection_ack`, 4408 when no
+//! - 4400 for a malformed message, 4401 for `subscribe` before `connection_ack`, 4403 for a
+//!   refused token in `connection_init`, 4408 when no
 //!   `connection_init` arrives in time, 4409 for a duplicate operation id, 4429 for a second
 //!   `connection_init` or past the per-connection operation cap, 1001 on server shutdown;
 //! - a small read buffer and a message size cap per connection, and server pings.
@@ -39,6 +40,7 @@ use crate::{app::AppState, auth::Caller, error::AppError};
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_BAD_MESSAGE: u16 = 4400;
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_INIT_TIMEOUT: u16 = 4408;
 const CLOSE_DUPLICATE_ID: u16 = 4409;
 const CLOSE_TOO_MANY: u16 = 4429;
@@ -186,12 +188,18 @@ impl Connection {
         let message = ClientMessage::from_bytes(bytes)
             .map_err(|e| End::Close(CLOSE_BAD_MESSAGE, format!("Invalid message: {e}")))?;
         match message {
-            ClientMessage::ConnectionInit { payload: _ } => {
+            ClientMessage::ConnectionInit { payload } => {
                 if self.session.is_some() {
                     return Err(End::Close(
                         CLOSE_TOO_MANY,
                         "Too many initialisation requests".into(),
                     ));
+                }
+                if let Some(token) = init_token(payload.as_ref()) {
+                    match self.state.services.users.authenticate(&token).await {
+                        Ok(caller) => self.caller = caller,
+                        Err(_) => return Err(End::Close(CLOSE_FORBIDDEN, "Forbidden".into())),
+                    }
                 }
                 let mut data = Data::default();
                 data.insert(self.caller.clone());
@@ -300,6 +308,22 @@ impl Connection {
             }
         }
     }
+}
+
+/// The bearer token of a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case
+/// of the key; the `Bearer ` prefix is optional).
+fn init_token(payload: Option<&serde_json::Value>) -> Option<String> {
+    let object = payload?.as_object()?;
+    let value = object
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?
+        .1
+        .as_str()?;
+    let token = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest,
+        _ => value,
+    };
+    Some(token.trim().to_owned())
 }
 
 fn envelope_complete(id: &str) -> String {

@@ -18,6 +18,7 @@ use super::{
     service::{AgentFilter, EscalationFilter, NewAgent, NewEscalation, NewTask, TaskFilter},
 };
 use crate::{
+    auth::{guard::Require, permission::Permission},
     error::AppError,
     events::DomainEvent,
     graphql::context::{
@@ -86,6 +87,7 @@ impl Task {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    #[graphql(guard = "Require(Permission::AgentView)")]
     /// The agent the task is assigned to.
     async fn assignee(&self, ctx: &Context<'_>) -> Result<Option<Agent>> {
         let Some(id) = self.0.assignee_id else {
@@ -101,7 +103,10 @@ impl Task {
             .map(Agent))
     }
     /// Escalations raised on this task, oldest first.
-    #[graphql(complexity = "ESCALATIONS_PER_TASK * child_complexity")]
+    #[graphql(
+        guard = "Require(Permission::EscalationView)",
+        complexity = "ESCALATIONS_PER_TASK * child_complexity"
+    )]
     async fn escalations(&self, ctx: &Context<'_>) -> Result<Vec<Escalation>> {
         let rows = ctx
             .data_unchecked::<DataLoader<EscalationsByTaskLoader>>()
@@ -146,6 +151,7 @@ impl Agent {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    #[graphql(guard = "Require(Permission::TaskView)")]
     /// The task the agent is working on now.
     async fn current_task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
         let Some(id) = self.0.current_task_id else {
@@ -199,6 +205,7 @@ impl Escalation {
     async fn resolved_at(&self) -> Option<DateTime<Utc>> {
         self.0.resolved_at
     }
+    #[graphql(guard = "Require(Permission::TaskView)")]
     /// The escalated task.
     async fn task(&self, ctx: &Context<'_>) -> Result<Option<Task>> {
         let task = ctx
@@ -210,6 +217,7 @@ impl Escalation {
             .filter(|t| visible(ctx, t.tenant_id.as_deref()))
             .map(Task))
     }
+    #[graphql(guard = "Require(Permission::AgentView)")]
     /// The agent that raised it, if any.
     async fn agent(&self, ctx: &Context<'_>) -> Result<Option<Agent>> {
         let Some(id) = self.0.agent_id else {
@@ -253,7 +261,10 @@ pub struct TaskQuery;
 #[Object]
 impl TaskQuery {
     /// Tasks, oldest first, optionally filtered.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Require(Permission::TaskView)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
@@ -280,6 +291,7 @@ impl TaskQuery {
         Ok(connection(rows, page, total, |t| t.id, Task))
     }
 
+    #[graphql(guard = "Require(Permission::TaskView)")]
     /// One task by id.
     async fn task(&self, ctx: &Context<'_>, id: ID) -> Result<Task> {
         let id = parse_id("id", &id)?;
@@ -289,7 +301,10 @@ impl TaskQuery {
     }
 
     /// Agents, oldest first, optionally filtered.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Require(Permission::AgentView)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn agents(
         &self,
         ctx: &Context<'_>,
@@ -311,6 +326,7 @@ impl TaskQuery {
         Ok(connection(rows, page, total, |a| a.id, Agent))
     }
 
+    #[graphql(guard = "Require(Permission::AgentView)")]
     /// One agent by id.
     async fn agent(&self, ctx: &Context<'_>, id: ID) -> Result<Agent> {
         let id = parse_id("id", &id)?;
@@ -320,7 +336,10 @@ impl TaskQuery {
     }
 
     /// Escalations, oldest first, optionally filtered.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Require(Permission::EscalationView)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn escalations(
         &self,
         ctx: &Context<'_>,
@@ -382,6 +401,7 @@ pub struct TaskMutation;
 
 #[Object]
 impl TaskMutation {
+    #[graphql(guard = "Require(Permission::TaskCreate)")]
     /// Creates a PENDING task.
     async fn create_task(&self, ctx: &Context<'_>, input: CreateTaskInput) -> Result<Task> {
         let new = NewTask {
@@ -394,6 +414,7 @@ impl TaskMutation {
         ))
     }
 
+    #[graphql(guard = "Require(Permission::TaskUpdate)")]
     /// Moves a task to another state; the allowed moves are listed in the error otherwise.
     async fn update_task_state(&self, ctx: &Context<'_>, id: ID, state: TaskState) -> Result<Task> {
         let id = parse_id("id", &id)?;
@@ -405,6 +426,7 @@ impl TaskMutation {
         ))
     }
 
+    #[graphql(guard = "Require(Permission::AgentConfigure)")]
     /// Registers an agent (IDLE, no task).
     async fn register_agent(&self, ctx: &Context<'_>, input: RegisterAgentInput) -> Result<Agent> {
         let new = NewAgent {
@@ -416,6 +438,7 @@ impl TaskMutation {
         ))
     }
 
+    #[graphql(guard = "Require(Permission::TaskUpdate)")]
     /// Assigns a PENDING (or reassigns an ASSIGNED) task to an idle agent.
     async fn assign_task(&self, ctx: &Context<'_>, task_id: ID, agent_id: ID) -> Result<Task> {
         let task_id = parse_id("taskId", &task_id)?;
@@ -428,6 +451,7 @@ impl TaskMutation {
         ))
     }
 
+    #[graphql(guard = "Require(Permission::EscalationCreate)")]
     /// Raises an escalation on a task.
     async fn create_escalation(
         &self,
@@ -451,6 +475,7 @@ impl TaskMutation {
         ))
     }
 
+    #[graphql(guard = "Require(Permission::EscalationResolve)")]
     /// Resolves an open escalation with a note.
     async fn resolve_escalation(
         &self,
@@ -473,6 +498,7 @@ pub struct TaskSubscription;
 
 #[Subscription]
 impl TaskSubscription {
+    #[graphql(guard = "Require(Permission::TaskView)")]
     /// Every change to tasks visible to the caller, or to one task when `id` is given. A
     /// subscriber that falls behind receives a `SUBSCRIPTION_LAGGED` error and is closed.
     async fn task_changed(

@@ -18,6 +18,8 @@ use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue};
 
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
+/// Shared by every replica of a test (tokens from one must verify on the other).
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnop";
 
 /// Where the shared services live (overridable for other machines).
 pub struct ServiceUrls {
@@ -201,6 +203,7 @@ impl Shared {
         let mut c = Config::from_env().expect("default configuration");
         c.database_url = ServiceUrl::new(self.db_url.clone());
         c.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
+        c.jwt_secret = Some(secrecy::SecretString::from(JWT_SECRET.to_owned()));
         c.graphiql_assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/node_modules");
         c.shutdown_timeout_seconds = 5;
         match urls {
@@ -231,6 +234,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub state: AppState,
     pub client: reqwest::Client,
+    /// An access token of the first admin; `gql`/`ok` send it.
+    pub token: String,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -246,13 +251,36 @@ impl TestServer {
         let handle = tokio::spawn(aurum::run(listener, state.clone(), async move {
             let _ = rx.await;
         }));
-        Self {
+        let mut server = Self {
             addr,
             state,
             client: reqwest::Client::new(),
+            token: String::new(),
             stop: Some(tx),
             handle,
-        }
+        };
+        server.token = server.login("admin", ADMIN_PASSWORD).await;
+        server
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let res = self
+            .gql_as(
+                None,
+                "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
+                json!({ "u": username, "p": password }),
+            )
+            .await;
+        res["data"]["login"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login as {username} failed: {res}"))
+            .to_owned()
+    }
+
+    /// A WebSocket authenticated as the first admin.
+    pub async fn ws(&self, protocol: &'static str) -> WsClient {
+        WsClient::connect(&self.ws_url(), protocol, Some(&self.token)).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -263,11 +291,18 @@ impl TestServer {
         format!("ws://{}/graphql", self.addr)
     }
 
-    /// POSTs one operation and returns the whole JSON response.
+    /// POSTs one operation as the first admin and returns the whole JSON response.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
-        self.client
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }))
+        self.gql_as(Some(&self.token), query, variables).await
+    }
+
+    /// POSTs one operation with the given access token (or none).
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self.client.post(self.url("/graphql"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.json(&json!({ "query": query, "variables": variables }))
             .send()
             .await
             .expect("POST /graphql")
@@ -328,8 +363,9 @@ impl WsClient {
         Self { stream, protocol }
     }
 
-    /// Connects and completes `connection_init` / `connection_ack`.
-    pub async fn connect(url: &str, protocol: &'static str) -> Self {
+    /// Connects and completes `connection_init` / `connection_ack`, with the token (if any)
+    /// in the init payload.
+    pub async fn connect(url: &str, protocol: &'static str, token: Option<&str>) -> Self {
         let mut request = url.into_client_request().expect("ws request");
         request
             .headers_mut()
@@ -345,8 +381,12 @@ impl WsClient {
             Some(protocol)
         );
         let mut client = Self { stream, protocol };
+        let payload = match token {
+            Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
+            None => json!({}),
+        };
         client
-            .send(json!({ "type": "connection_init", "payload": {} }))
+            .send(json!({ "type": "connection_init", "payload": payload }))
             .await;
         let ack = client.next_json().await.expect("connection_ack");
         assert_eq!(ack["type"], "connection_ack", "{ack}");
