@@ -35,6 +35,8 @@ const ROUNDS: usize = 3;
 struct Server {
     child: Child,
     addr: String,
+    /// An admin access token (subscriptions and mutations need one).
+    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -60,9 +62,15 @@ impl Server {
             }
         };
         std::thread::spawn(move || for _ in lines {});
+        // Called from inside the benchmark's runtime: log in from a thread of its own.
+        let for_login = addr.clone();
+        let token = std::thread::spawn(move || login(&for_login))
+            .join()
+            .unwrap();
         Self {
             child,
             addr,
+            token,
             _dir: dir,
         }
     }
@@ -76,6 +84,25 @@ impl Server {
             .and_then(|v| v.parse().ok())
             .unwrap()
     }
+}
+
+fn login(addr: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let res: Value = reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .json(&json!({"query": "mutation { login(username: \"admin\", password: \"bench-password\") { token } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        res["data"]["login"]["token"].as_str().expect("login").to_owned()
+    })
 }
 
 impl Drop for Server {
@@ -207,7 +234,7 @@ async fn throughput(server: &Server) -> bool {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn subscriber(addr: &str) -> Ws {
+async fn subscriber(addr: &str, token: &str) -> Ws {
     let mut req = format!("ws://{addr}/graphql")
         .into_client_request()
         .unwrap();
@@ -224,7 +251,7 @@ async fn subscriber(addr: &str) -> Ws {
         .await
         .unwrap();
     ws.send(Message::Text(
-        json!({"type":"connection_init","payload":{}})
+        json!({"type":"connection_init","payload":{"Authorization": format!("Bearer {token}")}})
             .to_string()
             .into(),
     ))
@@ -277,7 +304,7 @@ async fn delivery(
     let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant, bool)>();
     let mut handles = Vec::new();
     for _ in 0..n {
-        let mut ws = subscriber(&server.addr).await;
+        let mut ws = subscriber(&server.addr, &server.token).await;
         let tx = tx.clone();
         handles.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
@@ -318,6 +345,7 @@ async fn delivery(
         let t0 = Instant::now();
         let res: Value = client
             .post(format!("{base}/graphql"))
+            .bearer_auth(&server.token)
             .json(&json!({"query":"mutation($t: String!) { createTask(input: { title: $t }) { id } }","variables":{"t": title}}))
             .send()
             .await
