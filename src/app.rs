@@ -11,6 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     auth::{
         service::{Bootstrap, UserService},
+        sessions::LiveSessions,
         token::TokenKeys,
     },
     config::Config,
@@ -53,6 +54,8 @@ pub struct Inner {
     pub schema: ObservedSchema,
     /// Shared subscription executions of this replica.
     pub subscriptions: Arc<SubscriptionHub>,
+    /// Authenticated sockets of this replica, closed on revocation.
+    pub sessions: Arc<LiveSessions>,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
     /// Cancelled when the server starts shutting down; long-lived tasks watch it.
@@ -134,7 +137,12 @@ impl AppState {
         };
         let docker = infra::docker::connect(config.docker_host.as_deref()).await;
         let keys = Arc::new(token_keys(&config)?);
-        let users = UserService::new(db.clone(), keys, config.refresh_token_ttl_seconds);
+        let users = UserService::new(
+            db.clone(),
+            keys,
+            config.refresh_token_ttl_seconds,
+            bus.clone(),
+        );
         let bootstrap = users
             .ensure_first_admin(config.admin_password.as_ref())
             .await?;
@@ -154,6 +162,8 @@ impl AppState {
             },
         ));
         let subscriptions = Arc::new(SubscriptionHub::new(schema.clone(), capacity));
+        let sessions = Arc::new(LiveSessions::default());
+        Arc::clone(&sessions).spawn_listener(services.bus.clone(), shutdown.clone());
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
         let state = Self(Arc::new(Inner {
             config,
@@ -165,6 +175,7 @@ impl AppState {
             services,
             schema,
             subscriptions,
+            sessions,
             metrics,
             graphiql,
             shutdown,

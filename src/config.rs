@@ -67,7 +67,7 @@ pub struct Config {
     pub jwt_audience: String,
 
     /// Lifetime of an access token, in seconds.
-    #[arg(long, env = "AURUM_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    #[arg(long, env = "AURUM_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..=86_400))]
     pub access_token_ttl_seconds: u64,
 
     /// Lifetime of a refresh token, in seconds.

@@ -3,19 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{infra::event_bus::BusEvent, task::events::TaskEvent};
+use crate::{auth::service::IdentityEvent, infra::event_bus::BusEvent, task::events::TaskEvent};
 
 /// One event on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "domain", content = "event", rename_all = "snake_case")]
 pub enum DomainEvent {
     Task(TaskEvent),
+    /// Credentials of a user or API key stopped being valid.
+    Identity(IdentityEvent),
 }
 
 impl BusEvent for DomainEvent {
     fn subject(&self) -> String {
         match self {
             Self::Task(e) => format!("task.{}.{}", e.task.id, e.kind.as_str()),
+            Self::Identity(e) => format!("identity.{}.revoked", e.subject),
         }
     }
 }

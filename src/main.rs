@@ -37,6 +37,13 @@ enum Command {
     Schema,
     /// Print the role → permission table (Markdown), as in the README.
     Roles,
+    /// Manage users from the command line (bootstrapping).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -50,6 +57,21 @@ enum MigrateAction {
     },
     /// List migrations and whether each is applied.
     Status,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user. The password comes from AURUM_USER_PASSWORD, or is generated and printed.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// admin, operator, developer or observer.
+        #[arg(long)]
+        role: String,
+        /// Confine the user to one tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -86,6 +108,7 @@ fn main() -> ExitCode {
                 print!("{}", aurum::graphql::sdl());
                 Ok(())
             }
+            Command::User { action, db } => user(action, db).await,
             Command::Roles => {
                 print!("{}", aurum::auth::permission::role_table_markdown());
                 Ok(())
@@ -201,6 +224,63 @@ async fn migrate(action: MigrateAction, db: DbArgs) -> anyhow::Result<()> {
                 println!("{:<40} {}", m.name(), m.status());
             }
         }
+    }
+    Ok(())
+}
+
+async fn user(action: UserAction, db: DbArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use aurum::auth::{
+        RequestMeta,
+        permission::Role,
+        service::{NewUser, UserService},
+        token::TokenKeys,
+    };
+    let UserAction::Create {
+        username,
+        role,
+        tenant,
+    } = action;
+    let role: Role = role
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+    let conn = sea_orm::Database::connect(&db.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("AURUM_DATABASE_URL: {e}"))?;
+    migration::Migrator::up(&conn, None).await?;
+    let (password, generated) = match std::env::var("AURUM_USER_PASSWORD") {
+        Ok(p) => (p, false),
+        Err(_) => (
+            aurum::auth::password::generate().expose_secret().to_owned(),
+            true,
+        ),
+    };
+    // Only user creation is used: tokens signed with this throwaway key are never issued.
+    let keys = Arc::new(TokenKeys::hs256(
+        uuid::Uuid::new_v4().as_bytes(),
+        "cli",
+        "cli",
+        std::time::Duration::from_secs(60),
+    ));
+    let users = UserService::new(conn, keys, 60, aurum::events::Bus::local(16));
+    let meta = RequestMeta::system(format!("cli-{}", uuid::Uuid::now_v7()));
+    let input = NewUser {
+        username,
+        password: secrecy::SecretString::from(password.clone()),
+        role,
+        tenant,
+    };
+    let created = users
+        .create_user(&meta, input)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.code()))?;
+    println!(
+        "created user {} ({}) with role {}",
+        created.username, created.id, created.role
+    );
+    if generated {
+        println!("password (shown once): {password}");
     }
     Ok(())
 }

@@ -379,3 +379,31 @@ fn readme_role_table_is_the_generated_one() {
     let out = aurum().arg("roles").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), table);
 }
+
+#[test]
+fn user_create_bootstraps_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+    let out = aurum()
+        .args(["user", "create", "--username", "ops", "--role", "operator"])
+        .env("AURUM_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("created user ops") && stdout.contains("password (shown once): "),
+        "{stdout}"
+    );
+    let bad = aurum()
+        .args(["user", "create", "--username", "x", "--role", "root"])
+        .env("AURUM_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--role"));
+}

@@ -12,7 +12,13 @@ use common::{Env, Profile, TestServer, WsClient, error_code};
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 
-both_profiles!(login_and_tokens, operation_role_matrix);
+both_profiles!(
+    login_and_tokens,
+    operation_role_matrix,
+    user_administration_is_live,
+    api_keys_work_and_revoke_live,
+    sockets_close_when_their_token_expires,
+);
 
 const LOGIN: &str = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token refreshToken expiresAt user { username role } } }";
 
@@ -210,6 +216,41 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
     ),
     ("Mutation.logout", None, "mutation { logout }"),
     (
+        "Query.users",
+        Some(Permission::UserManage),
+        "{ users { totalCount } }",
+    ),
+    (
+        "Query.apiKeys",
+        Some(Permission::UserManage),
+        "{ apiKeys { totalCount } }",
+    ),
+    (
+        "Mutation.createUser",
+        Some(Permission::UserManage),
+        "mutation { createUser(input: { username: \"made-by-ROLE\", password: \"long enough password\", role: OBSERVER }) { id } }",
+    ),
+    (
+        "Mutation.setUserRole",
+        Some(Permission::UserManage),
+        "mutation { setUserRole(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", role: OBSERVER) { id } }",
+    ),
+    (
+        "Mutation.setUserDisabled",
+        Some(Permission::UserManage),
+        "mutation { setUserDisabled(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", disabled: true) { id } }",
+    ),
+    (
+        "Mutation.createApiKey",
+        Some(Permission::UserManage),
+        "mutation { createApiKey(input: { name: \"k-ROLE\", role: OBSERVER }) { secret } }",
+    ),
+    (
+        "Mutation.revokeApiKey",
+        Some(Permission::UserManage),
+        "mutation { revokeApiKey(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
         "Subscription.taskChanged",
         Some(Permission::TaskView),
         "subscription { taskChanged { kind } }",
@@ -291,7 +332,11 @@ fn guarded_fields() -> BTreeSet<String> {
         }
     }
     // The payload types are reached only through their guarded roots.
-    fields.retain(|f| !f.starts_with("TaskChangedEvent.") && !f.starts_with("AuthPayload."));
+    fields.retain(|f| {
+        !["TaskChangedEvent.", "AuthPayload.", "CreatedApiKey."]
+            .iter()
+            .any(|p| f.starts_with(p))
+    });
     fields
 }
 
@@ -387,4 +432,255 @@ async fn operation_role_matrix(profile: Profile, name: &str) {
         }
     }
     env.finish().await;
+}
+
+/// Waits for a socket to be closed; returns the code and how long it took.
+async fn closes_within(ws: &mut WsClient, limit: Duration) -> (Option<u16>, Duration) {
+    let started = std::time::Instant::now();
+    let code = ws.closed_with(limit).await;
+    (code, started.elapsed())
+}
+
+async fn user_administration_is_live(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    let create = "mutation($u: String!, $p: String!, $r: Role!) { createUser(input: { username: $u, password: $p, role: $r }) { id role } }";
+    let made = s
+        .ok(
+            create,
+            json!({ "u": "olga", "p": "a long password", "r": "OBSERVER" }),
+        )
+        .await;
+    let id = made["createUser"]["id"].as_str().unwrap().to_owned();
+    for (vars, code) in [
+        (
+            json!({ "u": "olga", "p": "a long password", "r": "OBSERVER" }),
+            "CONFLICT",
+        ),
+        (
+            json!({ "u": "short-pw", "p": "short", "r": "OBSERVER" }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({ "u": "nobody", "p": "a long password", "r": "ANONYMOUS" }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({ "u": "Bad Name", "p": "a long password", "r": "OBSERVER" }),
+            "BAD_USER_INPUT",
+        ),
+    ] {
+        assert_eq!(error_code(&s.gql(create, vars).await), code);
+    }
+    let token = s.login("olga", "a long password").await;
+    let denied = s
+        .gql_as(
+            Some(&token),
+            "mutation { createTask(input: { title: \"x\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&denied), "FORBIDDEN");
+
+    // A role change applies to the very next request and ends open subscriptions at once.
+    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&token)).await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.ok(
+        "mutation($id: ID!) { setUserRole(id: $id, role: DEVELOPER) { role } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (code, took) = closes_within(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!(code, Some(4403));
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    let allowed = s
+        .gql_as(
+            Some(&token),
+            "mutation { createTask(input: { title: \"x\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(allowed.get("errors").is_none(), "{allowed}");
+
+    // Disabling: sockets close, tokens stop working, login is refused.
+    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&token)).await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.ok(
+        "mutation($id: ID!) { setUserDisabled(id: $id, disabled: true) { disabled } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (code, took) = closes_within(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!(
+        (code, took < Duration::from_secs(1)),
+        (Some(4403), true),
+        "{took:?}"
+    );
+    let res = s
+        .client
+        .post(s.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let login = s
+        .gql_as(None, LOGIN, json!({ "u": "olga", "p": "a long password" }))
+        .await;
+    assert_eq!(error_code(&login), "UNAUTHENTICATED");
+    // An admin cannot lock themselves out.
+    let me = s.ok("{ me { id } }", json!({})).await["me"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let self_disable = s
+        .gql(
+            "mutation($id: ID!) { setUserDisabled(id: $id, disabled: true) { id } }",
+            json!({ "id": me }),
+        )
+        .await;
+    assert_eq!(error_code(&self_disable), "BAD_USER_INPUT");
+    // Logging out closes that token's sockets only.
+    let other = s.login("admin", common::ADMIN_PASSWORD).await;
+    let mut mine = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&other)).await;
+    let mut theirs = s.ws("graphql-transport-ws").await;
+    s.gql_as(Some(&other), "mutation { logout }", json!({}))
+        .await;
+    assert_eq!(
+        closes_within(&mut mine, Duration::from_secs(2)).await.0,
+        Some(4403)
+    );
+    theirs.send(json!({ "type": "ping" })).await;
+    assert_eq!(theirs.next_json().await.unwrap()["type"], "pong");
+    env.finish().await;
+}
+
+async fn api_keys_work_and_revoke_live(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    let made = s
+        .ok("mutation { createApiKey(input: { name: \"builder\", role: DEVELOPER }) { secret apiKey { id name role revokedAt } } }", json!({}))
+        .await;
+    let secret = made["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let id = made["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("ak_"));
+    let listed = s
+        .ok(
+            "{ apiKeys { totalCount edges { node { id name } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(listed["apiKeys"]["totalCount"], 1);
+    assert!(!listed.to_string().contains(&secret));
+    let task = s
+        .gql_as(
+            Some(&secret),
+            "mutation { createTask(input: { title: \"by key\" }) { createdBy } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        task["data"]["createTask"]["createdBy"], "user:apikey:builder",
+        "{task}"
+    );
+    let denied = s
+        .gql_as(Some(&secret), "{ users { totalCount } }", json!({}))
+        .await;
+    assert_eq!(error_code(&denied), "FORBIDDEN");
+    let past = s.gql("mutation { createApiKey(input: { name: \"old\", role: OBSERVER, expiresAt: \"2001-01-01T00:00:00Z\" }) { secret } }", json!({})).await;
+    assert_eq!(error_code(&past), "BAD_USER_INPUT");
+
+    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&secret)).await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.ok(
+        "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (code, took) = closes_within(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!(
+        (code, took < Duration::from_secs(1)),
+        (Some(4403), true),
+        "{took:?}"
+    );
+    let res = s
+        .client
+        .post(s.url("/graphql"))
+        .bearer_auth(&secret)
+        .json(&json!({ "query": "{ tasks { totalCount } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let again = s
+        .gql(
+            "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_code(&again), "CONFLICT");
+    env.finish().await;
+}
+
+async fn sockets_close_when_their_token_expires(profile: Profile, name: &str) {
+    let Some(env) = Env::with(profile, name, |c| c.access_token_ttl_seconds = 5).await else {
+        return;
+    };
+    let s = &env.server;
+    let mut ws = s.ws("graphql-transport-ws").await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    let (code, took) = closes_within(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(4403));
+    assert!(took >= Duration::from_secs(3), "closed too early: {took:?}");
+    env.finish().await;
+}
+
+/// Revocation reaches sockets on another replica within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_every_replica() {
+    let Some(urls) = common::services_or_skip("revocation_reaches_every_replica").await else {
+        return;
+    };
+    let shared = common::Shared::services(&urls).await;
+    let a = TestServer::start(shared.config(Some(&urls))).await;
+    let b = TestServer::start(shared.config(Some(&urls))).await;
+    let made = b.ok("mutation { createApiKey(input: { name: \"roaming\", role: OBSERVER }) { secret apiKey { id } } }", json!({})).await;
+    let secret = made["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let id = made["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = WsClient::connect(&a.ws_url(), "graphql-transport-ws", Some(&secret)).await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.ok(
+        "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (code, took) = closes_within(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!(
+        (code, took < Duration::from_secs(1)),
+        (Some(4403), true),
+        "{took:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+    shared.cleanup().await;
 }

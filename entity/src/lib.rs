@@ -1,6 +1,7 @@
 //! SeaORM entities, one module per table. Plain data: no business rules, no GraphQL derives.
 
 pub mod agent;
+pub mod api_key;
 pub mod audit_log;
 pub mod escalation;
 pub mod refresh_token;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_platform;
 mod m20261125_000002_sessions;
+mod m20261125_000003_api_keys;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_platform::Migration),
             Box::new(m20261125_000002_sessions::Migration),
+            Box::new(m20261125_000003_api_keys::Migration),
         ]
     }
 }

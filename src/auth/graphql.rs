@@ -1,13 +1,24 @@
-//! GraphQL surface of identity: `login`, `refreshToken`, `logout`, `me`.
+//! GraphQL surface of identity: `login`, `refreshToken`, `logout`, `me`, and user and API
+//! key administration.
 
-use async_graphql::{Context, ID, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, ID, InputObject, Object, Result, SimpleObject, connection::Connection,
+};
 use chrono::{DateTime, Utc};
-use entity::user;
+use entity::{api_key, user};
+use secrecy::SecretString;
 
-use super::{Caller, guard::Authenticated, permission::Role};
+use super::{
+    Caller,
+    guard::{Authenticated, Require},
+    permission::{Permission, Role},
+    service::{NewApiKey, NewUser},
+};
 use crate::{
     error::AppError,
-    graphql::context::{caller, meta, services},
+    graphql::context::{
+        ConnectionFields, caller, connection, meta, page_request, parse_id, services, wants_total,
+    },
 };
 
 /// A person or agent account.
@@ -33,6 +44,68 @@ impl User {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+}
+
+/// An agent's credential. The secret is shown once, by `createApiKey`.
+pub struct ApiKey(pub api_key::Model);
+
+#[Object]
+impl ApiKey {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn role(&self) -> Role {
+        self.0.role.parse().unwrap_or(Role::Anonymous)
+    }
+    async fn tenant_id(&self) -> Option<&str> {
+        self.0.tenant_id.as_deref()
+    }
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+}
+
+/// A new API key and its secret (`ak_…`), which is not stored and cannot be shown again.
+#[derive(SimpleObject)]
+pub struct CreatedApiKey {
+    pub api_key: ApiKey,
+    /// Send it as `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+/// Input of `createUser`.
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    /// 3-64 characters from [a-z0-9._-].
+    pub username: String,
+    /// At least 12 characters.
+    pub password: String,
+    pub role: Role,
+    /// Confines the user to one tenant.
+    pub tenant_id: Option<String>,
+}
+
+/// Input of `createApiKey`.
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    /// A label, 1-128 characters.
+    pub name: String,
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    /// Unset = never expires (until revoked).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The result of `login` and `refreshToken`.
@@ -64,12 +137,53 @@ pub struct AuthQuery;
 
 #[Object]
 impl AuthQuery {
+    /// Every user, oldest first.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, User, ConnectionFields>> {
+        let svc = services(ctx)?;
+        let page = page_request(svc, first, after)?;
+        let rows = svc.users.list_users(page).await?;
+        let total = if wants_total(ctx) {
+            svc.users.count_users().await?
+        } else {
+            0
+        };
+        Ok(connection(rows, page, total, |u| u.id, User))
+    }
+
+    /// Every API key (never its secret), oldest first.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn api_keys(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, ApiKey, ConnectionFields>> {
+        let svc = services(ctx)?;
+        let page = page_request(svc, first, after)?;
+        let rows = svc.users.list_api_keys(page).await?;
+        let total = if wants_total(ctx) {
+            svc.users.count_api_keys().await?
+        } else {
+            0
+        };
+        Ok(connection(rows, page, total, |k| k.id, ApiKey))
+    }
+
     /// The calling user.
     #[graphql(guard = "Authenticated")]
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {
-        let Caller::User { id, .. } = caller(ctx) else {
+        let Caller::User { id, principal, .. } = caller(ctx) else {
             return Err(AppError::Unauthenticated.into());
         };
+        if *principal == super::Principal::ApiKey {
+            return Err(AppError::bad_input("an API key is not a user; see apiKeys").into());
+        }
         Ok(User(services(ctx)?.users.user(*id).await?))
     }
 }
@@ -96,6 +210,70 @@ impl AuthMutation {
     /// Exchanges a refresh token for a new access token and refresh token (once).
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
         Ok(services(ctx)?.users.refresh(&refresh_token).await?.into())
+    }
+
+    /// Creates a user.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+        let new = NewUser {
+            username: input.username,
+            password: SecretString::from(input.password),
+            role: input.role,
+            tenant: input.tenant_id,
+        };
+        Ok(User(
+            services(ctx)?.users.create_user(&meta(ctx), new).await?,
+        ))
+    }
+
+    /// Changes a user's role; their open subscriptions end at once.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn set_user_role(&self, ctx: &Context<'_>, id: ID, role: Role) -> Result<User> {
+        let id = parse_id("id", &id)?;
+        Ok(User(
+            services(ctx)?.users.set_role(&meta(ctx), id, role).await?,
+        ))
+    }
+
+    /// Disables (or re-enables) a user; a disabled user's tokens stop working at once.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn set_user_disabled(&self, ctx: &Context<'_>, id: ID, disabled: bool) -> Result<User> {
+        let id = parse_id("id", &id)?;
+        Ok(User(
+            services(ctx)?
+                .users
+                .set_disabled(&meta(ctx), id, disabled)
+                .await?,
+        ))
+    }
+
+    /// Creates an API key for an agent; its secret is in the answer and nowhere else.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> Result<CreatedApiKey> {
+        let new = NewApiKey {
+            name: input.name,
+            role: input.role,
+            tenant: input.tenant_id,
+            expires_at: input.expires_at,
+        };
+        let (key, secret) = services(ctx)?.users.create_api_key(&meta(ctx), new).await?;
+        Ok(CreatedApiKey {
+            api_key: ApiKey(key),
+            secret,
+        })
+    }
+
+    /// Revokes an API key on every replica at once.
+    #[graphql(guard = "Require(Permission::UserManage)")]
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ApiKey> {
+        let id = parse_id("id", &id)?;
+        Ok(ApiKey(
+            services(ctx)?.users.revoke_api_key(&meta(ctx), id).await?,
+        ))
     }
 
     /// Revokes the current access token (and the given refresh token).

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod password;
 pub mod permission;
 pub mod service;
+pub mod sessions;
 pub mod token;
 
 use permission::{Permission, Role};
@@ -16,15 +17,18 @@ use permission::{Permission, Role};
 pub enum Caller {
     /// No credentials were presented.
     Anonymous,
-    /// A logged-in user (or an agent's API key), with the role read from the database for
-    /// this request.
+    /// A logged-in user or an agent's API key, with the role read from the database for this
+    /// request.
     User {
+        /// The user's id, or the API key's.
         id: uuid::Uuid,
+        /// The username, or `apikey:<name>`.
         username: String,
         role: Role,
         tenant: Option<String>,
-        /// The access token's id and expiry (seconds since the epoch).
+        /// The access token's id and expiry (seconds since the epoch); `None` for API keys.
         token: Option<(String, u64)>,
+        principal: Principal,
     },
     /// The service itself (start-up, sweepers).
     System,
@@ -73,6 +77,15 @@ impl Caller {
             Self::Anonymous | Self::System => None,
         }
     }
+}
+
+/// What kind of credential a caller presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A person's access token.
+    Person,
+    /// An agent's API key.
+    ApiKey,
 }
 
 /// What a service needs to know about the request behind a mutation: who, and its id for the

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use chrono::Duration as ChronoDuration;
-use entity::{refresh_token, revoked_token, user};
+use entity::{api_key, refresh_token, revoked_token, user};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     sea_query::Expr,
@@ -14,13 +14,86 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Caller, RequestMeta, password, permission::Role, token::TokenKeys};
+use super::{Caller, Principal, RequestMeta, password, permission::Role, token::TokenKeys};
 use crate::{
     audit::{self, AuditEntry},
     clock,
     error::{AppError, AppResult},
+    events::{Bus, DomainEvent},
     infra::db,
+    pagination::{Page, PageRequest, keyset_page},
 };
+
+/// Every API key starts with this, so a bearer token's kind is known before any lookup.
+pub const API_KEY_PREFIX: &str = "ak_";
+
+/// Input of `createUser`, before validation.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub password: SecretString,
+    pub role: Role,
+    pub tenant: Option<String>,
+}
+
+/// Input of `createApiKey`, before validation.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub role: Role,
+    pub tenant: Option<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Published when credentials stop being valid: every replica closes the WebSockets they
+/// opened.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IdentityEvent {
+    /// The user or API key.
+    pub subject: Uuid,
+    /// Only this access token (logout); `None` = every session of the subject.
+    pub jti: Option<String>,
+}
+
+fn check_username(name: &str) -> AppResult<String> {
+    let ok = (3..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(AppError::bad_field(
+            "username",
+            "use 3-64 characters from [a-z0-9._-]",
+        ))
+    }
+}
+
+fn check_tenant(tenant: Option<&str>) -> AppResult<Option<String>> {
+    match tenant.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t)
+            if t.len() <= 64
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+        {
+            Ok(Some(t.to_owned()))
+        }
+        Some(_) => Err(AppError::bad_field(
+            "tenantId",
+            "use 1-64 characters from [A-Za-z0-9._-]",
+        )),
+    }
+}
+
+fn assignable(role: Role) -> AppResult<Role> {
+    if role == Role::Anonymous {
+        Err(AppError::bad_field("role", "ANONYMOUS cannot be assigned"))
+    } else {
+        Ok(role)
+    }
+}
 
 /// Username of the first administrator.
 pub const FIRST_ADMIN: &str = "admin";
@@ -52,6 +125,7 @@ pub struct UserService {
     db: DatabaseConnection,
     keys: Arc<TokenKeys>,
     refresh_ttl: ChronoDuration,
+    bus: Bus,
 }
 
 fn sha256_hex(value: &str) -> String {
@@ -83,14 +157,275 @@ fn invalid_credentials() -> AppError {
 }
 
 impl UserService {
-    pub fn new(db: DatabaseConnection, keys: Arc<TokenKeys>, refresh_ttl_secs: u64) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        keys: Arc<TokenKeys>,
+        refresh_ttl_secs: u64,
+        bus: Bus,
+    ) -> Self {
         Self {
             db,
             keys,
             refresh_ttl: ChronoDuration::seconds(
                 i64::try_from(refresh_ttl_secs).unwrap_or(604_800),
             ),
+            bus,
         }
+    }
+
+    async fn revoked(&self, subject: Uuid, jti: Option<String>) {
+        if let Err(e) = self
+            .bus
+            .publish(DomainEvent::Identity(IdentityEvent { subject, jti }))
+            .await
+        {
+            // The change is committed and HTTP requests already see it; open sockets close
+            // at their token's expiry instead.
+            tracing::error!(error = %e, "publishing a revocation failed");
+        }
+    }
+
+    /// Creates a user (admin work).
+    pub async fn create_user(&self, meta: &RequestMeta, input: NewUser) -> AppResult<user::Model> {
+        let username = check_username(input.username.trim())?;
+        if input.password.expose_secret().chars().count() < 12 {
+            return Err(AppError::bad_field(
+                "password",
+                "use at least 12 characters",
+            ));
+        }
+        let role = assignable(input.role)?;
+        let tenant = check_tenant(input.tenant.as_deref())?;
+        let hash = password::hash(input.password)
+            .await
+            .map_err(AppError::Internal)?;
+        let now = clock::now();
+        let model = user::Model {
+            id: Uuid::now_v7(),
+            username,
+            password_hash: hash,
+            role: role.name().into(),
+            tenant_id: tenant,
+            disabled: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let txn = db::begin_write(&self.db).await?;
+        user::Entity::insert(user::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| match AppError::from(e) {
+                AppError::Conflict(_) => {
+                    AppError::Conflict(format!("user `{}` already exists", model.username))
+                }
+                other => other,
+            })?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "user.create",
+                entity_type: "user",
+                entity_id: Some(model.id.to_string()),
+                tenant_id: model.tenant_id.as_deref(),
+                details: serde_json::json!({ "username": model.username, "role": model.role }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    /// Changes a user's role; their open sockets close, their next request has the new role.
+    pub async fn set_role(
+        &self,
+        meta: &RequestMeta,
+        id: Uuid,
+        role: Role,
+    ) -> AppResult<user::Model> {
+        let role = assignable(role)?;
+        let details = serde_json::json!({ "role": role.name() });
+        self.update_user(meta, id, "user.set_role", details, |m| {
+            m.role = Set(role.name().into());
+        })
+        .await
+    }
+
+    /// Disables or re-enables a user; disabling closes their sockets and refuses their tokens.
+    pub async fn set_disabled(
+        &self,
+        meta: &RequestMeta,
+        id: Uuid,
+        disabled: bool,
+    ) -> AppResult<user::Model> {
+        if let Caller::User { id: me, .. } = &meta.caller
+            && *me == id
+            && disabled
+        {
+            return Err(AppError::bad_field("id", "you cannot disable yourself"));
+        }
+        let details = serde_json::json!({ "disabled": disabled });
+        self.update_user(meta, id, "user.set_disabled", details, |m| {
+            m.disabled = Set(disabled);
+        })
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        meta: &RequestMeta,
+        id: Uuid,
+        action: &'static str,
+        details: serde_json::Value,
+        change: impl FnOnce(&mut user::ActiveModel),
+    ) -> AppResult<user::Model> {
+        use sea_orm::ActiveModelTrait;
+        let txn = db::begin_write(&self.db).await?;
+        let current = user::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("User", id))?;
+        let mut active: user::ActiveModel = current.into();
+        change(&mut active);
+        active.updated_at = Set(clock::now());
+        let updated = active.update(&txn).await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action,
+                entity_type: "user",
+                entity_id: Some(id.to_string()),
+                tenant_id: updated.tenant_id.as_deref(),
+                details,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        self.revoked(id, None).await;
+        Ok(updated)
+    }
+
+    /// Users, oldest first.
+    pub async fn list_users(&self, page: PageRequest) -> AppResult<Page<user::Model>> {
+        Ok(keyset_page(user::Entity::find(), user::Column::Id, page, &self.db).await?)
+    }
+
+    pub async fn count_users(&self) -> AppResult<u64> {
+        Ok(user::Entity::find().count(&self.db).await?)
+    }
+
+    /// Creates an API key; the secret is returned once and only its hash is kept.
+    pub async fn create_api_key(
+        &self,
+        meta: &RequestMeta,
+        input: NewApiKey,
+    ) -> AppResult<(api_key::Model, String)> {
+        let name = input.name.trim();
+        if name.is_empty() || name.chars().count() > 128 {
+            return Err(AppError::bad_field("name", "use 1-128 characters"));
+        }
+        let role = assignable(input.role)?;
+        let tenant = check_tenant(input.tenant.as_deref())?;
+        let now = clock::now();
+        if input.expires_at.is_some_and(|e| e <= now) {
+            return Err(AppError::bad_field("expiresAt", "must be in the future"));
+        }
+        let secret = format!("{API_KEY_PREFIX}{}", random_token());
+        let model = api_key::Model {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            secret_hash: sha256_hex(&secret),
+            role: role.name().into(),
+            tenant_id: tenant,
+            created_by: meta.caller.audit_label(),
+            expires_at: input.expires_at,
+            revoked_at: None,
+            created_at: now,
+        };
+        let txn = db::begin_write(&self.db).await?;
+        api_key::Entity::insert(api_key::ActiveModel::from(model.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "api_key.create",
+                entity_type: "api_key",
+                entity_id: Some(model.id.to_string()),
+                tenant_id: model.tenant_id.as_deref(),
+                details: serde_json::json!({ "name": model.name, "role": model.role }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((model, secret))
+    }
+
+    /// Revokes an API key at once, on every replica.
+    pub async fn revoke_api_key(&self, meta: &RequestMeta, id: Uuid) -> AppResult<api_key::Model> {
+        let txn = db::begin_write(&self.db).await?;
+        let mut current = api_key::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("ApiKey", id))?;
+        let now = clock::now();
+        let res = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, Expr::value(now))
+            .filter(api_key::Column::Id.eq(id))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(AppError::Conflict("the API key is already revoked".into()));
+        }
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "api_key.revoke",
+                entity_type: "api_key",
+                entity_id: Some(id.to_string()),
+                tenant_id: current.tenant_id.as_deref(),
+                details: serde_json::json!({ "name": current.name }),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        current.revoked_at = Some(now);
+        self.revoked(id, None).await;
+        Ok(current)
+    }
+
+    /// API keys, oldest first.
+    pub async fn list_api_keys(&self, page: PageRequest) -> AppResult<Page<api_key::Model>> {
+        Ok(keyset_page(api_key::Entity::find(), api_key::Column::Id, page, &self.db).await?)
+    }
+
+    pub async fn count_api_keys(&self) -> AppResult<u64> {
+        Ok(api_key::Entity::find().count(&self.db).await?)
+    }
+
+    async fn authenticate_key(&self, secret: &str) -> AppResult<Caller> {
+        let key = api_key::Entity::find()
+            .filter(api_key::Column::SecretHash.eq(sha256_hex(secret)))
+            .one(&self.db)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let now = clock::now();
+        if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
+            return Err(AppError::Unauthenticated);
+        }
+        let role: Role = key.role.parse().map_err(|_| AppError::Unauthenticated)?;
+        Ok(Caller::User {
+            id: key.id,
+            username: format!("apikey:{}", key.name),
+            role,
+            tenant: key.tenant_id,
+            token: None,
+            principal: Principal::ApiKey,
+        })
     }
 
     /// Creates `admin` when the user table is empty. Replicas starting together race on the
@@ -169,6 +504,7 @@ impl UserService {
                 role: session.user.role.parse().unwrap_or(Role::Anonymous),
                 tenant: session.user.tenant_id.clone(),
                 token: None,
+                principal: Principal::Person,
             },
             request_id: meta.request_id.clone(),
         };
@@ -294,11 +630,17 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        self.revoked(*id, token.as_ref().map(|(jti, _)| jti.clone()))
+            .await;
         Ok(())
     }
 
-    /// Turns a bearer token into the caller it names, with the role and state read now.
+    /// Turns a bearer token (an access token or an API key) into the caller it names, with
+    /// the role and state read now.
     pub async fn authenticate(&self, bearer: &str) -> AppResult<Caller> {
+        if bearer.starts_with(API_KEY_PREFIX) {
+            return self.authenticate_key(bearer).await;
+        }
         let claims = self.keys.verify(bearer).map_err(|e| {
             tracing::info!(auth.reason = %e, "token refused");
             AppError::Unauthenticated
@@ -323,6 +665,7 @@ impl UserService {
             role,
             tenant: user.tenant_id,
             token: Some((claims.jti, claims.exp)),
+            principal: Principal::Person,
         })
     }
 

@@ -92,6 +92,11 @@ struct Connection {
     session: Option<Arc<Data>>,
     caller: Caller,
     operations: StreamMap<String, BoxStream<'static, String>>,
+    /// Keeps this socket in the live-session registry while it is open.
+    registration: Option<crate::auth::sessions::Registration>,
+    /// Set by `connection_init`: cancelled when the credentials are revoked, and when the
+    /// access token expires.
+    pending_watch: Option<(CancellationToken, Option<tokio::time::Instant>)>,
 }
 
 impl Connection {
@@ -103,6 +108,8 @@ impl Connection {
             session: None,
             caller: Caller::Anonymous,
             operations: StreamMap::new(),
+            registration: None,
+            pending_watch: None,
         }
     }
 
@@ -116,8 +123,24 @@ impl Connection {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let init_deadline = tokio::time::sleep(self.state.config.ws_init_timeout());
         tokio::pin!(init_deadline);
+        // Far future until a token with an expiry arrives.
+        let expiry = tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600));
+        tokio::pin!(expiry);
+        let mut revoked = CancellationToken::new();
         let end = loop {
+            if let Some((token, expires)) = self.pending_watch.take() {
+                revoked = token;
+                if let Some(at) = expires {
+                    expiry.as_mut().reset(at);
+                }
+            }
             tokio::select! {
+                () = revoked.cancelled() => {
+                    break End::Close(CLOSE_FORBIDDEN, "Credentials revoked".into());
+                }
+                () = &mut expiry => {
+                    break End::Close(CLOSE_FORBIDDEN, "Token expired".into());
+                }
                 () = shutdown.cancelled() => {
                     break End::Close(CLOSE_GOING_AWAY, "server shutting down".into());
                 }
@@ -197,7 +220,16 @@ impl Connection {
                 }
                 if let Some(token) = init_token(payload.as_ref()) {
                     match self.state.services.users.authenticate(&token).await {
-                        Ok(caller) => self.caller = caller,
+                        Ok(caller) => {
+                            if let Caller::User { id, token, .. } = &caller {
+                                let jti = token.as_ref().map(|(jti, _)| jti.clone());
+                                let (registration, cancel) = self.state.sessions.register(*id, jti);
+                                let expires = token.as_ref().map(|(_, exp)| expiry_instant(*exp));
+                                self.registration = Some(registration);
+                                self.pending_watch = Some((cancel, expires));
+                            }
+                            self.caller = caller;
+                        }
                         Err(_) => return Err(End::Close(CLOSE_FORBIDDEN, "Forbidden".into())),
                     }
                 }
@@ -308,6 +340,15 @@ impl Connection {
             }
         }
     }
+}
+
+/// The monotonic instant at which a token expiring at `exp` (seconds since the epoch) expires.
+fn expiry_instant(exp: u64) -> tokio::time::Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
 /// The bearer token of a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case

@@ -522,7 +522,7 @@ impl TaskSubscription {
                             task: e.task.clone(),
                         }))
                     }
-                    DomainEvent::Task(_) => None,
+                    DomainEvent::Task(_) | DomainEvent::Identity(_) => None,
                 },
             };
             futures::future::ready(out)
