@@ -152,15 +152,22 @@ impl AppState {
             bus,
             max_page_size: config.max_page_size,
         };
-        let schema = ObservedSchema::new(build_schema(
-            services.clone(),
-            SchemaLimits {
-                depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
-                complexity: usize::try_from(config.query_complexity_limit).unwrap_or(20_000),
-                introspection: config.introspection,
-                dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
+        let schema = ObservedSchema::new(
+            build_schema(
+                services.clone(),
+                SchemaLimits {
+                    depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
+                    complexity: usize::try_from(config.query_complexity_limit).unwrap_or(20_000),
+                    introspection: config.introspection,
+                    suggestions: config.query_suggestions,
+                    dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
+                },
+            ),
+            crate::graphql::limits::DocumentLimits {
+                max_selections: config.query_max_selections,
+                max_aliases: config.query_max_aliases,
             },
-        ));
+        );
         let subscriptions = Arc::new(SubscriptionHub::new(schema.clone(), capacity));
         let sessions = Arc::new(LiveSessions::default());
         Arc::clone(&sessions).spawn_listener(services.bus.clone(), shutdown.clone());

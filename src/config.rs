@@ -111,6 +111,28 @@ pub struct Config {
     #[arg(long, env = "AURUM_QUERY_COMPLEXITY_LIMIT", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
     pub query_complexity_limit: u64,
 
+    /// Fields a document may expand to, counting every fragment spread in full.
+    #[arg(long, env = "AURUM_QUERY_MAX_SELECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=10_000_000))]
+    pub query_max_selections: u64,
+
+    /// Aliases a document may use.
+    #[arg(long, env = "AURUM_QUERY_MAX_ALIASES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub query_max_aliases: u64,
+
+    /// "Did you mean …" hints in validation errors (they reveal field names).
+    #[arg(long, env = "AURUM_QUERY_SUGGESTIONS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub query_suggestions: bool,
+
+    /// Origins allowed to call the API from a browser (comma-separated, exact match, e.g.
+    /// `https://ops.example.com`); also checked on WebSocket upgrades. Empty = same origin only.
+    #[arg(
+        long,
+        env = "AURUM_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Answer introspection queries (`__schema`, `__type`); GraphiQL needs it.
     #[arg(long, env = "AURUM_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspection: bool,

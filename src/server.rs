@@ -1,14 +1,35 @@
-//! The axum router and its layers. Handlers live with what they serve (`graphql::http`,
+//! The axum router and its layers: request context (id, metrics), compression, CORS from
+//! configuration and security headers. Handlers live with what they serve (`graphql::http`,
 //! `graphql::graphiql`, `ops`).
 
-use axum::{Router, middleware, routing::get};
-use tower_http::compression::CompressionLayer;
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Method, header},
+    middleware,
+    routing::get,
+};
+use tower_http::{
+    compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
+    set_header::SetResponseHeaderLayer,
+};
 
 use crate::{app::AppState, graphql, ops, telemetry};
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = cors(&state.config.cors_origins);
+    let security = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+    ];
+    let mut router = Router::new()
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),
@@ -17,7 +38,34 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new());
+    for (name, value) in security {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+        .layer(cors)
         .layer(middleware::from_fn(telemetry::request_context))
         .with_state(state)
+}
+
+/// CORS for the configured origins only; with none configured, no cross-origin access.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(std::time::Duration::from_secs(600))
 }

@@ -21,6 +21,8 @@ both_profiles!(
     http_surface_refuses_bad_requests,
     websocket_protocol_rules,
     subscriptions_share_one_execution,
+    hostile_documents_are_refused_with_codes,
+    cors_origins_and_security_headers,
 );
 
 #[test]
@@ -589,5 +591,111 @@ async fn subscriptions_share_one_execution(profile: Profile, name: &str) {
     let feeds = common::metric_value(&metrics, "aurum_subscription_feeds_active");
     let subs = common::metric_value(&metrics, "aurum_graphql_subscriptions_active");
     assert_eq!((feeds, subs), (2.0, 3.0), "{metrics}");
+    env.finish().await;
+}
+
+async fn hostile_documents_are_refused_with_codes(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    // Fragments that fan out exponentially: 2^24 fields from a document of about 1 KB.
+    let mut q = String::from("query { ...f0 }\n");
+    for i in 0..24 {
+        q.push_str(&format!(
+            "fragment f{i} on QueryRoot {{ ...f{} ...f{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    q.push_str("fragment f24 on QueryRoot { __typename }\n");
+    let started = std::time::Instant::now();
+    let res = s.gql(&q, json!({})).await;
+    assert_eq!(error_code(&res), "QUERY_TOO_LARGE", "{res}");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let aliases: String = (0..65).map(|i| format!("a{i}: __typename ")).collect();
+    assert_eq!(
+        error_code(&s.gql(&format!("{{ {aliases} }}"), json!({})).await),
+        "TOO_MANY_ALIASES"
+    );
+    let directives: String = (0..17).map(|_| "@include(if: true) ").collect();
+    let res = s
+        .gql(&format!("{{ __typename {directives} }}"), json!({}))
+        .await;
+    assert_eq!(error_code(&res), "TOO_MANY_DIRECTIVES", "{res}");
+    let repeated: String = (0..20_000).map(|_| "__typename ").collect();
+    let res = s.gql(&format!("{{ {repeated} }}"), json!({})).await;
+    assert_eq!(error_code(&res), "QUERY_TOO_LARGE", "{res}");
+    // No field-name hints by default.
+    let res = s.gql("{ taks { totalCount } }", json!({})).await;
+    assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED");
+    assert!(!res.to_string().contains("Did you mean"), "{res}");
+    env.finish().await;
+}
+
+async fn cors_origins_and_security_headers(profile: Profile, name: &str) {
+    let Some(env) = Env::with(profile, name, |c| {
+        c.cors_origins = vec!["https://ops.example.com".into()]
+    })
+    .await
+    else {
+        return;
+    };
+    let s = &env.server;
+    let preflight = |origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
+            .send()
+    };
+    let ok = preflight("https://ops.example.com").await.unwrap();
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://ops.example.com")
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let res = s.client.get(s.url("/health")).send().await.unwrap();
+    for (h, v) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(
+            res.headers().get(h).map(|x| x.to_str().unwrap()),
+            Some(v),
+            "{h}"
+        );
+    }
+    // WebSocket upgrades from a foreign page are refused; configured or same origins pass.
+    let upgrade = |origin: String| {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+        let mut req = s.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        req.headers_mut()
+            .insert("origin", HeaderValue::from_str(&origin).unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+    let refused = upgrade("https://evil.example".into()).await;
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 403),
+        "{refused:?}"
+    );
+    assert!(upgrade("https://ops.example.com".into()).await.is_ok());
+    assert!(upgrade(format!("http://{}", s.addr)).await.is_ok());
     env.finish().await;
 }

@@ -20,7 +20,11 @@ use async_graphql::{
 };
 use futures::StreamExt;
 
-use super::{AurumSchema, context::RequestId};
+use super::{
+    AurumSchema,
+    context::RequestId,
+    limits::{self, DocumentLimits},
+};
 use crate::error::INTERNAL_CODE;
 
 /// Code of documents that do not parse.
@@ -29,13 +33,17 @@ pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 /// Code of documents nested deeper than the limit.
 pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+/// Code of fields carrying more directives than the limit.
+pub const TOO_MANY_DIRECTIVES: &str = "TOO_MANY_DIRECTIVES";
 /// Code of documents more complex than the limit.
 pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
 
-fn with_code(mut err: ServerError, code: &'static str) -> ServerError {
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
+/// Sets `code` unless the error already carries one.
+fn with_default_code(mut err: ServerError, code: &'static str) -> ServerError {
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code);
+    }
     err
 }
 
@@ -78,8 +86,12 @@ fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
         "Invalid value for argument",
         "Invalid value for variable",
     ];
-    if message == "Query is nested too deep." {
+    if message == "Query is nested too deep."
+        || message.starts_with("The recursion depth of the query")
+    {
         QUERY_TOO_DEEP
+    } else if message.starts_with("The number of directives on the field") {
+        TOO_MANY_DIRECTIVES
     } else if message == "Query is too complex." {
         QUERY_TOO_COMPLEX
     } else if BAD_INPUT.iter().any(|p| message.starts_with(p))
@@ -125,13 +137,15 @@ fn metric_name(name: &str) -> String {
 pub struct ObservedSchema {
     schema: AurumSchema,
     documents: Arc<DocumentCache>,
+    limits: DocumentLimits,
 }
 
 impl ObservedSchema {
-    pub fn new(schema: AurumSchema) -> Self {
+    pub fn new(schema: AurumSchema, limits: DocumentLimits) -> Self {
         Self {
             schema,
             documents: Arc::new(DocumentCache::default()),
+            limits,
         }
     }
 
@@ -156,6 +170,8 @@ impl ObservedSchema {
             return Ok(label);
         }
         let doc = request.parsed_query()?;
+        // Only documents within the limits are cached, so a cache hit needs no re-check.
+        limits::check(doc, self.limits)?;
         let label = operation_label(doc, wanted.as_deref());
         let doc = doc.clone();
         self.documents.put(&request.query, doc);
@@ -249,7 +265,8 @@ impl Executor for ObservedSchema {
         let (kind, name) = match self.parse(&mut request) {
             Ok(label) => label,
             Err(err) => {
-                let mut response = Response::from_errors(vec![with_code(err, PARSE_FAILED)]);
+                let mut response =
+                    Response::from_errors(vec![with_default_code(err, PARSE_FAILED)]);
                 finish_errors(&mut response.errors, request_id.as_deref());
                 record("unknown", "", &response, started);
                 return response;
@@ -274,7 +291,7 @@ impl Executor for ObservedSchema {
                 .map(|r| r.0.clone())
         });
         if let Err(err) = self.parse(&mut request) {
-            let mut response = Response::from_errors(vec![with_code(err, PARSE_FAILED)]);
+            let mut response = Response::from_errors(vec![with_default_code(err, PARSE_FAILED)]);
             finish_errors(&mut response.errors, request_id.as_deref());
             return futures::stream::once(async move { response }).boxed();
         }

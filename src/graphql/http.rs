@@ -28,6 +28,16 @@ fn error_response(status: StatusCode, code: &str, message: &str, request_id: &st
         .into_response()
 }
 
+/// Same origin as the request's `Host`, or one of the configured origins.
+fn origin_allowed(origin: &str, headers: &HeaderMap, configured: &[String]) -> bool {
+    if configured.iter().any(|o| o == origin) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
 /// The token of an `Authorization: Bearer …` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -142,6 +152,21 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_upgrade {
         return graphiql::page(&state);
+    }
+    // Browsers always send Origin on WebSocket upgrades and CORS does not apply to them:
+    // refuse cross-site pages unless their origin is configured.
+    if let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        && !origin_allowed(origin, request.headers(), &state.config.cors_origins)
+    {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN_ORIGIN",
+            "this origin may not open WebSockets here",
+            &request_id,
+        );
     }
     let (mut parts, _) = request.into_parts();
     match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state).await {

@@ -5,6 +5,7 @@ pub mod context;
 pub mod executor;
 pub mod graphiql;
 pub mod http;
+pub mod limits;
 pub mod ws;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
@@ -39,6 +40,8 @@ pub struct SchemaLimits {
     pub depth: usize,
     pub complexity: usize,
     pub introspection: bool,
+    /// "Did you mean …" hints in validation errors (they reveal field names).
+    pub suggestions: bool,
     /// Batch window of the DataLoaders.
     pub dataloader_delay: std::time::Duration,
 }
@@ -64,6 +67,9 @@ pub fn build_schema(services: Services, limits: SchemaLimits) -> AurumSchema {
     .data(services);
     if !limits.introspection {
         builder = builder.disable_introspection();
+    }
+    if !limits.suggestions {
+        builder = builder.disable_suggestions();
     }
     builder.finish()
 }
