@@ -47,6 +47,9 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("AURUM_ADMIN_PASSWORD", "bench-password")
             .env("AURUM_EVENT_BUFFER", "4096")
+            // The benchmark is one client address sending as fast as it can.
+            .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
+            .env("AURUM_HTTP_RATE_BURST", "1000000000")
             .env("RUST_LOG", "warn,aurum=info")
             .current_dir(dir.path())
             .stdout(Stdio::piped())

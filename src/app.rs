@@ -142,7 +142,8 @@ impl AppState {
             keys,
             config.refresh_token_ttl_seconds,
             bus.clone(),
-        );
+        )
+        .with_max_failures(config.login_max_failures);
         let bootstrap = users
             .ensure_first_admin(config.admin_password.as_ref())
             .await?;

@@ -123,6 +123,20 @@ pub struct Config {
     #[arg(long, env = "AURUM_QUERY_SUGGESTIONS", default_value_t = false, action = clap::ArgAction::Set)]
     pub query_suggestions: bool,
 
+    /// Requests per second one client address may send to `/graphql` (sustained), at the edge
+    /// of each replica.
+    #[arg(long, env = "AURUM_HTTP_RATE_PER_SECOND", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub http_rate_per_second: u64,
+
+    /// Requests one client address may send to `/graphql` in a burst.
+    #[arg(long, env = "AURUM_HTTP_RATE_BURST", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_rate_burst: u32,
+
+    /// Failed logins per (username, client address) before each further failure locks that
+    /// pair out for a doubling time (1 s, 2 s, 4 s … up to 15 min).
+    #[arg(long, env = "AURUM_LOGIN_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub login_max_failures: u32,
+
     /// Origins allowed to call the API from a browser (comma-separated, exact match, e.g.
     /// `https://ops.example.com`); also checked on WebSocket upgrades. Empty = same origin only.
     #[arg(

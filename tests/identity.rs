@@ -18,6 +18,8 @@ both_profiles!(
     user_administration_is_live,
     api_keys_work_and_revoke_live,
     sockets_close_when_their_token_expires,
+    login_lockout_per_username_and_address,
+    edge_rate_limit_answers_429,
 );
 
 const LOGIN: &str = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token refreshToken expiresAt user { username role } } }";
@@ -683,4 +685,130 @@ async fn revocation_reaches_every_replica() {
     a.stop().await;
     b.stop().await;
     shared.cleanup().await;
+}
+
+async fn login_lockout_per_username_and_address(profile: Profile, name: &str) {
+    let Some(env) = Env::with(profile, name, |c| c.login_max_failures = 3).await else {
+        return;
+    };
+    let s = &env.server;
+    for _ in 0..3 {
+        let res = s
+            .gql_as(None, LOGIN, json!({ "u": "admin", "p": "wrong" }))
+            .await;
+        assert_eq!(error_code(&res), "UNAUTHENTICATED");
+    }
+    // Locked: even the right password is refused, quickly and with a retry hint.
+    let started = std::time::Instant::now();
+    let locked = s
+        .gql_as(
+            None,
+            LOGIN,
+            json!({ "u": "admin", "p": common::ADMIN_PASSWORD }),
+        )
+        .await;
+    assert_eq!(error_code(&locked), "RATE_LIMITED", "{locked}");
+    assert!(
+        locked["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    // Another client address is not locked out.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let other: Value = elsewhere
+        .post(s.url("/graphql"))
+        .json(
+            &json!({ "query": LOGIN, "variables": { "u": "admin", "p": common::ADMIN_PASSWORD } }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(other["data"]["login"]["token"].is_string(), "{other}");
+    // Unknown users are counted (and locked) the same way.
+    for _ in 0..3 {
+        s.gql_as(None, LOGIN, json!({ "u": "ghost", "p": "x" }))
+            .await;
+    }
+    let ghost = s
+        .gql_as(None, LOGIN, json!({ "u": "ghost", "p": "x" }))
+        .await;
+    assert_eq!(error_code(&ghost), "RATE_LIMITED");
+    // The lock lapses; a success clears the count.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let ok = s
+        .gql_as(
+            None,
+            LOGIN,
+            json!({ "u": "admin", "p": common::ADMIN_PASSWORD }),
+        )
+        .await;
+    assert!(ok["data"]["login"]["token"].is_string(), "{ok}");
+    let again = s
+        .gql_as(None, LOGIN, json!({ "u": "admin", "p": "wrong" }))
+        .await;
+    assert_eq!(error_code(&again), "UNAUTHENTICATED");
+    env.finish().await;
+}
+
+async fn edge_rate_limit_answers_429(profile: Profile, name: &str) {
+    let Some(env) = Env::with(profile, name, |c| {
+        c.http_rate_per_second = 1;
+        c.http_rate_burst = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    let s = &env.server;
+    // The admin login at start used one request of the burst.
+    let mut limited = None;
+    for _ in 0..10 {
+        let res = s
+            .client
+            .post(s.url("/graphql"))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            limited = Some(res);
+            break;
+        }
+    }
+    let res = limited.expect("the burst ran out");
+    assert!(res.headers().get("retry-after").is_some());
+    let started = std::time::Instant::now();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(error_code(&body), "RATE_LIMITED");
+    assert!(
+        body["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .is_some()
+    );
+    assert!(started.elapsed() < Duration::from_millis(50));
+    // Health checks are not limited.
+    for _ in 0..20 {
+        assert_eq!(
+            s.client
+                .get(s.url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    env.finish().await;
 }

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod api_key;
 pub mod audit_log;
 pub mod escalation;
+pub mod login_failure;
 pub mod refresh_token;
 pub mod revoked_token;
 pub mod task;

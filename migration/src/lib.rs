@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_platform;
 mod m20261125_000002_sessions;
 mod m20261125_000003_api_keys;
+mod m20261125_000004_login_failures;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_platform::Migration),
             Box::new(m20261125_000002_sessions::Migration),
             Box::new(m20261125_000003_api_keys::Migration),
+            Box::new(m20261125_000004_login_failures::Migration),
         ]
     }
 }

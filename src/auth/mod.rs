@@ -94,6 +94,8 @@ pub enum Principal {
 pub struct RequestMeta {
     pub caller: Caller,
     pub request_id: String,
+    /// The client's address as the TCP peer (never a header), when known.
+    pub client: Option<String>,
 }
 
 impl RequestMeta {
@@ -101,6 +103,7 @@ impl RequestMeta {
         Self {
             caller: Caller::System,
             request_id: request_id.into(),
+            client: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use chrono::Duration as ChronoDuration;
-use entity::{api_key, refresh_token, revoked_token, user};
+use entity::{api_key, login_failure, refresh_token, revoked_token, user};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     sea_query::Expr,
@@ -126,6 +126,7 @@ pub struct UserService {
     keys: Arc<TokenKeys>,
     refresh_ttl: ChronoDuration,
     bus: Bus,
+    max_failures: u32,
 }
 
 fn sha256_hex(value: &str) -> String {
@@ -170,7 +171,15 @@ impl UserService {
                 i64::try_from(refresh_ttl_secs).unwrap_or(604_800),
             ),
             bus,
+            max_failures: 5,
         }
+    }
+
+    /// Failed logins allowed per (username, client) before lockouts start.
+    #[must_use]
+    pub fn with_max_failures(mut self, max_failures: u32) -> Self {
+        self.max_failures = max_failures.max(1);
+        self
     }
 
     async fn revoked(&self, subject: Uuid, jti: Option<String>) {
@@ -483,6 +492,23 @@ impl UserService {
         username: &str,
         password: &str,
     ) -> AppResult<Session> {
+        let lock_key = (
+            username.chars().take(128).collect::<String>(),
+            meta.client.clone().unwrap_or_else(|| "unknown".into()),
+        );
+        if let Some(row) = login_failure::Entity::find_by_id(lock_key.clone())
+            .one(&self.db)
+            .await?
+            && let Some(until) = row.locked_until
+        {
+            let left = (until - clock::now()).num_seconds();
+            if left >= 0 {
+                metrics::counter!("aurum_rate_limited_total", "action" => "login").increment(1);
+                return Err(AppError::RateLimited {
+                    retry_after_secs: u64::try_from(left).unwrap_or(0) + 1,
+                });
+            }
+        }
         let found = self.find_by_username(username).await?;
         let stored = match &found {
             Some(u) => u.password_hash.clone(),
@@ -493,8 +519,14 @@ impl UserService {
             .map_err(AppError::Internal)?;
         let user = match found {
             Some(u) if ok && !u.disabled => u,
-            _ => return Err(invalid_credentials()),
+            _ => {
+                self.record_failure(lock_key).await?;
+                return Err(invalid_credentials());
+            }
         };
+        login_failure::Entity::delete_by_id(lock_key)
+            .exec(&self.db)
+            .await?;
         let txn = db::begin_write(&self.db).await?;
         let session = self.open_session(&txn, user).await?;
         let login_meta = RequestMeta {
@@ -507,6 +539,7 @@ impl UserService {
                 principal: Principal::Person,
             },
             request_id: meta.request_id.clone(),
+            client: meta.client.clone(),
         };
         audit::record(
             &txn,
@@ -522,6 +555,53 @@ impl UserService {
         .await?;
         txn.commit().await?;
         Ok(session)
+    }
+
+    async fn record_failure(&self, key: (String, String)) -> AppResult<()> {
+        use sea_orm::sea_query::OnConflict;
+        let now = clock::now();
+        login_failure::Entity::insert(login_failure::ActiveModel {
+            username: Set(key.0.clone()),
+            client: Set(key.1.clone()),
+            failures: Set(1),
+            locked_until: Set(None),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                login_failure::Column::Username,
+                login_failure::Column::Client,
+            ])
+            .value(
+                login_failure::Column::Failures,
+                sea_orm::sea_query::ExprTrait::add(
+                    Expr::col((login_failure::Entity, login_failure::Column::Failures)),
+                    1,
+                ),
+            )
+            .value(login_failure::Column::UpdatedAt, now)
+            .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        let Some(row) = login_failure::Entity::find_by_id(key.clone())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(());
+        };
+        let over = i64::from(row.failures) - i64::from(self.max_failures);
+        if over >= 0 {
+            let secs = 1i64 << over.min(10);
+            let until = now + ChronoDuration::seconds(secs.min(900));
+            login_failure::Entity::update_many()
+                .col_expr(login_failure::Column::LockedUntil, Expr::value(until))
+                .filter(login_failure::Column::Username.eq(key.0))
+                .filter(login_failure::Column::Client.eq(key.1))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn open_session<C: sea_orm::ConnectionTrait>(

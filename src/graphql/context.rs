@@ -18,6 +18,10 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The client's address: the TCP peer of the connection.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
 /// The services, from schema data.
 pub fn services<'a>(ctx: &Context<'a>) -> AppResult<&'a Services> {
     ctx.data::<Services>()
@@ -37,6 +41,7 @@ pub fn meta(ctx: &Context<'_>) -> RequestMeta {
             .data_opt::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
+        client: ctx.data_opt::<ClientAddr>().map(|c| c.0.clone()),
     }
 }
 

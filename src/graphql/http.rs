@@ -10,7 +10,10 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{context::RequestId, graphiql, ws};
+use super::{
+    context::{ClientAddr, RequestId},
+    graphiql, ws,
+};
 use crate::{app::AppState, auth::Caller, telemetry::RequestIdExt};
 
 /// Largest number of operations in one batched POST.
@@ -114,15 +117,25 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             }
         },
     };
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| ClientAddr(c.0.ip().to_string()))
+        .unwrap_or_else(|| ClientAddr("unknown".into()));
     let response: BatchResponse = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(
             state
                 .schema
-                .execute(request.data(caller).data(RequestId(request_id)))
+                .execute(
+                    request
+                        .data(caller)
+                        .data(RequestId(request_id))
+                        .data(client),
+                )
                 .await,
         ),
         batch @ BatchRequest::Batch(_) => {
-            let batch = batch.data(caller).data(RequestId(request_id));
+            let batch = batch.data(caller).data(RequestId(request_id)).data(client);
             state.schema.execute_batch(batch).await
         }
     };
