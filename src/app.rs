@@ -21,6 +21,7 @@ use crate::{
         ws::SubscriptionHub,
     },
     infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
+    rate_limit::EdgeLimiter,
     task::service::TaskService,
 };
 
@@ -56,6 +57,8 @@ pub struct Inner {
     pub subscriptions: Arc<SubscriptionHub>,
     /// Authenticated sockets of this replica, closed on revocation.
     pub sessions: Arc<LiveSessions>,
+    /// Requests per client address on `/graphql`.
+    pub edge: Arc<EdgeLimiter>,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
     /// Cancelled when the server starts shutting down; long-lived tasks watch it.
@@ -172,6 +175,23 @@ impl AppState {
         let subscriptions = Arc::new(SubscriptionHub::new(schema.clone(), capacity));
         let sessions = Arc::new(LiveSessions::default());
         Arc::clone(&sessions).spawn_listener(services.bus.clone(), shutdown.clone());
+        let edge = Arc::new(EdgeLimiter::new(
+            config.http_rate_per_second,
+            config.http_rate_burst,
+        ));
+        {
+            let edge = Arc::clone(&edge);
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tick.tick() => edge.forget_idle(),
+                    }
+                }
+            });
+        }
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
         let state = Self(Arc::new(Inner {
             config,
@@ -184,6 +204,7 @@ impl AppState {
             schema,
             subscriptions,
             sessions,
+            edge,
             metrics,
             graphiql,
             shutdown,

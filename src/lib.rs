@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod infra;
 pub mod ops;
 pub mod pagination;
+pub mod rate_limit;
 pub mod server;
 pub mod task;
 pub mod telemetry;

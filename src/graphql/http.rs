@@ -14,7 +14,7 @@ use super::{
     context::{ClientAddr, RequestId},
     graphiql, ws,
 };
-use crate::{app::AppState, auth::Caller, telemetry::RequestIdExt};
+use crate::{app::AppState, auth::Caller, error::AppError, telemetry::RequestIdExt};
 
 /// Largest number of operations in one batched POST.
 pub const MAX_BATCH: usize = 10;
@@ -57,9 +57,43 @@ fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// The TCP peer's address.
+fn peer(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The edge rate limit: 429 with `Retry-After` and a coded body.
+fn over_limit(state: &AppState, request: &Request, request_id: &str) -> Option<Response> {
+    let retry = state.edge.check(peer(request)?).err()?;
+    let err = AppError::RateLimited {
+        retry_after_secs: retry,
+    };
+    let body = json!({
+        "errors": [{ "message": err.message(), "extensions": {
+            "code": err.code(), "retryAfter": retry, "requestId": request_id } }]
+    });
+    let mut response = (
+        err.status(),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(response)
+}
+
 /// `POST /graphql`.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
+    if let Some(refused) = over_limit(&state, &request, &request_id) {
+        return refused;
+    }
+    let client = ClientAddr(peer(&request).map_or_else(|| "unknown".into(), |ip| ip.to_string()));
     let (parts, body) = request.into_parts();
     // Only JSON: `text/plain` and form types can be sent cross-site without a CORS preflight.
     if !is_json(&parts.headers) {
@@ -117,11 +151,6 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             }
         },
     };
-    let client = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| ClientAddr(c.0.ip().to_string()))
-        .unwrap_or_else(|| ClientAddr("unknown".into()));
     let response: BatchResponse = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(
             state
@@ -158,6 +187,9 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
 /// `GET /graphql`: a WebSocket upgrade, or the GraphiQL page.
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
+    if let Some(refused) = over_limit(&state, &request, &request_id) {
+        return refused;
+    }
     let wants_upgrade = request
         .headers()
         .get(header::UPGRADE)
