@@ -139,7 +139,9 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     }
     let caller = match bearer(&parts.headers) {
         None => Caller::Anonymous,
-        Some(token) => match state.services.users.authenticate(token).await {
+        // Boxed: the lookup's future is large and most requests of a client carry a token,
+        // but keeping it out of this handler's state keeps every request's future small.
+        Some(token) => match Box::pin(state.services.users.authenticate(token)).await {
             Ok(caller) => caller,
             Err(err) => {
                 return error_response(
@@ -153,19 +155,19 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     };
     let response: BatchResponse = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(
-            state
-                .schema
-                .execute(
+            Box::pin(
+                state.schema.execute(
                     request
                         .data(caller)
                         .data(RequestId(request_id))
                         .data(client),
-                )
-                .await,
+                ),
+            )
+            .await,
         ),
         batch @ BatchRequest::Batch(_) => {
             let batch = batch.data(caller).data(RequestId(request_id)).data(client);
-            state.schema.execute_batch(batch).await
+            Box::pin(state.schema.execute_batch(batch)).await
         }
     };
     match serde_json::to_vec(&response) {
