@@ -20,6 +20,7 @@ both_profiles!(
     sockets_close_when_their_token_expires,
     login_lockout_per_username_and_address,
     edge_rate_limit_answers_429,
+    tenant_scoped_callers_see_only_their_tenant,
 );
 
 const LOGIN: &str = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token refreshToken expiresAt user { username role } } }";
@@ -810,5 +811,92 @@ async fn edge_rate_limit_answers_429(profile: Profile, name: &str) {
             200
         );
     }
+    env.finish().await;
+}
+
+async fn tenant_scoped_callers_see_only_their_tenant(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    let create = "mutation($u: String!, $t: String) { createUser(input: { username: $u, password: \"a long password\", role: DEVELOPER, tenantId: $t }) { id } }";
+    s.ok(create, json!({ "u": "alice", "t": "acme" })).await;
+    s.ok(create, json!({ "u": "bob", "t": "globex" })).await;
+    let alice = s.login("alice", "a long password").await;
+    let bob = s.login("bob", "a long password").await;
+    // Bob listens before Alice works.
+    let mut bob_ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&bob)).await;
+    bob_ws
+        .subscribe(
+            "b",
+            "subscription { taskChanged { task { title tenantId } } }",
+            json!({}),
+        )
+        .await;
+    let mut alice_ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&alice)).await;
+    alice_ws
+        .subscribe(
+            "a",
+            "subscription { taskChanged { task { title tenantId } } }",
+            json!({}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let made = s
+        .gql_as(
+            Some(&alice),
+            "mutation { createTask(input: { title: \"acme secret\" }) { id tenantId } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(made["data"]["createTask"]["tenantId"], "acme", "{made}");
+    let id = made["data"]["createTask"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen = alice_ws.next_data("a", Duration::from_secs(5)).await;
+    assert_eq!(seen["data"]["taskChanged"]["task"]["title"], "acme secret");
+    // Bob: not in lists, not by id (NOT_FOUND, no hint it exists), not on his subscription.
+    let list = s
+        .gql_as(
+            Some(&bob),
+            "{ tasks { totalCount edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(list["data"]["tasks"]["totalCount"], 0, "{list}");
+    let by_id = s
+        .gql_as(
+            Some(&bob),
+            "query($id: ID!) { task(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_code(&by_id), "NOT_FOUND");
+    let escalate = s
+        .gql_as(
+            Some(&bob),
+            "mutation($id: ID!) { createEscalation(input: { taskId: $id, reason: \"x\" }) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_code(&escalate), "NOT_FOUND");
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            bob_ws.next_data("b", Duration::from_secs(1))
+        )
+        .await
+        .is_err(),
+        "bob received acme's event"
+    );
+    // An untenanted admin sees everything.
+    let all = s
+        .ok(
+            "query($id: ID!) { task(id: $id) { tenantId } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(all["task"]["tenantId"], "acme");
     env.finish().await;
 }
