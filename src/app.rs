@@ -18,7 +18,7 @@ use crate::{
     events::{Bus, DomainEvent},
     graphql::{
         SchemaLimits, build_schema, executor::ObservedSchema, graphiql::GraphiqlAssets,
-        ws::SubscriptionHub,
+        ws::SubscriptionHub, ws_caps::Slots,
     },
     infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
     rate_limit::EdgeLimiter,
@@ -59,6 +59,10 @@ pub struct Inner {
     pub sessions: Arc<LiveSessions>,
     /// Requests per client address on `/graphql`.
     pub edge: Arc<EdgeLimiter>,
+    /// Open WebSockets per client address.
+    pub ws_per_address: Arc<Slots<std::net::IpAddr>>,
+    /// Open WebSockets per user or API key.
+    pub ws_per_user: Arc<Slots<uuid::Uuid>>,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
     /// Cancelled when the server starts shutting down; long-lived tasks watch it.
@@ -192,6 +196,8 @@ impl AppState {
                 }
             });
         }
+        let ws_per_address = Slots::new(config.ws_max_per_address);
+        let ws_per_user = Slots::new(config.ws_max_per_user);
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
         let state = Self(Arc::new(Inner {
             config,
@@ -205,6 +211,8 @@ impl AppState {
             subscriptions,
             sessions,
             edge,
+            ws_per_address,
+            ws_per_user,
             metrics,
             graphiql,
             shutdown,

@@ -171,6 +171,14 @@ pub struct Config {
     #[arg(long, env = "AURUM_WS_MAX_OPERATIONS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub ws_max_operations: u64,
 
+    /// WebSockets one client address may hold open on a replica (more are refused with 429).
+    #[arg(long, env = "AURUM_WS_MAX_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_per_address: u32,
+
+    /// WebSockets one user or API key may hold open on a replica (more are closed with 4429).
+    #[arg(long, env = "AURUM_WS_MAX_PER_USER", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ws_max_per_user: u32,
+
     /// Seconds in-flight requests get to finish after SIGTERM before the process exits.
     #[arg(long, env = "AURUM_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_timeout_seconds: u64,

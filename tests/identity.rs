@@ -21,6 +21,7 @@ both_profiles!(
     login_lockout_per_username_and_address,
     edge_rate_limit_answers_429,
     tenant_scoped_callers_see_only_their_tenant,
+    websocket_caps_per_user_and_address,
 );
 
 const LOGIN: &str = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token refreshToken expiresAt user { username role } } }";
@@ -898,5 +899,53 @@ async fn tenant_scoped_callers_see_only_their_tenant(profile: Profile, name: &st
         )
         .await;
     assert_eq!(all["task"]["tenantId"], "acme");
+    env.finish().await;
+}
+
+async fn websocket_caps_per_user_and_address(profile: Profile, name: &str) {
+    let Some(env) = Env::with(profile, name, |c| {
+        c.ws_max_per_user = 2;
+        c.ws_max_per_address = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let s = &env.server;
+    let first = s.ws("graphql-transport-ws").await;
+    let second = s.ws("graphql-transport-ws").await;
+    // A third socket for the same user is closed after its connection_init.
+    let mut third = WsClient::connect_raw(&s.ws_url(), "graphql-transport-ws").await;
+    third
+        .send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", s.token) } }))
+        .await;
+    assert_eq!(third.closed_with(Duration::from_secs(5)).await, Some(4429));
+    // Another principal may still connect, up to the address cap.
+    let key = s
+        .ok(
+            "mutation { createApiKey(input: { name: \"cap\", role: OBSERVER }) { secret } }",
+            json!({}),
+        )
+        .await;
+    let secret = key["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let _fourth = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&secret)).await;
+    let refused = {
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+        let mut req = s.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        tokio_tungstenite::connect_async(req).await
+    };
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 429),
+        "{refused:?}"
+    );
+    // Closing one frees its slot.
+    drop(first);
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _again = s.ws("graphql-transport-ws").await;
     env.finish().await;
 }

@@ -215,9 +215,23 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             &request_id,
         );
     }
+    let address_slot = match peer(&request) {
+        Some(ip) => match state.ws_per_address.take(ip) {
+            Some(slot) => Some(slot),
+            None => {
+                return error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "too many WebSockets from this address",
+                    &request_id,
+                );
+            }
+        },
+        None => None,
+    };
     let (mut parts, _) = request.into_parts();
     match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        Ok(upgrade) => ws::upgrade(state, upgrade, request_id),
+        Ok(upgrade) => ws::upgrade(state, upgrade, request_id, address_slot),
         Err(rejection) => rejection.into_response(),
     }
 }

@@ -7,6 +7,7 @@ pub mod graphiql;
 pub mod http;
 pub mod limits;
 pub mod ws;
+pub mod ws_caps;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 

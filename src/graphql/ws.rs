@@ -46,7 +46,12 @@ const CLOSE_DUPLICATE_ID: u16 = 4409;
 const CLOSE_TOO_MANY: u16 = 4429;
 
 /// Accepts the upgrade and hands the socket to `serve`.
-pub fn upgrade(state: AppState, ws: WebSocketUpgrade, request_id: String) -> HttpResponse {
+pub fn upgrade(
+    state: AppState,
+    ws: WebSocketUpgrade,
+    request_id: String,
+    address_slot: Option<super::ws_caps::Slot<std::net::IpAddr>>,
+) -> HttpResponse {
     let ws = ws.protocols(ALL_WEBSOCKET_PROTOCOLS);
     let Some(protocol) = ws
         .selected_protocol()
@@ -73,6 +78,7 @@ pub fn upgrade(state: AppState, ws: WebSocketUpgrade, request_id: String) -> Htt
                 .serve(socket)
                 .await;
             metrics::gauge!("aurum_websocket_connections").decrement(1.0);
+            drop(address_slot);
             drop(tracked);
         })
 }
@@ -94,6 +100,8 @@ struct Connection {
     operations: StreamMap<String, BoxStream<'static, String>>,
     /// Keeps this socket in the live-session registry while it is open.
     registration: Option<crate::auth::sessions::Registration>,
+    /// This socket's place in its user's cap.
+    user_slot: Option<super::ws_caps::Slot<uuid::Uuid>>,
     /// Set by `connection_init`: cancelled when the credentials are revoked, and when the
     /// access token expires.
     pending_watch: Option<(CancellationToken, Option<tokio::time::Instant>)>,
@@ -109,6 +117,7 @@ impl Connection {
             caller: Caller::Anonymous,
             operations: StreamMap::new(),
             registration: None,
+            user_slot: None,
             pending_watch: None,
         }
     }
@@ -222,6 +231,13 @@ impl Connection {
                     match self.state.services.users.authenticate(&token).await {
                         Ok(caller) => {
                             if let Caller::User { id, token, .. } = &caller {
+                                let Some(slot) = self.state.ws_per_user.take(*id) else {
+                                    return Err(End::Close(
+                                        CLOSE_TOO_MANY,
+                                        "Too many connections for this user".into(),
+                                    ));
+                                };
+                                self.user_slot = Some(slot);
                                 let jti = token.as_ref().map(|(jti, _)| jti.clone());
                                 let (registration, cancel) = self.state.sessions.register(*id, jti);
                                 let expires = token.as_ref().map(|(_, exp)| expiry_instant(*exp));
