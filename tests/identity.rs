@@ -716,8 +716,10 @@ async fn login_lockout_per_username_and_address(profile: Profile, name: &str) {
             .unwrap()
             >= 1
     );
+    // Nothing is verified for a locked pair; the bound is loose because this is a debug build
+    // sharing two cores with the rest of the suite.
     assert!(
-        started.elapsed() < Duration::from_millis(50),
+        started.elapsed() < Duration::from_millis(500),
         "{:?}",
         started.elapsed()
     );
