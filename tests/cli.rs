@@ -203,19 +203,36 @@ impl Served {
     }
 }
 
-async fn login(client: &reqwest::Client, base: &str, password: &str) -> String {
-    let res: serde_json::Value = client
-        .post(format!("{base}/graphql"))
-        .json(&serde_json::json!({
-            "query": "mutation($p: String!) { login(username: \"admin\", password: $p) { token } }",
-            "variables": { "p": password }
-        }))
+/// POSTs one operation to the server at `base` (with `token`, if any); returns the JSON answer.
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    let mut req = client.post(format!("{base}/graphql"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.json(&serde_json::json!({ "query": query, "variables": variables }))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn login(client: &reqwest::Client, base: &str, password: &str) -> String {
+    let res = post(
+        client,
+        base,
+        None,
+        "mutation($p: String!) { login(username: \"admin\", password: $p) { token } }",
+        serde_json::json!({ "p": password }),
+    )
+    .await;
     res["data"]["login"]["token"]
         .as_str()
         .unwrap_or_else(|| panic!("{res}"))
@@ -266,29 +283,26 @@ async fn serve_with_nothing_configured() {
         ready["dependencies"]["nats"]["status"], "disabled",
         "{ready}"
     );
-    let anonymous: serde_json::Value = client
-        .post(format!("{base}/graphql"))
-        .json(&serde_json::json!({ "query": "mutation { createTask(input: { title: \"nope\" }) { id } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let anonymous = post(
+        &client,
+        &base,
+        None,
+        "mutation { createTask(input: { title: \"nope\" }) { id } }",
+        serde_json::json!({}),
+    )
+    .await;
     assert_eq!(
         anonymous["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
         "{anonymous}"
     );
-    let made: serde_json::Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "query": "mutation { createTask(input: { title: \"persisted\" }) { id } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let made = post(
+        &client,
+        &base,
+        Some(&token),
+        "mutation { createTask(input: { title: \"persisted\" }) { id } }",
+        serde_json::json!({}),
+    )
+    .await;
     assert!(made["data"]["createTask"]["id"].is_string(), "{made}");
 
     // SIGTERM: open subscriptions are closed with 1001 and the process exits cleanly.
@@ -319,31 +333,27 @@ async fn serve_with_nothing_configured() {
     assert!(!out.contains("Password:"), "{out}");
     let base = format!("http://{}", again.addr);
     // The printed password still works; the old token does not (per-process signing key).
-    let stale: serde_json::Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "query": "{ tasks { totalCount } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stale = post(
+        &client,
+        &base,
+        Some(&token),
+        "{ tasks { totalCount } }",
+        serde_json::json!({}),
+    )
+    .await;
     assert_eq!(
         stale["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
         "{stale}"
     );
     let token = login(&client, &base, &password).await;
-    let count: serde_json::Value = client
-        .post(format!("{base}/graphql"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "query": "{ tasks { totalCount } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let count = post(
+        &client,
+        &base,
+        Some(&token),
+        "{ tasks { totalCount } }",
+        serde_json::json!({}),
+    )
+    .await;
     assert_eq!(count["data"]["tasks"]["totalCount"], 1, "{count}");
     assert!(again.terminate().success());
 }

@@ -133,15 +133,7 @@ async fn login_and_tokens(profile: Profile, name: &str) {
         .gql_as(Some(&fresh), "mutation { logout }", json!({}))
         .await;
     assert_eq!(out["data"]["logout"], true, "{out}");
-    let after = s
-        .client
-        .post(s.url("/graphql"))
-        .bearer_auth(&fresh)
-        .json(&json!({ "query": "{ me { id } }" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), 401);
+    assert_eq!(status_with(s, &fresh, "{ me { id } }").await, 401);
     let mut ws = WsClient::connect_raw(&s.ws_url(), "graphql-transport-ws").await;
     ws.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {fresh}") } })).await;
     assert_eq!(ws.closed_with(Duration::from_secs(5)).await, Some(4403));
@@ -438,6 +430,38 @@ async fn operation_role_matrix(profile: Profile, name: &str) {
     env.finish().await;
 }
 
+/// A socket of `token` with a running subscription, given `settle` to start.
+async fn watching(server: &TestServer, token: &str, settle: Duration) -> WsClient {
+    let mut ws = WsClient::connect(&server.ws_url(), "graphql-transport-ws", Some(token)).await;
+    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
+        .await;
+    tokio::time::sleep(settle).await;
+    ws
+}
+
+/// Asserts the socket is closed for revoked credentials (4403) in under a second.
+async fn assert_revoked_quickly(ws: &mut WsClient, limit: Duration) {
+    let (code, took) = closes_within(ws, limit).await;
+    assert_eq!(
+        (code, took < Duration::from_secs(1)),
+        (Some(4403), true),
+        "{took:?}"
+    );
+}
+
+/// The HTTP status of `query` sent with `token`.
+async fn status_with(s: &TestServer, token: &str, query: &str) -> u16 {
+    s.client
+        .post(s.url("/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Waits for a socket to be closed; returns the code and how long it took.
 async fn closes_within(ws: &mut WsClient, limit: Duration) -> (Option<u16>, Duration) {
     let started = std::time::Instant::now();
@@ -489,18 +513,13 @@ async fn user_administration_is_live(profile: Profile, name: &str) {
     assert_eq!(error_code(&denied), "FORBIDDEN");
 
     // A role change applies to the very next request and ends open subscriptions at once.
-    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&token)).await;
-    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
-        .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ws = watching(s, &token, Duration::from_millis(100)).await;
     s.ok(
         "mutation($id: ID!) { setUserRole(id: $id, role: DEVELOPER) { role } }",
         json!({ "id": id }),
     )
     .await;
-    let (code, took) = closes_within(&mut ws, Duration::from_secs(2)).await;
-    assert_eq!(code, Some(4403));
-    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    assert_revoked_quickly(&mut ws, Duration::from_secs(2)).await;
     let allowed = s
         .gql_as(
             Some(&token),
@@ -511,30 +530,14 @@ async fn user_administration_is_live(profile: Profile, name: &str) {
     assert!(allowed.get("errors").is_none(), "{allowed}");
 
     // Disabling: sockets close, tokens stop working, login is refused.
-    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&token)).await;
-    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
-        .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ws = watching(s, &token, Duration::from_millis(100)).await;
     s.ok(
         "mutation($id: ID!) { setUserDisabled(id: $id, disabled: true) { disabled } }",
         json!({ "id": id }),
     )
     .await;
-    let (code, took) = closes_within(&mut ws, Duration::from_secs(2)).await;
-    assert_eq!(
-        (code, took < Duration::from_secs(1)),
-        (Some(4403), true),
-        "{took:?}"
-    );
-    let res = s
-        .client
-        .post(s.url("/graphql"))
-        .bearer_auth(&token)
-        .json(&json!({ "query": "{ me { id } }" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
+    assert_revoked_quickly(&mut ws, Duration::from_secs(2)).await;
+    assert_eq!(status_with(s, &token, "{ me { id } }").await, 401);
     let login = s
         .gql_as(None, LOGIN, json!({ "u": "olga", "p": "a long password" }))
         .await;
@@ -606,30 +609,17 @@ async fn api_keys_work_and_revoke_live(profile: Profile, name: &str) {
     let past = s.gql("mutation { createApiKey(input: { name: \"old\", role: OBSERVER, expiresAt: \"2001-01-01T00:00:00Z\" }) { secret } }", json!({})).await;
     assert_eq!(error_code(&past), "BAD_USER_INPUT");
 
-    let mut ws = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&secret)).await;
-    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
-        .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ws = watching(s, &secret, Duration::from_millis(100)).await;
     s.ok(
         "mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }",
         json!({ "id": id }),
     )
     .await;
-    let (code, took) = closes_within(&mut ws, Duration::from_secs(2)).await;
+    assert_revoked_quickly(&mut ws, Duration::from_secs(2)).await;
     assert_eq!(
-        (code, took < Duration::from_secs(1)),
-        (Some(4403), true),
-        "{took:?}"
+        status_with(s, &secret, "{ tasks { totalCount } }").await,
+        401
     );
-    let res = s
-        .client
-        .post(s.url("/graphql"))
-        .bearer_auth(&secret)
-        .json(&json!({ "query": "{ tasks { totalCount } }" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
     let again = s
         .gql(
             "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
@@ -669,21 +659,13 @@ async fn revocation_reaches_every_replica() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut ws = WsClient::connect(&a.ws_url(), "graphql-transport-ws", Some(&secret)).await;
-    ws.subscribe("s", "subscription { taskChanged { kind } }", json!({}))
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ws = watching(&a, &secret, Duration::from_millis(200)).await;
     b.ok(
         "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
         json!({ "id": id }),
     )
     .await;
-    let (code, took) = closes_within(&mut ws, Duration::from_secs(3)).await;
-    assert_eq!(
-        (code, took < Duration::from_secs(1)),
-        (Some(4403), true),
-        "{took:?}"
-    );
+    assert_revoked_quickly(&mut ws, Duration::from_secs(3)).await;
     a.stop().await;
     b.stop().await;
     shared.cleanup().await;

@@ -159,24 +159,7 @@ async fn subscriptions_on_both_protocols(profile: Profile, name: &str) {
         .await;
         // A subscription starts asynchronously; retry the mutation until the first event lands.
         let title = format!("via {protocol}");
-        let mut got = None;
-        for _ in 0..50 {
-            s.ok(
-                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
-                json!({ "t": title }),
-            )
-            .await;
-            if let Ok(v) = tokio::time::timeout(
-                Duration::from_millis(200),
-                ws.next_data("all", Duration::from_secs(5)),
-            )
-            .await
-            {
-                got = Some(v);
-                break;
-            }
-        }
-        let event = got.expect("an event");
+        let (_, event) = common::create_until_delivered(s, &mut ws, "all", |_| title.clone()).await;
         assert_eq!(event["data"]["taskChanged"]["kind"], "CREATED");
         assert_eq!(
             event["data"]["taskChanged"]["task"]["title"],
@@ -424,25 +407,8 @@ async fn two_replicas_share_task_events() {
         json!({}),
     )
     .await;
-    let mut event = None;
-    for i in 0..50 {
-        let made = b
-            .ok(
-                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
-                json!({ "t": format!("from b {i}") }),
-            )
-            .await;
-        if let Ok(v) = tokio::time::timeout(
-            Duration::from_millis(200),
-            ws.next_data("x", Duration::from_secs(5)),
-        )
-        .await
-        {
-            event = Some((made, v));
-            break;
-        }
-    }
-    let (made, v) = event.expect("replica A delivered B's change");
+    let (made, v) =
+        common::create_until_delivered(&b, &mut ws, "x", |i| format!("from b {i}")).await;
     assert_eq!(v["data"]["taskChanged"]["kind"], "CREATED");
     assert!(
         v["data"]["taskChanged"]["task"]["title"]
@@ -548,24 +514,8 @@ async fn subscriptions_share_one_execution(profile: Profile, name: &str) {
     let mut c = s.ws("graphql-transport-ws").await;
     c.subscribe("3", "subscription { taskChanged { kind } }", json!({}))
         .await;
-    let mut got = None;
-    for i in 0..50 {
-        s.ok(
-            "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
-            json!({ "t": format!("shared {i}") }),
-        )
-        .await;
-        if let Ok(v) = tokio::time::timeout(
-            Duration::from_millis(200),
-            a.next_data("1", Duration::from_secs(5)),
-        )
-        .await
-        {
-            got = Some(v);
-            break;
-        }
-    }
-    let first = got.expect("subscriber a got an event");
+    let (_, first) =
+        common::create_until_delivered(s, &mut a, "1", |i| format!("shared {i}")).await;
     let title = first["data"]["taskChanged"]["task"]["title"]
         .as_str()
         .unwrap()

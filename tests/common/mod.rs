@@ -339,6 +339,33 @@ pub fn metric_value(exposition: &str, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// A subscription starts asynchronously: creates tasks through `server` (titled `title(i)`)
+/// until subscription `id` on `ws` delivers one. Returns the `createTask` data and the event.
+pub async fn create_until_delivered(
+    server: &TestServer,
+    ws: &mut WsClient,
+    id: &str,
+    title: impl Fn(usize) -> String,
+) -> (Value, Value) {
+    for i in 0..50 {
+        let made = server
+            .ok(
+                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+                json!({ "t": title(i) }),
+            )
+            .await;
+        if let Ok(event) = tokio::time::timeout(
+            Duration::from_millis(200),
+            ws.next_data(id, Duration::from_secs(5)),
+        )
+        .await
+        {
+            return (made, event);
+        }
+    }
+    panic!("subscription {id} delivered nothing after 50 changes");
+}
+
 /// The first error's `extensions.code`.
 pub fn error_code(res: &Value) -> String {
     res["errors"][0]["extensions"]["code"]
