@@ -52,6 +52,10 @@ impl Server {
             // The benchmark is one client address sending as fast as it can.
             .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
             .env("AURUM_HTTP_RATE_BURST", "1000000000")
+            .env(
+                "AURUM_RATE_LIMITS",
+                "login=1000000/1s,cost=1000000000/1s,mutation=1000000000/1s",
+            )
             .env("AURUM_WS_MAX_PER_ADDRESS", "10000")
             .env("AURUM_WS_MAX_PER_USER", "10000")
             .env("RUST_LOG", "warn,aurum=info")

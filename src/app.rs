@@ -14,14 +14,14 @@ use crate::{
         sessions::LiveSessions,
         token::TokenKeys,
     },
-    config::Config,
+    config::{Config, JwtAlgorithm},
     events::{Bus, DomainEvent},
     graphql::{
         SchemaLimits, build_schema, executor::ObservedSchema, graphiql::GraphiqlAssets,
         ws::SubscriptionHub, ws_caps::Slots,
     },
     infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
-    rate_limit::EdgeLimiter,
+    rate_limit::{ActionLimiter, EdgeLimiter},
     task::service::TaskService,
 };
 
@@ -31,6 +31,8 @@ pub struct Services {
     pub tasks: TaskService,
     pub users: UserService,
     pub bus: Bus,
+    /// Per-caller limits on named actions.
+    pub limits: Arc<ActionLimiter>,
     /// Largest page a connection returns.
     pub max_page_size: u64,
 }
@@ -76,6 +78,46 @@ pub struct Inner {
 fn token_keys(config: &Config) -> anyhow::Result<TokenKeys> {
     use secrecy::ExposeSecret;
     let ttl = std::time::Duration::from_secs(config.access_token_ttl_seconds);
+    let algorithm = match config.jwt_algorithm {
+        JwtAlgorithm::Hs256 => None,
+        JwtAlgorithm::EdDsa => Some(jsonwebtoken::Algorithm::EdDSA),
+        JwtAlgorithm::Rs256 => Some(jsonwebtoken::Algorithm::RS256),
+    };
+    if let Some(algorithm) = algorithm {
+        let Some(private) = &config.jwt_private_key_file else {
+            anyhow::bail!(
+                "AURUM_JWT_PRIVATE_KEY_FILE: required when AURUM_JWT_ALGORITHM is {algorithm:?}"
+            );
+        };
+        if config.jwt_public_key_files.is_empty() {
+            anyhow::bail!(
+                "AURUM_JWT_PUBLIC_KEY_FILES: required when AURUM_JWT_ALGORITHM is {algorithm:?}"
+            );
+        }
+        let private_pem = std::fs::read(private).map_err(|e| {
+            anyhow::anyhow!("AURUM_JWT_PRIVATE_KEY_FILE ({}): {e}", private.display())
+        })?;
+        let public_pems = config
+            .jwt_public_key_files
+            .iter()
+            .map(|p| {
+                std::fs::read(p).map_err(|e| {
+                    anyhow::anyhow!("AURUM_JWT_PUBLIC_KEY_FILES ({}): {e}", p.display())
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return TokenKeys::asymmetric(
+            algorithm,
+            &private_pem,
+            &public_pems,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            ttl,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!("AURUM_JWT_PRIVATE_KEY_FILE / AURUM_JWT_PUBLIC_KEY_FILES: {e}")
+        });
+    }
     let secret = match &config.jwt_secret {
         Some(s) => s.expose_secret().as_bytes().to_vec(),
         None if config.nats_url.is_some() => anyhow::bail!(
@@ -150,7 +192,18 @@ impl AppState {
             config.refresh_token_ttl_seconds,
             bus.clone(),
         )
-        .with_max_failures(config.login_max_failures);
+        .with_max_failures(config.login_max_failures)
+        .with_auth_cache(std::time::Duration::from_millis(config.auth_cache_ms))
+        .with_hashing(crate::auth::password::Hashing::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+        )?);
+        let limits = Arc::new(ActionLimiter::new(
+            config.rate_limits.clone(),
+            redis
+                .clone()
+                .map(|conn| (conn, config.redis_key_prefix.clone())),
+        ));
         let bootstrap = users
             .ensure_first_admin(config.admin_password.as_ref())
             .await?;
@@ -158,6 +211,7 @@ impl AppState {
             tasks: TaskService::new(db.clone(), bus.clone()),
             users,
             bus,
+            limits: Arc::clone(&limits),
             max_page_size: config.max_page_size,
         };
         let schema = ObservedSchema::new(
@@ -175,23 +229,32 @@ impl AppState {
                 max_selections: config.query_max_selections,
                 max_aliases: config.query_max_aliases,
             },
+            Arc::clone(&limits),
         );
         let subscriptions = Arc::new(SubscriptionHub::new(schema.clone(), capacity));
         let sessions = Arc::new(LiveSessions::default());
-        Arc::clone(&sessions).spawn_listener(services.bus.clone(), shutdown.clone());
+        Arc::clone(&sessions).spawn_listener(
+            services.bus.clone(),
+            services.users.auth_cache(),
+            shutdown.clone(),
+        );
         let edge = Arc::new(EdgeLimiter::new(
             config.http_rate_per_second,
             config.http_rate_burst,
         ));
         {
             let edge = Arc::clone(&edge);
+            let limits = Arc::clone(&limits);
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        _ = tick.tick() => edge.forget_idle(),
+                        _ = tick.tick() => {
+                            edge.forget_idle();
+                            limits.forget_idle();
+                        }
                     }
                 }
             });

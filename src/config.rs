@@ -2,10 +2,12 @@
 //! its default and effect documented here (the README's configuration table mirrors this).
 //! Secrets are wrapped so they never reach a log line; this module does no I/O.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
+
+use crate::rate_limit::ActionQuotas;
 
 /// Settings for `aurum serve` (and, in part, for `aurum migrate` / `aurum schema`).
 #[derive(Debug, Clone, Args)]
@@ -58,6 +60,21 @@ pub struct Config {
     #[arg(long, env = "AURUM_JWT_SECRET", hide_env_values = true, value_parser = parse_jwt_secret)]
     pub jwt_secret: Option<SecretString>,
 
+    /// Signing algorithm of access tokens: `HS256` (AURUM_JWT_SECRET), `EdDSA` or `RS256`
+    /// (AURUM_JWT_PRIVATE_KEY_FILE + AURUM_JWT_PUBLIC_KEY_FILES). Tokens with any other
+    /// algorithm are refused.
+    #[arg(long, env = "AURUM_JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: JwtAlgorithm,
+
+    /// PEM private key that signs access tokens (EdDSA: Ed25519 PKCS#8; RS256: RSA).
+    #[arg(long, env = "AURUM_JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
+
+    /// PEM public keys accepted on presented tokens (comma-separated): the signing key's own
+    /// and any being rotated out. Each is named by a `kid` derived from the file's content.
+    #[arg(long, env = "AURUM_JWT_PUBLIC_KEY_FILES", value_delimiter = ',')]
+    pub jwt_public_key_files: Vec<PathBuf>,
+
     /// `iss` claim of issued tokens, required on presented ones.
     #[arg(long, env = "AURUM_JWT_ISSUER", default_value = "aurum")]
     pub jwt_issuer: String,
@@ -65,6 +82,13 @@ pub struct Config {
     /// `aud` claim of issued tokens, required on presented ones.
     #[arg(long, env = "AURUM_JWT_AUDIENCE", default_value = "aurum")]
     pub jwt_audience: String,
+
+    /// How long an authenticated caller (role, tenant, state) is reused for the same token or
+    /// API key, in milliseconds; 0 = read the database on every request. Logout, role
+    /// changes, disabling and key revocation evict at once on every replica (through the
+    /// event bus); this only bounds the effect of a lost event.
+    #[arg(long, env = "AURUM_AUTH_CACHE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub auth_cache_ms: u64,
 
     /// Lifetime of an access token, in seconds.
     #[arg(long, env = "AURUM_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(5..=86_400))]
@@ -131,6 +155,29 @@ pub struct Config {
     /// Requests one client address may send to `/graphql` in a burst.
     #[arg(long, env = "AURUM_HTTP_RATE_BURST", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_rate_burst: u32,
+
+    /// Per-caller limits (per user or API key; per client address when anonymous), as
+    /// `action=COUNT/PERIOD[:BURST]` or `action=off`, comma-separated; unnamed actions keep
+    /// their defaults. Actions: `login` (attempts per client address), `cost` (fields an
+    /// operation expands to), `mutation` (root mutation fields), `sandbox` (runs started).
+    /// Held in Redis when AURUM_REDIS_URL is set (shared by every replica), else in process.
+    #[arg(long, env = "AURUM_RATE_LIMITS", default_value = ActionQuotas::DEFAULT, value_parser = ActionQuotas::from_str)]
+    pub rate_limits: ActionQuotas,
+
+    /// Reverse proxies (comma-separated addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed: the client is the right-most address in that header not in this list. Empty =
+    /// the TCP peer is the client and the header is ignored.
+    #[arg(long, env = "AURUM_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// argon2id memory per password hash, in KiB. Stored hashes made with other parameters
+    /// are re-hashed at the user's next successful login.
+    #[arg(long, env = "AURUM_ARGON2_MEMORY_KIB", default_value_t = 19_456, value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id passes per password hash.
+    #[arg(long, env = "AURUM_ARGON2_ITERATIONS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub argon2_iterations: u32,
 
     /// Failed logins per (username, client address) before each further failure locks that
     /// pair out for a doubling time (1 s, 2 s, 4 s … up to 15 min).
@@ -215,6 +262,26 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.expose().starts_with("sqlite:")
     }
+}
+
+/// Signing algorithm of access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+/// `10.0.0.0/8` or a single address.
+fn parse_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{value:?} is not an address or CIDR range"))
 }
 
 /// Log output format.

@@ -19,6 +19,7 @@ use crate::{
     graphql::context::{
         ConnectionFields, caller, connection, meta, page_request, parse_id, services, wants_total,
     },
+    rate_limit::LimitedAction,
 };
 
 /// A person or agent account.
@@ -200,10 +201,16 @@ impl AuthMutation {
         username: String,
         password: String,
     ) -> Result<AuthPayload> {
-        let session = services(ctx)?
-            .users
-            .login(&meta(ctx), &username, &password)
+        let services = services(ctx)?;
+        let meta = meta(ctx);
+        // Attempts per client address, before any password work (the lockout per
+        // (username, address) inside `login` is the second line).
+        let client = format!("ip:{}", meta.client.as_deref().unwrap_or("unknown"));
+        services
+            .limits
+            .check(LimitedAction::Login, &client, 1)
             .await?;
+        let session = services.users.login(&meta, &username, &password).await?;
         Ok(session.into())
     }
 

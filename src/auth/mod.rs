@@ -2,6 +2,7 @@
 //! (`permission`), how they prove it (`token`, `password`), the guard every field uses
 //! (`guard`), and the user/session operations (`service`, `graphql`).
 
+pub mod cache;
 pub mod graphql;
 pub mod guard;
 pub mod password;
@@ -35,6 +36,16 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Whose bucket a per-caller limit charges: the user or API key, else the client address.
+    /// `None` for the service itself.
+    pub fn limit_key(&self, client: Option<&str>) -> Option<String> {
+        match self {
+            Self::User { id, .. } => Some(format!("u:{id}")),
+            Self::Anonymous => Some(format!("ip:{}", client.unwrap_or("unknown"))),
+            Self::System => None,
+        }
+    }
+
     /// How the audit log names this caller.
     pub fn audit_label(&self) -> String {
         match self {

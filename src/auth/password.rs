@@ -1,30 +1,90 @@
-//! Password hashing with argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane — OWASP's
-//! minimum). Hashing is CPU-heavy: it runs on the blocking pool, never on an async worker.
+//! Password hashing with argon2id. Parameters come from configuration (defaults: the crate's,
+//! 19 MiB, 2 passes, 1 lane — OWASP's minimum); a stored hash made with other parameters
+//! still verifies (its PHC string carries them) and is flagged for re-hashing. Hashing is
+//! CPU-heavy: it runs on the blocking pool, never on an async worker.
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier, password_hash::phc::PasswordHash};
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version,
+    password_hash::phc::PasswordHash,
+};
 use secrecy::{ExposeSecret, SecretString};
 
-/// Hashes a password into a PHC string (`$argon2id$…`), off the async workers.
-pub async fn hash(password: SecretString) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.expose_secret().as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
-    })
-    .await?
+/// The argon2id parameters new hashes are made with.
+#[derive(Debug, Clone)]
+pub struct Hashing {
+    params: Params,
 }
 
-/// Checks a password against a stored PHC string, off the async workers. A malformed stored
-/// hash is an error, not a mismatch.
-pub async fn verify(password: SecretString, stored: String) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-        Ok(Argon2::default()
-            .verify_password(password.expose_secret().as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await?
+impl Default for Hashing {
+    fn default() -> Self {
+        Self {
+            params: Params::DEFAULT,
+        }
+    }
+}
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub matches: bool,
+    /// The stored hash was made with other parameters (or another algorithm or version).
+    pub needs_rehash: bool,
+}
+
+impl Hashing {
+    /// `memory_kib` KiB and `iterations` passes, one lane.
+    pub fn new(memory_kib: u32, iterations: u32) -> anyhow::Result<Self> {
+        let params = Params::new(memory_kib, iterations, 1, None).map_err(|e| {
+            anyhow::anyhow!("AURUM_ARGON2_MEMORY_KIB / AURUM_ARGON2_ITERATIONS: {e}")
+        })?;
+        Ok(Self { params })
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// Hashes a password into a PHC string (`$argon2id$…`), off the async workers.
+    pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
+        let argon2 = self.argon2();
+        tokio::task::spawn_blocking(move || {
+            argon2
+                .hash_password(password.expose_secret().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+        })
+        .await?
+    }
+
+    /// Checks a password against a stored PHC string, off the async workers, with the
+    /// parameters the string names. A malformed stored hash is an error, not a mismatch.
+    pub async fn verify(&self, password: SecretString, stored: String) -> anyhow::Result<Verdict> {
+        let current = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed =
+                PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+            let matches = Argon2::default()
+                .verify_password(password.expose_secret().as_bytes(), &parsed)
+                .is_ok();
+            let same = parsed.algorithm.as_str() == "argon2id"
+                && parsed.version == Some(Version::V0x13.into())
+                && Params::try_from(&parsed).is_ok_and(|p| {
+                    p.m_cost() == current.m_cost()
+                        && p.t_cost() == current.t_cost()
+                        && p.p_cost() == current.p_cost()
+                });
+            Ok(Verdict {
+                matches,
+                needs_rehash: !same,
+            })
+        })
+        .await?
+    }
+}
+
+/// Hashes with the default parameters (CLI bootstrap and tests).
+pub async fn hash(password: SecretString) -> anyhow::Result<String> {
+    Hashing::default().hash(password).await
 }
 
 /// A random password for the first admin: 24 characters from an unambiguous alphabet.
@@ -44,10 +104,41 @@ mod tests {
 
     #[tokio::test]
     async fn hash_is_argon2id_and_verifies() -> anyhow::Result<()> {
-        let h = hash(SecretString::from("correct horse")).await?;
-        assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(verify(SecretString::from("correct horse"), h.clone()).await?);
-        assert!(!verify(SecretString::from("wrong"), h).await?);
+        let hashing = Hashing::default();
+        let h = hashing.hash(SecretString::from("correct horse")).await?;
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        let good = hashing
+            .verify(SecretString::from("correct horse"), h.clone())
+            .await?;
+        assert_eq!(
+            good,
+            Verdict {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        let bad = hashing.verify(SecretString::from("wrong"), h).await?;
+        assert!(!bad.matches);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn other_parameters_verify_and_ask_for_a_rehash() -> anyhow::Result<()> {
+        let old = Hashing::new(8 * 1024, 1)?;
+        let h = old.hash(SecretString::from("correct horse")).await?;
+        assert!(h.contains("m=8192,t=1"), "{h}");
+        let current = Hashing::default();
+        let verdict = current
+            .verify(SecretString::from("correct horse"), h)
+            .await?;
+        assert_eq!(
+            verdict,
+            Verdict {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        assert!(Hashing::new(4, 1).is_err());
         Ok(())
     }
 

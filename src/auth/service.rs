@@ -2,7 +2,7 @@
 //! bearer token into a `Caller`. Unknown users and wrong passwords answer identically and cost
 //! the same argon2 verification.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::Duration as ChronoDuration;
 use entity::{api_key, login_failure, refresh_token, revoked_token, user};
@@ -14,7 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Caller, Principal, RequestMeta, password, permission::Role, token::TokenKeys};
+use super::{
+    Caller, Principal, RequestMeta, cache::AuthCache, password, permission::Role, token::TokenKeys,
+};
 use crate::{
     audit::{self, AuditEntry},
     clock,
@@ -127,6 +129,10 @@ pub struct UserService {
     refresh_ttl: ChronoDuration,
     bus: Bus,
     max_failures: u32,
+    hashing: password::Hashing,
+    cache: Arc<AuthCache>,
+    /// A hash of a random password with the current parameters (made on first use).
+    dummy: Arc<tokio::sync::OnceCell<String>>,
 }
 
 fn sha256_hex(value: &str) -> String {
@@ -138,19 +144,6 @@ fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-/// A valid argon2id hash of a random password: verifying against it when the user does not
-/// exist makes "unknown user" cost what "wrong password" costs.
-async fn dummy_hash() -> String {
-    static HASH: OnceLock<String> = OnceLock::new();
-    if let Some(h) = HASH.get() {
-        return h.clone();
-    }
-    let h = password::hash(password::generate())
-        .await
-        .unwrap_or_default();
-    HASH.get_or_init(|| h).clone()
 }
 
 fn invalid_credentials() -> AppError {
@@ -172,7 +165,40 @@ impl UserService {
             ),
             bus,
             max_failures: 5,
+            hashing: password::Hashing::default(),
+            cache: Arc::new(AuthCache::new(std::time::Duration::ZERO)),
+            dummy: Arc::default(),
         }
+    }
+
+    /// Keeps authenticated callers for `ttl` (zero = off); see [`AuthCache`].
+    #[must_use]
+    pub fn with_auth_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.cache = Arc::new(AuthCache::new(ttl));
+        self
+    }
+
+    /// The cache of authenticated callers (the revocation listener evicts from it).
+    pub fn auth_cache(&self) -> Arc<AuthCache> {
+        Arc::clone(&self.cache)
+    }
+
+    /// The argon2id parameters of new hashes.
+    #[must_use]
+    pub fn with_hashing(mut self, hashing: password::Hashing) -> Self {
+        self.hashing = hashing;
+        self.dummy = Arc::default();
+        self
+    }
+
+    /// A valid hash of a random password with the current parameters: verifying against it
+    /// when the user does not exist makes "unknown user" cost what "wrong password" costs.
+    async fn dummy_hash(&self) -> AppResult<String> {
+        self.dummy
+            .get_or_try_init(|| self.hashing.hash(password::generate()))
+            .await
+            .cloned()
+            .map_err(AppError::Internal)
     }
 
     /// Failed logins allowed per (username, client) before lockouts start.
@@ -183,6 +209,8 @@ impl UserService {
     }
 
     async fn revoked(&self, subject: Uuid, jti: Option<String>) {
+        // This replica at once; the others when the event reaches them.
+        self.cache.forget(subject, jti.as_deref());
         if let Err(e) = self
             .bus
             .publish(DomainEvent::Identity(IdentityEvent { subject, jti }))
@@ -205,7 +233,9 @@ impl UserService {
         }
         let role = assignable(input.role)?;
         let tenant = check_tenant(input.tenant.as_deref())?;
-        let hash = password::hash(input.password)
+        let hash = self
+            .hashing
+            .hash(input.password)
             .await
             .map_err(AppError::Internal)?;
         let now = clock::now();
@@ -417,8 +447,12 @@ impl UserService {
     }
 
     async fn authenticate_key(&self, secret: &str) -> AppResult<Caller> {
+        let hash = sha256_hex(secret);
+        if let Some(caller) = self.cache.caller(&hash) {
+            return Ok(caller);
+        }
         let key = api_key::Entity::find()
-            .filter(api_key::Column::SecretHash.eq(sha256_hex(secret)))
+            .filter(api_key::Column::SecretHash.eq(hash.as_str()))
             .one(&self.db)
             .await?
             .ok_or(AppError::Unauthenticated)?;
@@ -427,14 +461,16 @@ impl UserService {
             return Err(AppError::Unauthenticated);
         }
         let role: Role = key.role.parse().map_err(|_| AppError::Unauthenticated)?;
-        Ok(Caller::User {
+        let caller = Caller::User {
             id: key.id,
             username: format!("apikey:{}", key.name),
             role,
             tenant: key.tenant_id,
             token: None,
             principal: Principal::ApiKey,
-        })
+        };
+        self.cache.put_caller(hash, key.id, &caller, key.expires_at);
+        Ok(caller)
     }
 
     /// Creates `admin` when the user table is empty. Replicas starting together race on the
@@ -450,7 +486,10 @@ impl UserService {
             Some(p) => (SecretString::from(p.expose_secret().to_owned()), false),
             None => (password::generate(), true),
         };
-        let hash = password::hash(SecretString::from(secret.expose_secret().to_owned())).await?;
+        let hash = self
+            .hashing
+            .hash(SecretString::from(secret.expose_secret().to_owned()))
+            .await?;
         let now = clock::now();
         let row = user::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -512,13 +551,15 @@ impl UserService {
         let found = self.find_by_username(username).await?;
         let stored = match &found {
             Some(u) => u.password_hash.clone(),
-            None => dummy_hash().await,
+            None => self.dummy_hash().await?,
         };
-        let ok = password::verify(SecretString::from(password.to_owned()), stored)
+        let verdict = self
+            .hashing
+            .verify(SecretString::from(password.to_owned()), stored)
             .await
             .map_err(AppError::Internal)?;
         let user = match found {
-            Some(u) if ok && !u.disabled => u,
+            Some(u) if verdict.matches && !u.disabled => u,
             _ => {
                 self.record_failure(lock_key).await?;
                 return Err(invalid_credentials());
@@ -527,7 +568,27 @@ impl UserService {
         login_failure::Entity::delete_by_id(lock_key)
             .exec(&self.db)
             .await?;
+        // Made with older parameters: store a hash with the current ones (the password is
+        // known to be right, so this is the only moment it can be done).
+        let rehashed = if verdict.needs_rehash {
+            Some(
+                self.hashing
+                    .hash(SecretString::from(password.to_owned()))
+                    .await
+                    .map_err(AppError::Internal)?,
+            )
+        } else {
+            None
+        };
         let txn = db::begin_write(&self.db).await?;
+        if let Some(hash) = rehashed {
+            user::Entity::update_many()
+                .col_expr(user::Column::PasswordHash, Expr::value(hash))
+                .filter(user::Column::Id.eq(user.id))
+                .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
+                .exec(&txn)
+                .await?;
+        }
         let session = self.open_session(&txn, user).await?;
         let login_meta = RequestMeta {
             caller: Caller::User {
@@ -726,6 +787,11 @@ impl UserService {
             AppError::Unauthenticated
         })?;
         let id = Uuid::parse_str(&claims.sub).map_err(|_| AppError::Unauthenticated)?;
+        if let Some(caller) = self.cache.caller(&claims.jti)
+            && matches!(&caller, Caller::User { id: cached, .. } if *cached == id)
+        {
+            return Ok(caller);
+        }
         let revoked = revoked_token::Entity::find_by_id(claims.jti.clone())
             .one(&self.db)
             .await?
@@ -739,18 +805,24 @@ impl UserService {
             .filter(|u| !u.disabled)
             .ok_or(AppError::Unauthenticated)?;
         let role: Role = user.role.parse().map_err(|_| AppError::Unauthenticated)?;
-        Ok(Caller::User {
+        self.cache.put_user(&user);
+        let caller = Caller::User {
             id: user.id,
             username: user.username,
             role,
             tenant: user.tenant_id,
-            token: Some((claims.jti, claims.exp)),
+            token: Some((claims.jti.clone(), claims.exp)),
             principal: Principal::Person,
-        })
+        };
+        self.cache.put_caller(claims.jti, id, &caller, None);
+        Ok(caller)
     }
 
-    /// A user by id.
+    /// A user by id (the row `authenticate` just read, when it is still cached).
     pub async fn user(&self, id: Uuid) -> AppResult<user::Model> {
+        if let Some(model) = self.cache.user(id) {
+            return Ok(model);
+        }
         user::Entity::find_by_id(id)
             .one(&self.db)
             .await?

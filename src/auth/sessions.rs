@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::cache::AuthCache;
 use crate::events::{Bus, DomainEvent};
 
 struct Entry {
@@ -97,7 +98,13 @@ impl LiveSessions {
 
     /// Applies revocations from the bus until `shutdown`. If it ever falls behind, it cannot
     /// know what it missed, so it closes every socket (clients reconnect and re-authenticate).
-    pub fn spawn_listener(self: Arc<Self>, bus: Bus, shutdown: CancellationToken) {
+    /// Evicts the same subjects from `cache`, so HTTP requests see the change too.
+    pub fn spawn_listener(
+        self: Arc<Self>,
+        bus: Bus,
+        cache: Arc<AuthCache>,
+        shutdown: CancellationToken,
+    ) {
         tokio::spawn(async move {
             loop {
                 let mut events = bus.subscribe();
@@ -109,6 +116,7 @@ impl LiveSessions {
                     match item {
                         Some(Ok(event)) => {
                             if let DomainEvent::Identity(e) = &*event {
+                                cache.forget(e.subject, e.jti.as_deref());
                                 self.revoke(e.subject, e.jti.as_deref());
                             }
                         }
@@ -117,6 +125,7 @@ impl LiveSessions {
                                 skipped,
                                 "revocation listener fell behind; closing every socket"
                             );
+                            cache.clear();
                             self.revoke_all();
                             break;
                         }

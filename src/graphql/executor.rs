@@ -22,10 +22,14 @@ use futures::StreamExt;
 
 use super::{
     AurumSchema,
-    context::RequestId,
+    context::{ClientAddr, RequestId},
     limits::{self, DocumentLimits},
 };
-use crate::error::INTERNAL_CODE;
+use crate::{
+    auth::Caller,
+    error::{AppError, INTERNAL_CODE},
+    rate_limit::{ActionLimiter, LimitedAction},
+};
 
 /// Code of documents that do not parse.
 pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
@@ -131,22 +135,64 @@ fn metric_name(name: &str) -> String {
     }
 }
 
+/// What the executor knows of a request's operation once its document is parsed.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// `query`, `mutation`, `subscription` (or `unknown` when no operation matches).
+    pub kind: &'static str,
+    pub name: String,
+    /// Fields the whole document expands to: what the `cost` limit charges.
+    pub cost: u64,
+    /// Root fields of the operation: what the `mutation` limit charges for mutations.
+    pub roots: u64,
+}
+
 /// The schema as every transport runs it: documents are parsed once here (so the operation's
-/// type and name are known for metrics), and every response leaves with coded errors.
+/// type and name are known for metrics), per-caller limits are charged before anything runs,
+/// and every response leaves with coded errors.
 #[derive(Clone)]
 pub struct ObservedSchema {
     schema: AurumSchema,
     documents: Arc<DocumentCache>,
     limits: DocumentLimits,
+    rate: Arc<ActionLimiter>,
+}
+
+fn data_of<T: Send + Sync + 'static>(data: &Data) -> Option<&T> {
+    data.get(&TypeId::of::<T>())
+        .and_then(|d| d.downcast_ref::<T>())
 }
 
 impl ObservedSchema {
-    pub fn new(schema: AurumSchema, limits: DocumentLimits) -> Self {
+    pub fn new(schema: AurumSchema, limits: DocumentLimits, rate: Arc<ActionLimiter>) -> Self {
         Self {
             schema,
             documents: Arc::new(DocumentCache::default()),
             limits,
+            rate,
         }
+    }
+
+    /// Charges the caller's `cost` bucket (and `mutation` bucket for mutations) for `op`;
+    /// refused = `RATE_LIMITED` with `retryAfter`, and nothing runs.
+    pub async fn charge(
+        &self,
+        op: &Operation,
+        caller: &Caller,
+        client: Option<&str>,
+    ) -> Result<(), ServerError> {
+        let Some(key) = caller.limit_key(client) else {
+            return Ok(());
+        };
+        let cost = u32::try_from(op.cost).unwrap_or(u32::MAX);
+        let mut result = self.rate.check(LimitedAction::Cost, &key, cost).await;
+        if result.is_ok() && op.kind == "mutation" {
+            let roots = u32::try_from(op.roots).unwrap_or(u32::MAX);
+            result = self.rate.check(LimitedAction::Mutation, &key, roots).await;
+        }
+        result.map_err(|e: AppError| {
+            async_graphql::Error::from(e).into_server_error(async_graphql::Pos::default())
+        })
     }
 
     /// The unwrapped schema (for SDL export and tests).
@@ -154,45 +200,46 @@ impl ObservedSchema {
         &self.schema
     }
 
-    /// The type (`query`, `mutation`, `subscription`) of the operation the request will run;
-    /// parses the document (through the cache) if needed.
-    pub fn operation_type(&self, request: &mut Request) -> Result<&'static str, ServerError> {
-        self.parse(request).map(|(kind, _)| kind)
+    /// Parses the request's document (through the cache) and says what it will run.
+    pub fn operation(&self, request: &mut Request) -> Result<Operation, ServerError> {
+        self.parse(request)
     }
 
     /// Parses the request's document, from the cache when the same text was seen before.
     /// Parsing is most of the cost of a small operation; validation still runs every time.
-    fn parse(&self, request: &mut Request) -> Result<(&'static str, String), ServerError> {
+    fn parse(&self, request: &mut Request) -> Result<Operation, ServerError> {
         let wanted = request.operation_name.clone();
-        if let Some(doc) = self.documents.get(&request.query) {
-            let label = operation_label(&doc, wanted.as_deref());
+        if let Some((doc, cost)) = self.documents.get(&request.query) {
+            let op = operation_of(&doc, wanted.as_deref(), cost);
             request.set_parsed_query(doc);
-            return Ok(label);
+            return Ok(op);
         }
         let doc = request.parsed_query()?;
         // Only documents within the limits are cached, so a cache hit needs no re-check.
-        limits::check(doc, self.limits)?;
-        let label = operation_label(doc, wanted.as_deref());
+        let cost = limits::check(doc, self.limits)?;
+        let op = operation_of(doc, wanted.as_deref(), cost);
         let doc = doc.clone();
-        self.documents.put(&request.query, doc);
-        Ok(label)
+        self.documents.put(&request.query, doc, cost);
+        Ok(op)
     }
 }
 
 /// Parsed documents by their text. Bounded: when full it is emptied and refilled, so a client
 /// sending endless distinct documents costs a re-parse, never memory.
 #[derive(Default)]
-struct DocumentCache(std::sync::RwLock<std::collections::HashMap<String, ExecutableDocument>>);
+struct DocumentCache(
+    std::sync::RwLock<std::collections::HashMap<String, (ExecutableDocument, u64)>>,
+);
 
 impl DocumentCache {
     const MAX_ENTRIES: usize = 512;
     const MAX_QUERY_BYTES: usize = 16 * 1024;
 
-    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+    fn get(&self, query: &str) -> Option<(ExecutableDocument, u64)> {
         self.0.read().ok()?.get(query).cloned()
     }
 
-    fn put(&self, query: &str, doc: ExecutableDocument) {
+    fn put(&self, query: &str, doc: ExecutableDocument, cost: u64) {
         if query.len() > Self::MAX_QUERY_BYTES {
             return;
         }
@@ -200,21 +247,17 @@ impl DocumentCache {
             if map.len() >= Self::MAX_ENTRIES {
                 map.clear();
             }
-            map.insert(query.to_owned(), doc);
+            map.insert(query.to_owned(), (doc, cost));
         }
     }
 }
 
 fn request_id_of(request: &Request) -> Option<String> {
-    request
-        .data
-        .get(&TypeId::of::<RequestId>())
-        .and_then(|d| d.downcast_ref::<RequestId>())
-        .map(|r| r.0.clone())
+    data_of::<RequestId>(&request.data).map(|r| r.0.clone())
 }
 
-/// (type, name) of the operation the request will run.
-fn operation_label(doc: &ExecutableDocument, wanted: Option<&str>) -> (&'static str, String) {
+/// The operation the request will run.
+fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Operation {
     let op = match (&doc.operations, wanted) {
         (DocumentOperations::Single(op), _) => Some((None, op)),
         (DocumentOperations::Multiple(ops), Some(name)) => {
@@ -225,14 +268,24 @@ fn operation_label(doc: &ExecutableDocument, wanted: Option<&str>) -> (&'static 
         }
     };
     match op {
-        None => ("unknown", String::new()),
+        None => Operation {
+            kind: "unknown",
+            name: String::new(),
+            cost,
+            roots: 0,
+        },
         Some((name, op)) => {
             let kind = match op.node.ty {
                 OperationType::Query => "query",
                 OperationType::Mutation => "mutation",
                 OperationType::Subscription => "subscription",
             };
-            (kind, name.unwrap_or_default())
+            Operation {
+                kind,
+                name: name.unwrap_or_default(),
+                cost,
+                roots: u64::try_from(op.node.selection_set.node.items.len()).unwrap_or(u64::MAX),
+            }
         }
     }
 }
@@ -262,8 +315,8 @@ impl Executor for ObservedSchema {
     async fn execute(&self, mut request: Request) -> Response {
         let started = Instant::now();
         let request_id = request_id_of(&request);
-        let (kind, name) = match self.parse(&mut request) {
-            Ok(label) => label,
+        let op = match self.parse(&mut request) {
+            Ok(op) => op,
             Err(err) => {
                 let mut response =
                     Response::from_errors(vec![with_default_code(err, PARSE_FAILED)]);
@@ -272,9 +325,14 @@ impl Executor for ObservedSchema {
                 return response;
             }
         };
-        let mut response = self.schema.execute(request).await;
+        let caller = data_of::<Caller>(&request.data).unwrap_or(&Caller::Anonymous);
+        let client = data_of::<ClientAddr>(&request.data).map(|c| c.0.as_str());
+        let mut response = match self.charge(&op, caller, client).await {
+            Ok(()) => self.schema.execute(request).await,
+            Err(err) => Response::from_errors(vec![err]),
+        };
         finish_errors(&mut response.errors, request_id.as_deref());
-        record(kind, &name, &response, started);
+        record(op.kind, &op.name, &response, started);
         response
     }
 

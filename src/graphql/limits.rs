@@ -82,8 +82,8 @@ fn refused(code: &'static str, message: String) -> ServerError {
     err
 }
 
-/// Checks `doc` against `limits`.
-pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<(), ServerError> {
+/// Checks `doc` against `limits`; returns how many fields it expands to (its cost).
+pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<u64, ServerError> {
     let mut counter = Counter {
         fragments: &doc.fragments,
         memo: HashMap::new(),
@@ -113,7 +113,7 @@ pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<(), Ser
             ),
         ));
     }
-    Ok(())
+    Ok(selections)
 }
 
 #[cfg(test)]
@@ -156,6 +156,9 @@ mod tests {
         let many: String = (0..65).map(|i| format!("a{i}: __typename ")).collect();
         let err = check(&doc(&format!("{{ {many} }}")), LIMITS).err();
         assert!(err.is_some());
-        assert!(check(&doc("{ a: __typename b: __typename }"), LIMITS).is_ok());
+        assert_eq!(
+            check(&doc("{ a: __typename b: __typename }"), LIMITS).ok(),
+            Some(2)
+        );
     }
 }

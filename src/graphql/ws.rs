@@ -33,7 +33,10 @@ use tokio::sync::broadcast;
 use tokio_stream::{StreamMap, wrappers::BroadcastStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{context::RequestId, executor::ObservedSchema};
+use super::{
+    context::{ClientAddr, RequestId},
+    executor::ObservedSchema,
+};
 use crate::{app::AppState, auth::Caller, error::AppError};
 
 /// Close code sent to every open socket when the server shuts down.
@@ -50,6 +53,7 @@ pub fn upgrade(
     state: AppState,
     ws: WebSocketUpgrade,
     request_id: String,
+    client: ClientAddr,
     address_slot: Option<super::ws_caps::Slot<std::net::IpAddr>>,
 ) -> HttpResponse {
     let ws = ws.protocols(ALL_WEBSOCKET_PROTOCOLS);
@@ -74,7 +78,7 @@ pub fn upgrade(
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("aurum_websocket_connections").increment(1.0);
-            Connection::new(state, protocol, request_id)
+            Connection::new(state, protocol, request_id, client)
                 .serve(socket)
                 .await;
             metrics::gauge!("aurum_websocket_connections").decrement(1.0);
@@ -95,6 +99,7 @@ struct Connection {
     state: AppState,
     protocol: WebSocketProtocols,
     request_id: String,
+    client: ClientAddr,
     session: Option<Arc<Data>>,
     caller: Caller,
     operations: StreamMap<String, BoxStream<'static, String>>,
@@ -108,11 +113,17 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(state: AppState, protocol: WebSocketProtocols, request_id: String) -> Self {
+    fn new(
+        state: AppState,
+        protocol: WebSocketProtocols,
+        request_id: String,
+        client: ClientAddr,
+    ) -> Self {
         Self {
             state,
             protocol,
             request_id,
+            client,
             session: None,
             caller: Caller::Anonymous,
             operations: StreamMap::new(),
@@ -252,6 +263,7 @@ impl Connection {
                 let mut data = Data::default();
                 data.insert(self.caller.clone());
                 data.insert(RequestId(self.request_id.clone()));
+                data.insert(self.client.clone());
                 self.session = Some(Arc::new(data));
                 let mut replies = vec![r#"{"type":"connection_ack"}"#.to_owned()];
                 if self.legacy() {
@@ -314,34 +326,36 @@ impl Connection {
         };
         let hub = self.state.subscriptions.clone();
         let mut request = request;
-        match hub.schema.operation_type(&mut request) {
-            Ok("subscription") => {
+        match hub.schema.operation(&mut request) {
+            Ok(op) if op.kind == "subscription" => {
+                // Charged per subscriber (joining a shared feed costs the same), before it
+                // joins: a refused subscription gets one error and completes.
                 let key = FeedKey::new(&request, &self.caller);
-                let (feed, receiver) = hub.join(key, request, session);
-                let counted = Counted::new(feed);
-                BroadcastStream::new(receiver)
-                    .map(move |item| {
-                        // Holding the feed keeps the shared execution alive.
-                        let _alive = &counted;
-                        match item {
-                            Ok(FeedItem::Next(payload)) => Some(wrap(&payload)),
-                            Ok(FeedItem::Complete) => None,
-                            Err(
-                                tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(
-                                    skipped,
-                                ),
-                            ) => Some(wrap(&lagged_payload(skipped))),
+                let caller = self.caller.clone();
+                let client = self.client.0.clone();
+                let charged = async move {
+                    let charge = hub.schema.charge(&op, &caller, Some(&client)).await;
+                    (hub, charge)
+                };
+                futures::FutureExt::flatten_stream(async move {
+                    let (hub, charge) = charged.await;
+                    match charge {
+                        Ok(()) => subscriber_stream(&hub, key, request, session, wrap),
+                        Err(err) => {
+                            let mut response = Response::from_errors(vec![err]);
+                            if let Some(id) = data_of_session::<RequestId>(&session) {
+                                for e in &mut response.errors {
+                                    e.extensions
+                                        .get_or_insert_with(Default::default)
+                                        .set("requestId", id.0.clone());
+                                }
+                            }
+                            let payload = wrap(&serialize(&response));
+                            futures::stream::once(futures::future::ready(payload)).boxed()
                         }
-                    })
-                    .take_while(|m| futures::future::ready(m.is_some()))
-                    .filter_map(futures::future::ready)
-                    .scan(false, |lagged, msg| {
-                        // After a lag error the subscriber is dropped.
-                        let stop = *lagged;
-                        *lagged = msg.contains("SUBSCRIPTION_LAGGED");
-                        futures::future::ready(if stop { None } else { Some(msg) })
-                    })
-                    .boxed()
+                    }
+                })
+                .boxed()
             }
             // Queries, mutations and unparseable documents: executed for this client alone.
             _ => {
@@ -356,6 +370,46 @@ impl Connection {
             }
         }
     }
+}
+
+fn data_of_session<T: Send + Sync + 'static>(session: &Data) -> Option<&T> {
+    session
+        .get(&std::any::TypeId::of::<T>())
+        .and_then(|c| c.downcast_ref::<T>())
+}
+
+/// One subscriber of the shared feed for `key`: its messages, until the feed completes or the
+/// subscriber lags (then one `SUBSCRIPTION_LAGGED` error and the end).
+fn subscriber_stream(
+    hub: &Arc<SubscriptionHub>,
+    key: FeedKey,
+    request: Request,
+    session: Arc<Data>,
+    wrap: impl Fn(&str) -> String + Send + 'static,
+) -> BoxStream<'static, String> {
+    let (feed, receiver) = hub.join(key, request, session);
+    let counted = Counted::new(feed);
+    BroadcastStream::new(receiver)
+        .map(move |item| {
+            // Holding the feed keeps the shared execution alive.
+            let _alive = &counted;
+            match item {
+                Ok(FeedItem::Next(payload)) => Some(wrap(&payload)),
+                Ok(FeedItem::Complete) => None,
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(skipped)) => {
+                    Some(wrap(&lagged_payload(skipped)))
+                }
+            }
+        })
+        .take_while(|m| futures::future::ready(m.is_some()))
+        .filter_map(futures::future::ready)
+        .scan(false, |lagged, msg| {
+            // After a lag error the subscriber is dropped.
+            let stop = *lagged;
+            *lagged = msg.contains("SUBSCRIPTION_LAGGED");
+            futures::future::ready(if stop { None } else { Some(msg) })
+        })
+        .boxed()
 }
 
 /// The monotonic instant at which a token expiring at `exp` (seconds since the epoch) expires.
@@ -418,6 +472,9 @@ fn clone_session(session: &Data) -> Data {
         .and_then(|c| c.downcast_ref::<RequestId>())
     {
         data.insert(id.clone());
+    }
+    if let Some(client) = data_of_session::<ClientAddr>(session) {
+        data.insert(client.clone());
     }
     data
 }

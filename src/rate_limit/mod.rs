@@ -2,6 +2,10 @@
 //! on `/graphql`, per replica, with the `governor` crate's keyed GCRA; it is a plain check in
 //! the handler rather than a tower layer, so a request that passes pays only the check.
 
+pub mod action;
+
+pub use action::{ActionLimiter, ActionQuotas, LimitedAction};
+
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
 use governor::{

@@ -156,6 +156,7 @@ impl PgDatabase {
 }
 
 /// Which backends a server runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Embedded,
     Services,
@@ -209,6 +210,10 @@ impl Shared {
         // Tests drive hundreds of requests from one address; the edge limit has its own test.
         c.http_rate_per_second = 1_000_000;
         c.http_rate_burst = 1_000_000;
+        // Likewise the per-caller limits (tests/protection.rs sets its own).
+        c.rate_limits = "login=100000/1s,cost=10000000/1s,mutation=100000/1s"
+            .parse()
+            .expect("test rate limits");
         match urls {
             Some(u) => {
                 c.redis_url = Some(ServiceUrl::new(u.redis.clone()));
