@@ -6,11 +6,18 @@
 //!    endpoint of the same binary, on the same keep-alive connections, phases interleaved;
 //! b) latency from sending a mutation to each subscriber receiving its event, at 1, 100 and
 //!    1,000 WebSocket subscribers (p50/p99);
-//! c) idle RSS, and RSS per idle subscription (1,000 subscriptions).
+//! c) idle RSS, and RSS per idle subscription (1,000 subscriptions);
+//! d) an authenticated `{ me { id } }` vs the same request without a token (which answers
+//!    `UNAUTHENTICATED`), same connections, phases interleaved;
+//! e) login latency vs a bare argon2id verification with the same parameters in this process;
+//! f) `/health` latency while 8 clients log in as fast as they can;
+//! g) time to refuse: edge limit, per-caller mutation limit, exponential fragments, depth,
+//!    oversized body (a second server with tight limits), and that nothing ran.
 //!
-//! Every response body is checked; a response with `errors` counts as a failure and fails the
-//! run. Targets (issue #2): (a) ≥ 0.8× throughput, p99 ≤ 1.5×; (b) p99 ≤ 10 ms at 1,000;
-//! (c) ≤ 20 MB idle, ≤ 16 KiB per idle subscription.
+//! Every response body is checked; a response with an unexpected error counts as a failure and
+//! fails the run. Targets: issue #2 (a) ≥ 0.8× throughput, p99 ≤ 1.5×; (b) p99 ≤ 10 ms at
+//! 1,000; (c) ≤ 20 MB idle, ≤ 16 KiB per idle subscription; issue #3 (d) ≥ 0.9×;
+//! (e) ≤ 1.1×; (f) p99 < 10 ms; (g) every refusal < 50 ms.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -44,6 +51,11 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra environment settings (applied after the benchmark's own).
+    fn start_with(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_aurum"))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -59,6 +71,7 @@ impl Server {
             .env("AURUM_WS_MAX_PER_ADDRESS", "10000")
             .env("AURUM_WS_MAX_PER_USER", "10000")
             .env("RUST_LOG", "warn,aurum=info")
+            .envs(extra.iter().copied())
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .spawn()
@@ -147,8 +160,52 @@ struct Phase {
     elapsed: Duration,
 }
 
+/// What one phase sends, and what counts as a good answer.
+#[derive(Clone)]
+enum Kind {
+    Health,
+    Typename,
+    /// `{ me { id } }` with this token, or without one (then `UNAUTHENTICATED` is expected).
+    Me(Option<String>),
+}
+
+impl Kind {
+    async fn send(&self, client: &reqwest::Client, base: &str) -> bool {
+        let post = |body: &'static str| {
+            client
+                .post(format!("{base}/graphql"))
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        let res = match self {
+            Self::Health => client.get(format!("{base}/health")).send().await,
+            Self::Typename => post(r#"{"query":"{ __typename }"}"#).send().await,
+            Self::Me(Some(token)) => {
+                post(r#"{"query":"{ me { id } }"}"#)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+            }
+            Self::Me(None) => post(r#"{"query":"{ me { id } }"}"#).send().await,
+        };
+        let Ok(r) = res else { return false };
+        if !r.status().is_success() {
+            return false;
+        }
+        let Ok(v) = r.json::<Value>().await else {
+            return false;
+        };
+        match self {
+            Self::Health => v["status"] == "ok",
+            Self::Typename => v.get("errors").is_none() && v["data"]["__typename"] == "QueryRoot",
+            Self::Me(Some(_)) => v.get("errors").is_none() && v["data"]["me"]["id"].is_string(),
+            Self::Me(None) => v["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED",
+        }
+    }
+}
+
 /// Drives `CONNECTIONS` concurrent request loops for one phase.
-async fn phase(client: &reqwest::Client, base: &str, graphql: bool) -> Phase {
+async fn phase(client: &reqwest::Client, base: &str, kind: &Kind) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -156,31 +213,12 @@ async fn phase(client: &reqwest::Client, base: &str, graphql: bool) -> Phase {
         let client = client.clone();
         let stop = stop.clone();
         let base = base.to_owned();
+        let kind = kind.clone();
         tasks.push(tokio::spawn(async move {
             let mut p = Phase::default();
-            let body = r#"{"query":"{ __typename }"}"#;
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
-                let res = if graphql {
-                    client
-                        .post(format!("{base}/graphql"))
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                } else {
-                    client.get(format!("{base}/health")).send().await
-                };
-                let good = match res {
-                    Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                        Ok(v) if graphql => {
-                            v.get("errors").is_none() && v["data"]["__typename"] == "QueryRoot"
-                        }
-                        Ok(v) => v["status"] == "ok",
-                        Err(_) => false,
-                    },
-                    _ => false,
-                };
+                let good = kind.send(&client, &base).await;
                 p.latencies.push(t0.elapsed());
                 if good { p.ok += 1 } else { p.failed += 1 }
             }
@@ -200,19 +238,18 @@ async fn phase(client: &reqwest::Client, base: &str, graphql: bool) -> Phase {
     total
 }
 
-async fn throughput(server: &Server) -> bool {
-    let base = format!("http://{}", server.addr);
+/// Runs `baseline` and `measured` phases interleaved, `ROUNDS` each, after a warm-up.
+async fn compare(base: &str, baseline: &Kind, measured: &Kind) -> (Phase, Phase) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .unwrap();
-    // Warm up both paths and the connection pool.
-    let _ = phase(&client, &base, false).await;
-    let _ = phase(&client, &base, true).await;
+    let _ = phase(&client, base, baseline).await;
+    let _ = phase(&client, base, measured).await;
     let (mut plain, mut gql) = (Phase::default(), Phase::default());
     for _ in 0..ROUNDS {
-        for (graphql, acc) in [(false, &mut plain), (true, &mut gql)] {
-            let p = phase(&client, &base, graphql).await;
+        for (kind, acc) in [(baseline, &mut plain), (measured, &mut gql)] {
+            let p = phase(&client, base, kind).await;
             acc.ok += p.ok;
             acc.failed += p.failed;
             acc.elapsed += p.elapsed;
@@ -221,7 +258,26 @@ async fn throughput(server: &Server) -> bool {
     }
     plain.latencies.sort();
     gql.latencies.sort();
-    let rps = |p: &Phase| p.ok as f64 / p.elapsed.as_secs_f64();
+    (plain, gql)
+}
+
+fn rps(p: &Phase) -> f64 {
+    p.ok as f64 / p.elapsed.as_secs_f64()
+}
+
+fn print_phase(name: &str, p: &Phase) {
+    println!(
+        "    {name:<28} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  failures {}",
+        rps(p),
+        ms(percentile(&p.latencies, 0.5)),
+        ms(percentile(&p.latencies, 0.99)),
+        p.failed
+    );
+}
+
+async fn throughput(server: &Server) -> bool {
+    let base = format!("http://{}", server.addr);
+    let (plain, gql) = compare(&base, &Kind::Health, &Kind::Typename).await;
     let ratio = rps(&gql) / rps(&plain);
     let p99_ratio = ms(percentile(&gql.latencies, 0.99)) / ms(percentile(&plain.latencies, 0.99));
     println!(
@@ -232,18 +288,282 @@ async fn throughput(server: &Server) -> bool {
         ("GET /health (baseline)", &plain),
         ("POST { __typename }", &gql),
     ] {
-        println!(
-            "    {name:<24} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  failures {}",
-            rps(p),
-            ms(percentile(&p.latencies, 0.5)),
-            ms(percentile(&p.latencies, 0.99)),
-            p.failed
-        );
+        print_phase(name, p);
     }
     println!(
         "    ratio throughput {ratio:.3} (target >= 0.8)   ratio p99 {p99_ratio:.3} (target <= 1.5)"
     );
     plain.failed == 0 && gql.failed == 0
+}
+
+/// (d) authenticated vs anonymous `{ me { id } }`.
+async fn authenticated(server: &Server) -> bool {
+    let base = format!("http://{}", server.addr);
+    let (anon, authed) = compare(
+        &base,
+        &Kind::Me(None),
+        &Kind::Me(Some(server.token.clone())),
+    )
+    .await;
+    println!(
+        "(d) {{ me {{ id }} }} with and without a token, {CONNECTIONS} connections, interleaved"
+    );
+    print_phase("no token (UNAUTHENTICATED)", &anon);
+    print_phase("bearer access token", &authed);
+    println!(
+        "    ratio throughput {:.3} (target >= 0.9)",
+        rps(&authed) / rps(&anon)
+    );
+    anon.failed == 0 && authed.failed == 0
+}
+
+const LOGIN: &str = r#"{"query":"mutation { login(username: \"admin\", password: \"bench-password\") { token } }"}"#;
+
+async fn login_once(client: &reqwest::Client, base: &str) -> bool {
+    match client
+        .post(format!("{base}/graphql"))
+        .header("content-type", "application/json")
+        .body(LOGIN)
+        .send()
+        .await
+    {
+        Ok(r) => r
+            .json::<Value>()
+            .await
+            .is_ok_and(|v| v["data"]["login"]["token"].is_string()),
+        Err(_) => false,
+    }
+}
+
+/// (e) login latency vs bare argon2id; (f) /health during a login storm.
+async fn logins(server: &Server) -> bool {
+    use argon2::{PasswordHasher, PasswordVerifier};
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let argon2 = argon2::Argon2::default();
+    let stored = argon2.hash_password(b"bench-password").unwrap().to_string();
+    let mut failed = 0u64;
+    let (mut bare, mut login) = (Vec::new(), Vec::new());
+    // Interleaved, one at a time: the same machine state for both.
+    for _ in 0..30 {
+        let parsed = argon2::password_hash::phc::PasswordHash::new(&stored).unwrap();
+        let t0 = Instant::now();
+        assert!(argon2.verify_password(b"bench-password", &parsed).is_ok());
+        bare.push(t0.elapsed());
+        let t0 = Instant::now();
+        if !login_once(&client, &base).await {
+            failed += 1;
+        }
+        login.push(t0.elapsed());
+    }
+    bare.sort();
+    login.sort();
+    let (b50, l50) = (percentile(&bare, 0.5), percentile(&login, 0.5));
+    println!(
+        "(e) login p50 {:.2} ms (p99 {:.2}) vs bare argon2id verify p50 {:.2} ms (p99 {:.2}), same parameters: ratio {:.3} (target <= 1.1)",
+        ms(l50),
+        ms(percentile(&login, 0.99)),
+        ms(b50),
+        ms(percentile(&bare, 0.99)),
+        l50.as_secs_f64() / b50.as_secs_f64()
+    );
+    // (f) 8 clients log in back to back while one client times /health.
+    let stop = Arc::new(AtomicBool::new(false));
+    let logged_in = Arc::new(AtomicU64::new(0));
+    let mut storm = Vec::new();
+    for _ in 0..8 {
+        let (client, base, stop, logged_in) = (
+            client.clone(),
+            base.clone(),
+            stop.clone(),
+            logged_in.clone(),
+        );
+        storm.push(tokio::spawn(async move {
+            let mut failed = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if login_once(&client, &base).await {
+                    logged_in.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health_client = reqwest::Client::new();
+    let mut health = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let t0 = Instant::now();
+        let ok = Kind::Health.send(&health_client, &base).await;
+        health.push(t0.elapsed());
+        if !ok {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in storm {
+        failed += t.await.unwrap();
+    }
+    health.sort();
+    println!(
+        "(f) /health during a login storm (8 clients, {} logins in {:.1} s): p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms over {} checks (target p99 < 10)",
+        logged_in.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        ms(percentile(&health, 0.5)),
+        ms(percentile(&health, 0.99)),
+        ms(health.last().copied().unwrap_or_default()),
+        health.len()
+    );
+    failed == 0
+}
+
+/// (g) refusals by each limit: time to answer, and the expected status and code.
+async fn refusals() -> bool {
+    let server = Server::start_with(&[
+        ("AURUM_HTTP_RATE_PER_SECOND", "1"),
+        ("AURUM_HTTP_RATE_BURST", "1000000"),
+        ("AURUM_RATE_LIMITS", "mutation=1/1h:1,login=1000/1s"),
+    ]);
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let mut ok = true;
+    let mut fragments = String::from("query { ...f0 }\n");
+    for i in 0..24 {
+        fragments.push_str(&format!(
+            "fragment f{i} on QueryRoot {{ ...f{} ...f{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    fragments.push_str("fragment f24 on QueryRoot { __typename }\n");
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
+        "ofType { ".repeat(12),
+        " }".repeat(12)
+    );
+    let big = "x".repeat(2 * 1024 * 1024);
+    let create = json!({"query": "mutation { createTask(input: { title: \"r\" }) { id } }"});
+    // The one mutation the limit allows.
+    let first: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&server.token)
+        .json(&create)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ok &= first.get("errors").is_none();
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "per-caller mutation limit",
+            create.clone(),
+            429,
+            "RATE_LIMITED",
+        ),
+        (
+            "exponential fragments (2^24 fields)",
+            json!({"query": fragments}),
+            200,
+            "QUERY_TOO_LARGE",
+        ),
+        (
+            "depth 17 (limit 12)",
+            json!({"query": deep}),
+            200,
+            "QUERY_TOO_DEEP",
+        ),
+        (
+            "2 MiB body",
+            json!({"query": "{ __typename }", "pad": big}),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    println!("(g) time to refuse (20 tries each; target < 50 ms)");
+    for (name, body, status, code) in cases {
+        let body = body.to_string();
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            let res = client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(&server.token)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let got = res.status().as_u16();
+            let v: Value = res.json().await.unwrap_or(Value::Null);
+            times.push(t0.elapsed());
+            if got != status || v["errors"][0]["extensions"]["code"] != code {
+                println!("    {name}: unexpected {got} {v}");
+                ok = false;
+            }
+        }
+        times.sort();
+        println!(
+            "    {name:<38} p50 {:.3} ms  max {:.3} ms",
+            ms(percentile(&times, 0.5)),
+            ms(times.last().copied().unwrap_or_default())
+        );
+    }
+    // Nothing ran: still the one task.
+    let count: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&server.token)
+        .json(&json!({"query": "{ tasks(first: 1) { totalCount } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tasks = count["data"]["tasks"]["totalCount"].as_u64();
+    println!("    tasks after 20 refused createTask: {tasks:?} (expected Some(1))");
+    ok &= tasks == Some(1);
+    // The edge limit, on a server whose burst the start-up login and two requests use up.
+    let server2 = Server::start_with(&[
+        ("AURUM_HTTP_RATE_PER_SECOND", "1"),
+        ("AURUM_HTTP_RATE_BURST", "2"),
+    ]);
+    let base2 = format!("http://{}", server2.addr);
+    for _ in 0..2 {
+        let _ = client
+            .post(format!("{base2}/graphql"))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await;
+    }
+    let mut edge = Vec::new();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let res = client
+            .post(format!("{base2}/graphql"))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .unwrap();
+        let got = res.status().as_u16();
+        edge.push(t0.elapsed());
+        if got != 429 {
+            ok = false;
+            println!("    edge limit: unexpected {got}");
+        }
+    }
+    edge.sort();
+    println!(
+        "    {:<38} p50 {:.3} ms  max {:.3} ms",
+        "edge limit per address (429)",
+        ms(percentile(&edge, 0.5)),
+        ms(edge.last().copied().unwrap_or_default())
+    );
+    ok
 }
 
 type Ws =
@@ -425,6 +745,10 @@ fn main() {
         drop(server);
         let server = Server::start();
         all_ok &= throughput(&server).await;
+        all_ok &= authenticated(&server).await;
+        all_ok &= logins(&server).await;
+        drop(server);
+        all_ok &= refusals().await;
     });
     if !all_ok {
         eprintln!("benchmark saw failed responses");

@@ -483,3 +483,62 @@ fn base64_url_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Cached callers: a role change made through one replica reaches HTTP requests on another
+/// within a second (well inside the cache lifetime, so the event did it), and the same
+/// replica sees it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_changes_reach_cached_callers_on_every_replica() {
+    let Some(urls) =
+        common::services_or_skip("role_changes_reach_cached_callers_on_every_replica").await
+    else {
+        return;
+    };
+    let shared = common::Shared::services(&urls).await;
+    let cached = |mut c: aurum::config::Config| {
+        c.auth_cache_ms = 30_000;
+        c
+    };
+    let a = TestServer::start(cached(shared.config(Some(&urls)))).await;
+    let b = TestServer::start(cached(shared.config(Some(&urls)))).await;
+    let made = b
+        .ok(
+            "mutation { createUser(input: { username: \"operator1\", password: \"a long password!\", role: OPERATOR }) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = made["createUser"]["id"].as_str().unwrap().to_owned();
+    let token = a.login("operator1", "a long password!").await;
+    // Both replicas now hold the operator in their caches.
+    for s in [&a, &b] {
+        let (_, _, body, _) = post(s, Some(&token), CREATE, json!({ "t": "allowed" })).await;
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    b.ok(
+        "mutation($id: ID!) { setUserRole(id: $id, role: OBSERVER) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (_, _, body, _) = post(&b, Some(&token), CREATE, json!({ "t": "same replica" })).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    let started = Instant::now();
+    loop {
+        let (_, _, body, _) = post(&a, Some(&token), CREATE, json!({ "t": "other replica" })).await;
+        if error_code(&body) == "FORBIDDEN" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "replica a still used the cached role after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "other replica saw the role change after {:?}",
+        started.elapsed()
+    );
+    a.stop().await;
+    b.stop().await;
+    shared.cleanup().await;
+}

@@ -1,13 +1,36 @@
 //! Password hashing with argon2id. Parameters come from configuration (defaults: the crate's,
 //! 19 MiB, 2 passes, 1 lane — OWASP's minimum); a stored hash made with other parameters
 //! still verifies (its PHC string carries them) and is flagged for re-hashing. Hashing is
-//! CPU-heavy: it runs on the blocking pool, never on an async worker.
+//! CPU-heavy: it runs on the blocking pool, never on an async worker, and at most (cores − 1)
+//! at once, so health checks and other requests keep a core during a login storm.
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version,
     password_hash::phc::PasswordHash,
 };
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+/// Hashes computed at once, process-wide: one fewer than the cores (at least one), so a login
+/// storm queues here instead of taking every core from the async workers.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// Runs one argon2 computation on the blocking pool, holding a hashing slot.
+async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing slots closed: {e}"))?;
+    tokio::task::spawn_blocking(work).await?
+}
 
 /// The argon2id parameters new hashes are made with.
 #[derive(Debug, Clone)]
@@ -47,20 +70,20 @@ impl Hashing {
     /// Hashes a password into a PHC string (`$argon2id$…`), off the async workers.
     pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
         let argon2 = self.argon2();
-        tokio::task::spawn_blocking(move || {
+        off_workers(move || {
             argon2
                 .hash_password(password.expose_secret().as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
         })
-        .await?
+        .await
     }
 
     /// Checks a password against a stored PHC string, off the async workers, with the
     /// parameters the string names. A malformed stored hash is an error, not a mismatch.
     pub async fn verify(&self, password: SecretString, stored: String) -> anyhow::Result<Verdict> {
         let current = self.params.clone();
-        tokio::task::spawn_blocking(move || {
+        off_workers(move || {
             let parsed =
                 PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
             let matches = Argon2::default()
@@ -78,7 +101,7 @@ impl Hashing {
                 needs_rehash: !same,
             })
         })
-        .await?
+        .await
     }
 }
 
