@@ -1,9 +1,10 @@
-//! What `authenticate` read from the database for a credential, kept for a short time so a
-//! client's next requests skip the lookups. Safe because every change that narrows a caller
+//! What `authenticate` concluded for a credential, kept for a short time so a client's next
+//! requests skip the signature check and the lookups. Keyed by the exact bearer string: the
+//! same bytes carry the same, already verified signature; the token's own expiry still
+//! applies to every hit. Safe because every change that narrows a caller
 //! (logout, role change, disable, key revocation) evicts the subject here on the replica that
 //! made it and, through the `Identity` event, on every other replica; the time limit only
-//! bounds how long a lost event could leave an entry in place. Signatures and expiry are
-//! still checked on every request.
+//! bounds how long a lost event could leave an entry in place.
 
 use std::{
     collections::HashMap,
@@ -17,13 +18,13 @@ use uuid::Uuid;
 use super::Caller;
 
 /// Entries past this many are dropped all at once (a cache, never a memory leak).
-const MAX_ENTRIES: usize = 100_000;
+const MAX_ENTRIES: usize = 50_000;
 
 struct Entry {
     caller: Caller,
     subject: Uuid,
     at: Instant,
-    /// API keys: when the key itself expires.
+    /// When the credential itself expires (the token's `exp`, the API key's expiry).
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -44,7 +45,7 @@ impl AuthCache {
         }
     }
 
-    /// The caller cached for `key` (a token's `jti` or an API key's hash), if still fresh.
+    /// The caller cached for `key` (the bearer string), if still fresh and not expired.
     pub fn caller(&self, key: &str) -> Option<Caller> {
         let map = self.callers.read().ok()?;
         let e = map.get(key)?;
@@ -98,15 +99,23 @@ impl AuthCache {
         }
     }
 
-    /// Evicts `subject` (only the token `jti` when given; the user row always).
+    /// Evicts `subject` (only its token `jti` when given; the user row always).
     pub fn forget(&self, subject: Uuid, jti: Option<&str>) {
         if let Ok(mut map) = self.callers.write() {
-            match jti {
-                Some(jti) => {
-                    map.remove(jti);
-                }
-                None => map.retain(|_, e| e.subject != subject),
-            }
+            map.retain(|_, e| {
+                let token_matches = match (&e.caller, jti) {
+                    (_, None) => true,
+                    (
+                        Caller::User {
+                            token: Some((j, _)),
+                            ..
+                        },
+                        Some(jti),
+                    ) => j == jti,
+                    _ => false,
+                };
+                !(e.subject == subject && token_matches)
+            });
         }
         if let Ok(mut map) = self.users.write() {
             map.remove(&subject);
@@ -129,12 +138,16 @@ mod tests {
     use super::*;
 
     fn user_caller(id: Uuid) -> Caller {
+        token_caller(id, None)
+    }
+
+    fn token_caller(id: Uuid, jti: Option<&str>) -> Caller {
         Caller::User {
             id,
             username: "u".into(),
             role: super::super::permission::Role::Observer,
             tenant: None,
-            token: None,
+            token: jti.map(|j| (j.to_owned(), 0)),
             principal: super::super::Principal::Person,
         }
     }
@@ -143,15 +156,19 @@ mod tests {
     fn entries_expire_and_are_evicted_by_subject_or_token() {
         let cache = AuthCache::new(Duration::from_secs(60));
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        cache.put_caller("j1".into(), a, &user_caller(a), None);
-        cache.put_caller("j2".into(), a, &user_caller(a), None);
-        cache.put_caller("j3".into(), b, &user_caller(b), None);
+        cache.put_caller("t1".into(), a, &token_caller(a, Some("j1")), None);
+        cache.put_caller("t2".into(), a, &token_caller(a, Some("j2")), None);
+        cache.put_caller("t3".into(), b, &token_caller(b, Some("j1")), None);
         cache.forget(a, Some("j1"));
-        assert!(cache.caller("j1").is_none());
-        assert!(cache.caller("j2").is_some());
+        assert!(cache.caller("t1").is_none());
+        assert!(cache.caller("t2").is_some());
+        assert!(
+            cache.caller("t3").is_some(),
+            "another subject's token stays"
+        );
         cache.forget(a, None);
-        assert!(cache.caller("j2").is_none());
-        assert!(cache.caller("j3").is_some());
+        assert!(cache.caller("t2").is_none());
+        assert!(cache.caller("t3").is_some());
         // Expired API keys are not served.
         let past = crate::clock::now() - chrono::Duration::seconds(1);
         cache.put_caller("k".into(), b, &user_caller(b), Some(past));

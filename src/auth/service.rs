@@ -447,12 +447,8 @@ impl UserService {
     }
 
     async fn authenticate_key(&self, secret: &str) -> AppResult<Caller> {
-        let hash = sha256_hex(secret);
-        if let Some(caller) = self.cache.caller(&hash) {
-            return Ok(caller);
-        }
         let key = api_key::Entity::find()
-            .filter(api_key::Column::SecretHash.eq(hash.as_str()))
+            .filter(api_key::Column::SecretHash.eq(sha256_hex(secret)))
             .one(&self.db)
             .await?
             .ok_or(AppError::Unauthenticated)?;
@@ -469,7 +465,8 @@ impl UserService {
             token: None,
             principal: Principal::ApiKey,
         };
-        self.cache.put_caller(hash, key.id, &caller, key.expires_at);
+        self.cache
+            .put_caller(secret.to_owned(), key.id, &caller, key.expires_at);
         Ok(caller)
     }
 
@@ -535,9 +532,13 @@ impl UserService {
             username.chars().take(128).collect::<String>(),
             meta.client.clone().unwrap_or_else(|| "unknown".into()),
         );
-        if let Some(row) = login_failure::Entity::find_by_id(lock_key.clone())
-            .one(&self.db)
-            .await?
+        // The two reads are independent: one round trip's wait instead of two.
+        let (failures, found) = tokio::join!(
+            login_failure::Entity::find_by_id(lock_key.clone()).one(&self.db),
+            self.find_by_username(username),
+        );
+        let failures = failures?;
+        if let Some(row) = &failures
             && let Some(until) = row.locked_until
         {
             let left = (until - clock::now()).num_seconds();
@@ -548,7 +549,7 @@ impl UserService {
                 });
             }
         }
-        let found = self.find_by_username(username).await?;
+        let found = found?;
         let stored = match &found {
             Some(u) => u.password_hash.clone(),
             None => self.dummy_hash().await?,
@@ -565,9 +566,11 @@ impl UserService {
                 return Err(invalid_credentials());
             }
         };
-        login_failure::Entity::delete_by_id(lock_key)
-            .exec(&self.db)
-            .await?;
+        if failures.is_some() {
+            login_failure::Entity::delete_by_id(lock_key)
+                .exec(&self.db)
+                .await?;
+        }
         // Made with older parameters: store a hash with the current ones (the password is
         // known to be right, so this is the only moment it can be done).
         let rehashed = if verdict.needs_rehash {
@@ -779,6 +782,9 @@ impl UserService {
     /// Turns a bearer token (an access token or an API key) into the caller it names, with
     /// the role and state read now.
     pub async fn authenticate(&self, bearer: &str) -> AppResult<Caller> {
+        if let Some(caller) = self.cache.caller(bearer) {
+            return Ok(caller);
+        }
         if bearer.starts_with(API_KEY_PREFIX) {
             return self.authenticate_key(bearer).await;
         }
@@ -787,11 +793,6 @@ impl UserService {
             AppError::Unauthenticated
         })?;
         let id = Uuid::parse_str(&claims.sub).map_err(|_| AppError::Unauthenticated)?;
-        if let Some(caller) = self.cache.caller(&claims.jti)
-            && matches!(&caller, Caller::User { id: cached, .. } if *cached == id)
-        {
-            return Ok(caller);
-        }
         let revoked = revoked_token::Entity::find_by_id(claims.jti.clone())
             .one(&self.db)
             .await?
@@ -814,7 +815,9 @@ impl UserService {
             token: Some((claims.jti.clone(), claims.exp)),
             principal: Principal::Person,
         };
-        self.cache.put_caller(claims.jti, id, &caller, None);
+        let expires = chrono::DateTime::from_timestamp(i64::try_from(claims.exp).unwrap_or(0), 0);
+        self.cache
+            .put_caller(bearer.to_owned(), id, &caller, expires);
         Ok(caller)
     }
 
