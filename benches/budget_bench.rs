@@ -58,7 +58,8 @@ impl Server {
             .env("AURUM_ADMIN_PASSWORD", "bench-password")
             .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
             .env("AURUM_HTTP_RATE_BURST", "1000000000")
-            .env("RUST_LOG", "warn")
+            // "serving" (the address) is an info line of aurum.
+            .env("RUST_LOG", "warn,aurum=info")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
