@@ -14,6 +14,7 @@ use crate::{
         sessions::LiveSessions,
         token::TokenKeys,
     },
+    budget::service::BudgetService,
     config::{Config, JwtAlgorithm},
     events::{Bus, DomainEvent},
     graphql::{
@@ -30,6 +31,7 @@ use crate::{
 pub struct Services {
     pub tasks: TaskService,
     pub users: UserService,
+    pub budgets: BudgetService,
     pub bus: Bus,
     /// Per-caller limits on named actions.
     pub limits: Arc<ActionLimiter>,
@@ -210,6 +212,7 @@ impl AppState {
         let services = Services {
             tasks: TaskService::new(db.clone(), bus.clone()),
             users,
+            budgets: BudgetService::new(db.clone(), bus.clone()),
             bus,
             limits: Arc::clone(&limits),
             max_page_size: config.max_page_size,
@@ -259,6 +262,11 @@ impl AppState {
                 }
             });
         }
+        crate::budget::sweeper::spawn(
+            services.budgets.clone(),
+            std::time::Duration::from_millis(config.budget_sweep_interval_ms),
+            shutdown.clone(),
+        );
         let ws_per_address = Slots::new(config.ws_max_per_address);
         let ws_per_user = Slots::new(config.ws_max_per_user);
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);

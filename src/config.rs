@@ -226,6 +226,11 @@ pub struct Config {
     #[arg(long, env = "AURUM_WS_MAX_PER_USER", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub ws_max_per_user: u32,
 
+    /// Milliseconds between budget sweeps (expiring reservations past their TTL, starting new
+    /// period windows, dropping old idempotency keys); every replica sweeps.
+    #[arg(long, env = "AURUM_BUDGET_SWEEP_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub budget_sweep_interval_ms: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM before the process exits.
     #[arg(long, env = "AURUM_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_timeout_seconds: u64,

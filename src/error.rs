@@ -31,6 +31,18 @@ pub enum AppError {
     ServiceUnavailable { dependency: &'static str },
     /// A subscriber fell too far behind the event stream and was dropped.
     SubscriptionLagged { skipped: u64 },
+    /// A reservation would take the budget above its total; `available` is what is left.
+    BudgetExceeded { requested: i64, available: i64 },
+    /// The reservation was already committed; nothing changed.
+    AlreadyCommitted,
+    /// The reservation was already released; nothing changed.
+    AlreadyReleased,
+    /// The reservation passed its TTL and was (or is being) released by expiry.
+    ReservationExpired,
+    /// The request id was used before by this caller with a different input.
+    IdempotencyKeyReused,
+    /// The request id is being processed by another call right now; retry shortly.
+    IdempotencyInProgress,
     /// A database failure; the cause is logged, never shown.
     Database(DbErr),
     /// Any other unexpected failure; the cause is logged, never shown.
@@ -77,6 +89,19 @@ impl AppError {
             Self::SubscriptionLagged { skipped } => {
                 format!("subscription fell behind by {skipped} events and was closed; resubscribe")
             }
+            Self::BudgetExceeded {
+                requested,
+                available,
+            } => format!("budget exceeded: {requested} requested, {available} available"),
+            Self::AlreadyCommitted => "the reservation is already committed".into(),
+            Self::AlreadyReleased => "the reservation is already released".into(),
+            Self::ReservationExpired => "the reservation expired and was released".into(),
+            Self::IdempotencyKeyReused => {
+                "this requestId was already used with a different input".into()
+            }
+            Self::IdempotencyInProgress => {
+                "a call with this requestId is still in progress; retry shortly".into()
+            }
             Self::Database(_) | Self::Internal(_) => "internal error".into(),
         }
     }
@@ -92,6 +117,12 @@ impl AppError {
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::ServiceUnavailable { .. } => "SERVICE_UNAVAILABLE",
             Self::SubscriptionLagged { .. } => "SUBSCRIPTION_LAGGED",
+            Self::BudgetExceeded { .. } => "BUDGET_EXCEEDED",
+            Self::AlreadyCommitted => "ALREADY_COMMITTED",
+            Self::AlreadyReleased => "ALREADY_RELEASED",
+            Self::ReservationExpired => "RESERVATION_EXPIRED",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::Database(_) | Self::Internal(_) => INTERNAL_CODE,
         }
     }
@@ -107,6 +138,12 @@ impl AppError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::SubscriptionLagged { .. } => StatusCode::GONE,
+            Self::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::AlreadyCommitted | Self::AlreadyReleased | Self::IdempotencyInProgress => {
+                StatusCode::CONFLICT
+            }
+            Self::ReservationExpired => StatusCode::GONE,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +188,13 @@ impl ErrorExtensions for AppError {
                 } => ext.set("field", *field),
                 Self::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
                 Self::SubscriptionLagged { skipped } => ext.set("skipped", *skipped),
+                Self::BudgetExceeded {
+                    requested,
+                    available,
+                } => {
+                    ext.set("requested", *requested);
+                    ext.set("available", *available);
+                }
                 _ => {}
             }
         })
@@ -182,6 +226,15 @@ mod tests {
                 dependency: "redis",
             },
             AppError::SubscriptionLagged { skipped: 7 },
+            AppError::BudgetExceeded {
+                requested: 10,
+                available: 3,
+            },
+            AppError::AlreadyCommitted,
+            AppError::AlreadyReleased,
+            AppError::ReservationExpired,
+            AppError::IdempotencyKeyReused,
+            AppError::IdempotencyInProgress,
             AppError::Database(DbErr::Custom("secret table detail".into())),
             AppError::Internal(anyhow::anyhow!("secret internal detail")),
         ]
@@ -206,7 +259,25 @@ mod tests {
             );
             codes.insert(code);
         }
-        assert_eq!(codes.len(), 9, "codes: {codes:?}");
+        assert_eq!(codes.len(), 15, "codes: {codes:?}");
+    }
+
+    #[test]
+    fn budget_exceeded_carries_the_available_amount() {
+        let gql = AppError::BudgetExceeded {
+            requested: 10,
+            available: 3,
+        }
+        .extend();
+        let ext = gql.extensions.as_ref();
+        assert_eq!(
+            ext.and_then(|e| e.get("available")),
+            Some(&async_graphql::Value::from(3))
+        );
+        assert_eq!(
+            ext.and_then(|e| e.get("requested")),
+            Some(&async_graphql::Value::from(10))
+        );
     }
 
     #[test]

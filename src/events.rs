@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{auth::service::IdentityEvent, infra::event_bus::BusEvent, task::events::TaskEvent};
+use crate::{
+    auth::service::IdentityEvent, budget::events::BudgetEvent, infra::event_bus::BusEvent,
+    task::events::TaskEvent,
+};
 
 /// One event on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -12,6 +15,8 @@ pub enum DomainEvent {
     Task(TaskEvent),
     /// Credentials of a user or API key stopped being valid.
     Identity(IdentityEvent),
+    /// A budget changed (spend, expiry, reset, configuration) or crossed a threshold.
+    Budget(BudgetEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -19,6 +24,7 @@ impl BusEvent for DomainEvent {
         match self {
             Self::Task(e) => format!("task.{}.{}", e.task.id, e.kind.as_str()),
             Self::Identity(e) => format!("identity.{}.revoked", e.subject),
+            Self::Budget(e) => format!("budget.{}.{}", e.budget.id, e.kind.as_str()),
         }
     }
 }

@@ -252,6 +252,66 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "subscription { taskChanged { kind } }",
     ),
     (
+        "Query.budget",
+        Some(Permission::BudgetView),
+        "{ budget(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Query.budgets",
+        Some(Permission::BudgetView),
+        "{ budgets { totalCount } }",
+    ),
+    (
+        "Query.budgetState",
+        Some(Permission::BudgetView),
+        "{ budgetState(tenantId: \"matrix\", projectId: \"p\") { total } }",
+    ),
+    (
+        "Query.budgetReservations",
+        Some(Permission::BudgetView),
+        "{ budgetReservations(budgetId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { totalCount } }",
+    ),
+    (
+        "Query.budgetTransactions",
+        Some(Permission::BudgetView),
+        "{ budgetTransactions(budgetId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { totalCount } }",
+    ),
+    (
+        "Mutation.createBudget",
+        Some(Permission::BudgetConfigure),
+        "mutation { createBudget(input: { tenantId: \"matrix\", projectId: \"ROLE\", total: 10 }) { id } }",
+    ),
+    (
+        "Mutation.updateBudget",
+        Some(Permission::BudgetConfigure),
+        "mutation { updateBudget(input: { id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", total: 5 }) { id } }",
+    ),
+    (
+        "Mutation.reserveBudget",
+        Some(Permission::BudgetSpend),
+        "mutation { reserveBudget(input: { tenantId: \"matrix\", projectId: \"none\", amount: 1, requestId: \"m-ROLE\" }) { id } }",
+    ),
+    (
+        "Mutation.commitBudget",
+        Some(Permission::BudgetSpend),
+        "mutation { commitBudget(input: { reservationId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", actualAmount: 1, requestId: \"mc-ROLE\" }) { id } }",
+    ),
+    (
+        "Mutation.releaseBudget",
+        Some(Permission::BudgetSpend),
+        "mutation { releaseBudget(input: { reservationId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", requestId: \"mr-ROLE\" }) { id } }",
+    ),
+    (
+        "Subscription.budgetChanged",
+        Some(Permission::BudgetView),
+        "subscription { budgetChanged(tenantId: \"matrix\") { kind } }",
+    ),
+    (
+        "Subscription.budgetThresholdReached",
+        Some(Permission::BudgetView),
+        "subscription { budgetThresholdReached(tenantId: \"matrix\") { threshold } }",
+    ),
+    (
         "Task.assignee",
         Some(Permission::AgentView),
         "{ tasks { edges { node { assignee { id } } } } }",

@@ -3,7 +3,11 @@
 pub mod agent;
 pub mod api_key;
 pub mod audit_log;
+pub mod budget;
+pub mod budget_reservation;
+pub mod budget_transaction;
 pub mod escalation;
+pub mod idempotency_key;
 pub mod login_failure;
 pub mod refresh_token;
 pub mod revoked_token;

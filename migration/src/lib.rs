@@ -7,6 +7,7 @@ mod m20261125_000001_platform;
 mod m20261125_000002_sessions;
 mod m20261125_000003_api_keys;
 mod m20261125_000004_login_failures;
+mod m20261126_000005_budgets;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_sessions::Migration),
             Box::new(m20261125_000003_api_keys::Migration),
             Box::new(m20261125_000004_login_failures::Migration),
+            Box::new(m20261126_000005_budgets::Migration),
         ]
     }
 }

@@ -72,6 +72,14 @@ pub fn page_request(
     Ok(PageRequest { first, after })
 }
 
+/// Cost of a connection: its page size times the cost of one item (plus the count).
+pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let first = usize::try_from(first.unwrap_or(20))
+        .unwrap_or(0)
+        .clamp(1, 10_000);
+    first.saturating_mul(child_complexity).saturating_add(1)
+}
+
 /// The extra fields every connection carries.
 #[derive(async_graphql::SimpleObject)]
 pub struct ConnectionFields {

@@ -14,6 +14,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLo
 use crate::{
     app::Services,
     auth::graphql::{AuthMutation, AuthQuery},
+    budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
     task::{
         graphql::{TaskMutation, TaskQuery, TaskSubscription},
         loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
@@ -22,15 +23,15 @@ use crate::{
 
 /// Every query root field.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(AuthQuery, TaskQuery);
+pub struct QueryRoot(AuthQuery, TaskQuery, BudgetQuery);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(AuthMutation, TaskMutation);
+pub struct MutationRoot(AuthMutation, TaskMutation, BudgetMutation);
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(TaskSubscription);
+pub struct SubscriptionRoot(TaskSubscription, BudgetSubscription);
 
 /// The Aurum schema.
 pub type AurumSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -22,17 +22,10 @@ use crate::{
     error::AppError,
     events::DomainEvent,
     graphql::context::{
-        ConnectionFields, caller, connection, meta, page_request, parse_id, services, wants_total,
+        ConnectionFields, caller, connection, meta, page_cost, page_request, parse_id, services,
+        wants_total,
     },
 };
-
-/// Cost of a connection: its page size times the cost of one item (plus the count).
-fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
-    let first = usize::try_from(first.unwrap_or(20))
-        .unwrap_or(0)
-        .clamp(1, 10_000);
-    first.saturating_mul(child_complexity).saturating_add(1)
-}
 
 /// Escalations assumed per task when costing a document.
 const ESCALATIONS_PER_TASK: usize = 10;
@@ -522,7 +515,9 @@ impl TaskSubscription {
                             task: e.task.clone(),
                         }))
                     }
-                    DomainEvent::Task(_) | DomainEvent::Identity(_) => None,
+                    DomainEvent::Task(_) | DomainEvent::Identity(_) | DomainEvent::Budget(_) => {
+                        None
+                    }
                 },
             };
             futures::future::ready(out)

@@ -1,0 +1,458 @@
+//! Budget benchmark: `cargo bench --bench budget-bench` (optimised build). Needs PostgreSQL
+//! (`AURUM_BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432`): it creates a
+//! fresh database, runs the real `aurum` binary on it as a separate process, and measures,
+//! against a baseline taken in the same run on the same database:
+//!
+//! a) reserve+commit pairs per second through GraphQL (HTTP, bearer token, the schema) vs the
+//!    same transactions — the same SQL statements, issued by the same `BudgetService` code —
+//!    called in-process with no HTTP, GraphQL or authentication, at the same concurrency;
+//!    once with keys spread over 1,000 budgets and once on one hot budget; phases
+//!    interleaved over several rounds;
+//! b) p50 / p99 latency of `reserveBudget` at 1, 16 and 64 concurrent clients.
+//!
+//! While it measures, a checker samples every budget for `reserved < 0`, `used < 0` or
+//! `used + reserved > total`; at the end every ledger is replayed against its budget row.
+//! Any violation or any response with `errors` fails the run. Targets (issue #4): (a) ≥ 0.8×
+//! spread, ≥ 0.9× hot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aurum::{
+    auth::{Caller, Principal, RequestMeta, permission::Role},
+    budget::service::{BudgetService, NewBudget, ReserveRequest, ResolveRequest},
+    events::Bus,
+};
+use rand::Rng;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+
+const CLIENTS: usize = 16;
+const PHASE: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 3;
+const SPREAD: usize = 1_000;
+const TOTAL: i64 = 1_000_000_000_000;
+
+const RESERVE: &str = "mutation($t: String!, $p: String!, $r: String!) { reserveBudget(input: { tenantId: $t, projectId: $p, amount: 10, requestId: $r }) { id amount } }";
+const COMMIT: &str = "mutation($id: ID!, $r: String!) { commitBudget(input: { reservationId: $id, actualAmount: 7, requestId: $r }) { id status } }";
+
+struct Server {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Server {
+    fn start(db_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aurum"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("AURUM_DATABASE_URL", db_url)
+            .env("AURUM_ADMIN_PASSWORD", "bench-password")
+            .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
+            .env("AURUM_HTTP_RATE_BURST", "1000000000")
+            // "serving" (the address) is an info line of aurum.
+            .env("RUST_LOG", "warn,aurum=info")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server output").unwrap();
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "serving"
+            {
+                break v["listen"].as_str().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            token: String::new(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post(client: &reqwest::Client, s: &Server, query: &str, vars: Value) -> Value {
+    let v: Value = client
+        .post(format!("{}/graphql", s.base))
+        .bearer_auth(&s.token)
+        .json(&json!({ "query": query, "variables": vars }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Where the load goes.
+#[derive(Clone, Copy)]
+enum Keys {
+    Spread,
+    Hot,
+}
+
+fn project(keys: Keys) -> String {
+    match keys {
+        Keys::Spread => format!("p{}", rand::rng().random_range(0..SPREAD)),
+        Keys::Hot => "hot".into(),
+    }
+}
+
+/// One pair through GraphQL; returns the reserve latency, or `None` on any error.
+async fn graphql_pair(
+    client: &reqwest::Client,
+    s: &Server,
+    keys: Keys,
+    key: &str,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    let r = post(
+        client,
+        s,
+        RESERVE,
+        json!({ "t": "bench", "p": project(keys), "r": format!("{key}r") }),
+    )
+    .await;
+    let reserve = t0.elapsed();
+    let id = r["data"]["reserveBudget"]["id"].as_str()?.to_owned();
+    let c = post(
+        client,
+        s,
+        COMMIT,
+        json!({ "id": id, "r": format!("{key}c") }),
+    )
+    .await;
+    (c["data"]["commitBudget"]["status"] == "COMMITTED").then_some(reserve)
+}
+
+/// The same pair, the same statements, in-process.
+async fn direct_pair(svc: &BudgetService, meta: &RequestMeta, keys: Keys, key: &str) -> bool {
+    let Ok(r) = svc
+        .reserve(
+            meta,
+            ReserveRequest {
+                tenant_id: "bench".into(),
+                project_id: project(keys),
+                amount: 10,
+                request_id: format!("{key}r"),
+                ttl_seconds: None,
+                task_id: None,
+                model: None,
+            },
+        )
+        .await
+    else {
+        return false;
+    };
+    svc.resolve(
+        meta,
+        ResolveRequest {
+            reservation_id: r.id,
+            actual_amount: Some(7),
+            request_id: format!("{key}c"),
+        },
+    )
+    .await
+    .is_ok()
+}
+
+struct Run {
+    pairs: u64,
+    failed: u64,
+    reserve_latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+/// `clients` loops of pairs for one phase, through GraphQL or directly.
+async fn phase(
+    label: &str,
+    clients: usize,
+    keys: Keys,
+    graphql: Option<(&reqwest::Client, &Arc<Server>)>,
+    direct: (&BudgetService, &RequestMeta),
+) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let stop = stop.clone();
+        let label = format!("{label}-{c}-");
+        let http = graphql.map(|(cl, s)| (cl.clone(), s.clone()));
+        let svc = direct.0.clone();
+        let meta = direct.1.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut lat) = (0u64, 0u64, Vec::new());
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = format!("{label}{n}");
+                let good = match &http {
+                    Some((client, server)) => {
+                        match graphql_pair(client, server, keys, &key).await {
+                            Some(d) => {
+                                lat.push(d);
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    None => direct_pair(&svc, &meta, keys, &key).await,
+                };
+                if good {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed, lat)
+        }));
+    }
+    tokio::time::sleep(PHASE).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run {
+        pairs: 0,
+        failed: 0,
+        reserve_latencies: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    for t in tasks {
+        let (ok, failed, lat) = t.await.unwrap();
+        run.pairs += ok;
+        run.failed += failed;
+        run.reserve_latencies.extend(lat);
+    }
+    run.elapsed = started.elapsed();
+    run.reserve_latencies.sort();
+    run
+}
+
+fn rate(r: &Run) -> f64 {
+    r.pairs as f64 / r.elapsed.as_secs_f64()
+}
+
+/// Budgets breaking `0 ≤ used`, `0 ≤ reserved`, `used + reserved ≤ total`.
+async fn violations(db: &DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM budgets WHERE used < 0 OR reserved < 0 OR used + reserved > total",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// Budgets whose ledger does not sum to their row, or whose `reserved` is not Σ live.
+async fn ledger_mismatches(db: &DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM budgets b LEFT JOIN (SELECT budget_id, sum(delta_total) t, \
+             sum(delta_used) u, sum(delta_reserved) r, count(*) c FROM budget_transactions \
+             GROUP BY budget_id) l ON l.budget_id = b.id LEFT JOIN (SELECT budget_id, sum(amount) a \
+             FROM budget_reservations WHERE status = 'reserved' GROUP BY budget_id) live \
+             ON live.budget_id = b.id WHERE l.t <> b.total OR l.u <> b.used OR l.r <> b.reserved \
+             OR l.c <> b.version OR coalesce(live.a, 0) <> b.reserved",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ok = runtime.block_on(bench());
+    if !ok {
+        eprintln!("budget benchmark saw failures or invariant violations");
+        std::process::exit(1);
+    }
+}
+
+async fn bench() -> bool {
+    let pg = std::env::var("AURUM_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("aurum_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(format!("{pg}/postgres")).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let db_url = format!("{pg}/{name}");
+    let result = measure(&db_url).await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .ok();
+    result
+}
+
+async fn measure(db_url: &str) -> bool {
+    let mut server = Server::start(db_url);
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(format!("{}/graphql", server.base))
+        .json(&json!({"query": "mutation { login(username: \"admin\", password: \"bench-password\") { token } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    server.token = login["data"]["login"]["token"].as_str().unwrap().to_owned();
+    let server = Arc::new(server);
+    let me = post(&client, &server, "{ me { id } }", json!({})).await;
+    let admin_id = uuid::Uuid::parse_str(me["data"]["me"]["id"].as_str().unwrap()).unwrap();
+
+    // The baseline's pool has the server's default size.
+    let mut options = ConnectOptions::new(db_url.to_owned());
+    options.max_connections(16).sqlx_logging(false);
+    let db = Database::connect(options).await.unwrap();
+    let svc = BudgetService::new(db.clone(), Bus::local(1024));
+    let meta = RequestMeta {
+        caller: Caller::User {
+            id: admin_id,
+            username: "admin".into(),
+            role: Role::Admin,
+            tenant: None,
+            token: None,
+            principal: Principal::Person,
+        },
+        request_id: "bench".into(),
+        client: None,
+    };
+    for p in (0..SPREAD)
+        .map(|i| format!("p{i}"))
+        .chain(["hot".to_owned()])
+    {
+        svc.create_budget(
+            &meta,
+            NewBudget {
+                tenant_id: "bench".into(),
+                project_id: p,
+                total: TOTAL,
+                period: None,
+                alert_thresholds: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // The invariant checker runs through every measured phase.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let checker = {
+        let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
+        tokio::spawn(async move {
+            let mut bad = 0;
+            while !stop.load(Ordering::Relaxed) {
+                bad += violations(&db).await;
+                seen.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bad
+        })
+    };
+
+    let mut all_ok = true;
+    let mut phase_no = 0;
+    for (keys, label, target) in [
+        (Keys::Spread, "1,000 budgets", 0.8),
+        (Keys::Hot, "one hot budget", 0.9),
+    ] {
+        let (mut g_rate, mut d_rate) = (0.0, 0.0);
+        let mut failed = 0;
+        for round in 0..ROUNDS {
+            for graphql in [round % 2 == 0, round % 2 != 0] {
+                phase_no += 1;
+                let tag = format!("t{phase_no}");
+                let run = phase(
+                    &tag,
+                    CLIENTS,
+                    keys,
+                    graphql.then_some((&client, &server)),
+                    (&svc, &meta),
+                )
+                .await;
+                failed += run.failed;
+                if graphql {
+                    g_rate += rate(&run);
+                } else {
+                    d_rate += rate(&run);
+                }
+            }
+        }
+        let (g, d) = (g_rate / ROUNDS as f64, d_rate / ROUNDS as f64);
+        println!(
+            "(a) {label}, {CLIENTS} clients: GraphQL {g:.0} pairs/s, direct {d:.0} pairs/s, ratio {:.2}x (target >= {target}), failures {failed}",
+            g / d
+        );
+        all_ok &= failed == 0;
+    }
+
+    for clients in [1, 16, 64] {
+        phase_no += 1;
+        let run = phase(
+            &format!("l{phase_no}"),
+            clients,
+            Keys::Spread,
+            Some((&client, &server)),
+            (&svc, &meta),
+        )
+        .await;
+        let lat = &run.reserve_latencies;
+        println!(
+            "(b) reserveBudget at {clients:>2} clients: p50 {:.2} ms  p99 {:.2} ms  ({} reservations, {:.0} pairs/s, failures {})",
+            ms(percentile(lat, 0.5)),
+            ms(percentile(lat, 0.99)),
+            lat.len(),
+            rate(&run),
+            run.failed
+        );
+        all_ok &= run.failed == 0;
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let bad = checker.await.unwrap();
+    let mismatched = ledger_mismatches(&db).await;
+    println!(
+        "invariants: {bad} violations in {} samples of every budget; {mismatched} budgets whose ledger does not replay",
+        seen.load(Ordering::Relaxed)
+    );
+    db.close().await.ok();
+    all_ok && bad == 0 && mismatched == 0
+}
