@@ -58,7 +58,10 @@ impl Server {
             .env("AURUM_ADMIN_PASSWORD", "bench-password")
             .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
             .env("AURUM_HTTP_RATE_BURST", "1000000000")
-            .env("AURUM_RATE_LIMITS", "login=1000000/1s,cost=1000000000/1s,mutation=1000000000/1s")
+            .env(
+                "AURUM_RATE_LIMITS",
+                "login=1000000/1s,cost=1000000000/1s,mutation=1000000000/1s",
+            )
             // "serving" (the address) is an info line of aurum.
             .env("RUST_LOG", "warn,aurum=info")
             .stdout(Stdio::piped())
