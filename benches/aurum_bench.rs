@@ -744,7 +744,7 @@ fn main() {
         let server = Server::start();
         tokio::time::sleep(Duration::from_millis(500)).await;
         println!(
-            "(c) idle RSS after start: {:.1} MB (target <= 20); after one login: {:.1} MB (argon2id holds 19 MiB per verification, which glibc keeps)",
+            "(c) idle RSS after start: {:.1} MB (target <= 20); after one login: {:.1} MB (argon2id's 19 MiB working memory, kept for the next login)",
             server.idle_rss_kib as f64 / 1024.0,
             server.rss_kib() as f64 / 1024.0
         );
