@@ -1,5 +1,6 @@
 //! GraphiQL in a real browser: headless Chromium opens the page served by a running Aurum, with
-//! no internet, runs a query against tasks and finds the result on the page.
+//! no internet, runs a query against tasks and finds the result on the page; and watches a
+//! budget live through a subscription while an agent spends it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,8 +10,9 @@ use std::{path::Path, process::Command};
 use common::{Env, Profile};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graphiql_runs_a_query_in_headless_chromium() {
+/// The Chromium path when node, playwright-core and Chromium are all there; otherwise the
+/// test is recorded as skipped (or fails under AURUM_REQUIRE_SERVICES=1).
+fn browser_ready(test: &str) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let node_ok = Command::new("node")
@@ -18,17 +20,26 @@ async fn graphiql_runs_a_query_in_headless_chromium() {
         .output()
         .is_ok_and(|o| o.status.success());
     let playwright = root.join("web/node_modules/playwright-core").exists();
-    if !node_ok || !playwright || !Path::new(&chromium).exists() {
-        let msg = format!(
-            "graphiql_runs_a_query_in_headless_chromium: needs node ({node_ok}), web/node_modules/playwright-core ({playwright}) and {chromium} (run scripts/setup)"
-        );
-        if common::services_required() {
-            panic!("AURUM_REQUIRE_SERVICES=1 and {msg}");
-        }
-        eprintln!("SKIPPED {msg}");
-        common::record_skip(&msg);
-        return;
+    if node_ok && playwright && Path::new(&chromium).exists() {
+        return Some(chromium);
     }
+    let msg = format!(
+        "{test}: needs node ({node_ok}), web/node_modules/playwright-core ({playwright}) and {chromium} (run scripts/setup)"
+    );
+    if common::services_required() {
+        panic!("AURUM_REQUIRE_SERVICES=1 and {msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    common::record_skip(&msg);
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_runs_a_query_in_headless_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(chromium) = browser_ready("graphiql_runs_a_query_in_headless_chromium") else {
+        return;
+    };
     let env = Env::new(Profile::Embedded, "browser")
         .await
         .expect("embedded profile");
@@ -68,6 +79,86 @@ async fn graphiql_runs_a_query_in_headless_chromium() {
     );
     assert!(
         stdout.contains(&title) && stdout.contains("PENDING"),
+        "{stdout}"
+    );
+    env.finish().await;
+}
+
+/// A budget watched live from GraphiQL: the page runs a `budgetChanged` subscription over its
+/// WebSocket (authenticated with the headers typed in the editor) while an agent's API key
+/// spends the budget; the event shows up on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_watches_a_budget_live() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(chromium) = browser_ready("graphiql_watches_a_budget_live") else {
+        return;
+    };
+    let env = Env::new(Profile::Embedded, "browser-budget")
+        .await
+        .expect("embedded profile");
+    let s = &env.server;
+    s.ok(
+        "mutation { createBudget(input: { tenantId: \"acme\", projectId: \"bot\", total: 100000 }) { id } }",
+        json!({}),
+    )
+    .await;
+    let key = s
+        .ok(
+            "mutation { createApiKey(input: { name: \"agent\", role: DEVELOPER, tenantId: \"acme\" }) { secret } }",
+            json!({}),
+        )
+        .await["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let query = "subscription { budgetChanged(tenantId: \"acme\", projectId: \"bot\") { kind state { used reserved available } } }";
+    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}?query={}&headers={}",
+        s.url("/graphql"),
+        enc(query),
+        enc(&headers)
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(root.join("web/tests/graphiql.mjs"))
+        .arg(&url)
+        .arg("RESERVED")
+        .env("CHROMIUM_PATH", &chromium)
+        .current_dir(root.join("web"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The agent spends until the page has the event (the subscription starts when the page
+    // has loaded and the button was clicked).
+    let mut spent = 0;
+    let status = loop {
+        if let Ok(Some(status)) = node.try_wait() {
+            break status;
+        }
+        assert!(spent < 60, "the page never showed the reservation");
+        let res = s
+            .gql_as(
+                Some(&key),
+                "mutation($r: String!) { reserveBudget(input: { tenantId: \"acme\", projectId: \"bot\", amount: 10, requestId: $r }) { id } }",
+                json!({ "r": format!("call-{spent}") }),
+            )
+            .await;
+        assert!(res.get("errors").is_none(), "{res}");
+        spent += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let out = node.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success(),
+        "browser check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("RESERVED") && stdout.contains("reserved"),
         "{stdout}"
     );
     env.finish().await;
