@@ -27,7 +27,7 @@ use crate::{
     clock,
     error::{AppError, AppResult},
     events::{Bus, DomainEvent},
-    infra::db,
+    infra::db::{self, tenant_condition},
     pagination::{Page, PageRequest, keyset_page},
 };
 
@@ -161,13 +161,6 @@ fn stored_period(b: &budget::Model) -> AppResult<BudgetPeriod> {
     BudgetPeriod::parse(&b.period).ok_or_else(|| {
         AppError::Internal(anyhow::anyhow!("budget {}: bad period {}", b.id, b.period))
     })
-}
-
-fn tenant_condition<C: ColumnTrait>(column: C, scope: Option<&str>) -> Condition {
-    match scope {
-        Some(t) => Condition::all().add(column.eq(t)),
-        None => Condition::all(),
-    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(stored: &str) -> AppResult<T> {

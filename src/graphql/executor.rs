@@ -158,7 +158,8 @@ pub struct ObservedSchema {
     rate: Arc<ActionLimiter>,
 }
 
-fn data_of<T: Send + Sync + 'static>(data: &Data) -> Option<&T> {
+/// A value of type `T` attached to request or session data.
+pub(crate) fn data_of<T: Send + Sync + 'static>(data: &Data) -> Option<&T> {
     data.get(&TypeId::of::<T>())
         .and_then(|d| d.downcast_ref::<T>())
 }
@@ -344,8 +345,7 @@ impl Executor for ObservedSchema {
         let request_id = request_id_of(&request).or_else(|| {
             session_data
                 .as_ref()
-                .and_then(|d| d.get(&TypeId::of::<RequestId>()))
-                .and_then(|d| d.downcast_ref::<RequestId>())
+                .and_then(|d| data_of::<RequestId>(d))
                 .map(|r| r.0.clone())
         });
         if let Err(err) = self.parse(&mut request) {

@@ -223,7 +223,8 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             Box::pin(state.schema.execute_batch(batch)).await
         }
     };
-    let status = match refused_retry_after(&response) {
+    let refused = refused_retry_after(&response);
+    let status = match refused {
         Some(_) => StatusCode::TOO_MANY_REQUESTS,
         None => StatusCode::OK,
     };
@@ -238,7 +239,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
                 body,
             )
                 .into_response();
-            if let Some(retry) = refused_retry_after(&response)
+            if let Some(retry) = refused
                 && let Ok(v) = HeaderValue::from_str(&retry.to_string())
             {
                 http.headers_mut().insert(header::RETRY_AFTER, v);

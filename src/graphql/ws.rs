@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     context::{ClientAddr, RequestId},
-    executor::ObservedSchema,
+    executor::{ObservedSchema, data_of},
 };
 use crate::{app::AppState, auth::Caller, error::AppError};
 
@@ -343,7 +343,7 @@ impl Connection {
                         Ok(()) => subscriber_stream(&hub, key, request, session, wrap),
                         Err(err) => {
                             let mut response = Response::from_errors(vec![err]);
-                            if let Some(id) = data_of_session::<RequestId>(&session) {
+                            if let Some(id) = data_of::<RequestId>(&session) {
                                 for e in &mut response.errors {
                                     e.extensions
                                         .get_or_insert_with(Default::default)
@@ -370,12 +370,6 @@ impl Connection {
             }
         }
     }
-}
-
-fn data_of_session<T: Send + Sync + 'static>(session: &Data) -> Option<&T> {
-    session
-        .get(&std::any::TypeId::of::<T>())
-        .and_then(|c| c.downcast_ref::<T>())
 }
 
 /// One subscriber of the shared feed for `key`: its messages, until the feed completes or the
@@ -461,19 +455,13 @@ fn lagged_payload(skipped: u64) -> String {
 /// Copies the connection's caller and request id into a request's own data.
 fn clone_session(session: &Data) -> Data {
     let mut data = Data::default();
-    if let Some(caller) = session
-        .get(&std::any::TypeId::of::<Caller>())
-        .and_then(|c| c.downcast_ref::<Caller>())
-    {
+    if let Some(caller) = data_of::<Caller>(session) {
         data.insert(caller.clone());
     }
-    if let Some(id) = session
-        .get(&std::any::TypeId::of::<RequestId>())
-        .and_then(|c| c.downcast_ref::<RequestId>())
-    {
+    if let Some(id) = data_of::<RequestId>(session) {
         data.insert(id.clone());
     }
-    if let Some(client) = data_of_session::<ClientAddr>(session) {
+    if let Some(client) = data_of::<ClientAddr>(session) {
         data.insert(client.clone());
     }
     data

@@ -59,6 +59,17 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
     Ok((db, counter))
 }
 
+/// Restricts a query to `scope` (a tenant) when the caller has one; no condition otherwise.
+pub fn tenant_condition<C: sea_orm::ColumnTrait>(
+    column: C,
+    scope: Option<&str>,
+) -> sea_orm::Condition {
+    match scope {
+        Some(t) => sea_orm::Condition::all().add(column.eq(t)),
+        None => sea_orm::Condition::all(),
+    }
+}
+
 /// Readiness probe: a trivial statement within a second.
 pub async fn check(db: &DatabaseConnection) -> DependencyStatus {
     match tokio::time::timeout(Duration::from_secs(1), db.execute_unprepared("SELECT 1")).await {

@@ -88,8 +88,8 @@ impl ActionQuotas {
 }
 
 impl Default for ActionQuotas {
+    /// `DEFAULT`, as values (a unit test keeps the two equal).
     fn default() -> Self {
-        // The constant is parsed by a unit test; an error here cannot happen at run time.
         Self::DEFAULT_PARSED
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     clock,
     error::{AppError, AppResult},
     events::{Bus, DomainEvent},
-    infra::db,
+    infra::db::{self, tenant_condition},
     pagination::{Page, PageRequest, keyset_page},
 };
 
@@ -77,14 +77,6 @@ pub struct EscalationFilter {
 pub struct TaskService {
     db: DatabaseConnection,
     bus: Bus,
-}
-
-/// Restricts a query to `scope` (a tenant) when the caller has one.
-fn tenant_condition<C: ColumnTrait>(column: C, scope: Option<&str>) -> Condition {
-    match scope {
-        Some(t) => Condition::all().add(column.eq(t)),
-        None => Condition::all(),
-    }
 }
 
 fn stored_state(task: &task::Model) -> AppResult<TaskState> {
