@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use async_graphql::ValidationMode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use migration::MigratorTrait;
 use sea_orm::DatabaseConnection;
@@ -217,17 +218,16 @@ impl AppState {
             limits: Arc::clone(&limits),
             max_page_size: config.max_page_size,
         };
+        let schema_limits = SchemaLimits {
+            depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
+            complexity: usize::try_from(config.query_complexity_limit).unwrap_or(20_000),
+            introspection: config.introspection,
+            suggestions: config.query_suggestions,
+            dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
+        };
         let schema = ObservedSchema::new(
-            build_schema(
-                services.clone(),
-                SchemaLimits {
-                    depth: usize::try_from(config.query_depth_limit).unwrap_or(12),
-                    complexity: usize::try_from(config.query_complexity_limit).unwrap_or(20_000),
-                    introspection: config.introspection,
-                    suggestions: config.query_suggestions,
-                    dataloader_delay: std::time::Duration::from_millis(config.dataloader_delay_ms),
-                },
-            ),
+            build_schema(services.clone(), schema_limits, ValidationMode::Strict),
+            build_schema(services.clone(), schema_limits, ValidationMode::Fast),
             crate::graphql::limits::DocumentLimits {
                 max_selections: config.query_max_selections,
                 max_aliases: config.query_max_aliases,

@@ -18,18 +18,27 @@ use crate::{app::AppState, graphql, ops, telemetry};
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    let cors = cors(&state.config.cors_origins);
-    let security = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    // The whole stack goes in with one `Router::layer` call: each call wraps every route in
+    // another boxed service, and each box is cloned on every request.
+    let stack = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(telemetry::request_context))
+        .layer(cors(&state.config.cors_origins))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header(
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
-        ),
-        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
-    ];
-    let mut router = Router::new()
+        ))
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'",
+        ))
+        .layer(CompressionLayer::new());
+    Router::new()
         .route(
             "/graphql",
             get(graphql::http::get).post(graphql::http::post),
@@ -38,16 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .layer(CompressionLayer::new());
-    for (name, value) in security {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
-    }
-    router
-        .layer(cors)
-        .layer(middleware::from_fn(telemetry::request_context))
+        .layer(stack)
         .with_state(state)
 }
 

@@ -81,6 +81,73 @@ fn acceptable(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Routes as metric labels: the router's own paths, anything else `unmatched`.
+const ROUTES: [&str; 5] = [
+    "/graphql",
+    "/graphiql/assets/{name}",
+    "/health",
+    "/ready",
+    "/metrics",
+];
+
+fn route_label(request: &Request) -> &'static str {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    path.and_then(|p| ROUTES.iter().find(|r| **r == p).copied())
+        .unwrap_or("unmatched")
+}
+
+/// Methods as metric labels; anything unusual is `other` (clients choose methods freely).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// The counter and histogram of one label set, registered once and then reused: building the
+/// labelled key and looking it up in the recorder on every request costs more than the rest
+/// of the middleware.
+#[derive(Clone)]
+pub struct MetricPair {
+    pub count: metrics::Counter,
+    pub duration: metrics::Histogram,
+}
+
+type HttpKey = (&'static str, &'static str, u16);
+
+fn http_metrics(key: HttpKey) -> MetricPair {
+    static CACHE: OnceLock<std::sync::RwLock<std::collections::HashMap<HttpKey, MetricPair>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(pair) = cache.read().ok().and_then(|c| c.get(&key).cloned()) {
+        return pair;
+    }
+    let (method, route, status) = key;
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    let pair = MetricPair {
+        count: metrics::counter!("aurum_http_requests_total", &labels),
+        duration: metrics::histogram!("aurum_http_request_duration_seconds", &labels),
+    };
+    if let Ok(mut c) = cache.write() {
+        c.insert(key, pair.clone());
+    }
+    pair
+}
+
 /// Middleware: attaches the request id, echoes it, and records HTTP metrics.
 pub async fn request_context(mut request: Request, next: Next) -> Response {
     let id = request
@@ -90,23 +157,18 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .filter(|v| acceptable(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    request.extensions_mut().insert(RequestIdValue(id.clone()));
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().as_str().to_owned();
+    let header = HeaderValue::from_str(&id).ok();
+    request.extensions_mut().insert(RequestIdValue(id));
+    let route = route_label(&request);
+    let method = method_label(request.method());
     let started = Instant::now();
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Some(value) = header {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("aurum_http_requests_total", &labels).increment(1);
-    metrics::histogram!("aurum_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let metrics = http_metrics((method, route, response.status().as_u16()));
+    metrics.count.increment(1);
+    metrics.duration.record(started.elapsed().as_secs_f64());
     response
 }
 

@@ -23,6 +23,7 @@ both_profiles!(
     subscriptions_share_one_execution,
     hostile_documents_are_refused_with_codes,
     cors_origins_and_security_headers,
+    repeated_documents_stay_checked,
 );
 
 #[test]
@@ -616,6 +617,34 @@ async fn hostile_documents_are_refused_with_codes(profile: Profile, name: &str) 
     let res = s.gql("{ taks { totalCount } }", json!({})).await;
     assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED");
     assert!(!res.to_string().contains("Did you mean"), "{res}");
+    env.finish().await;
+}
+
+/// A document without variables is validated strictly until one run of it succeeds, then only
+/// against the limits; guards and everything else still run on every request.
+async fn repeated_documents_stay_checked(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    for _ in 0..3 {
+        let res = s.gql("{ taks { totalCount } }", json!({})).await;
+        assert_eq!(error_code(&res), "GRAPHQL_VALIDATION_FAILED", "{res}");
+    }
+    let query = "{ tasks(first: 1) { totalCount } }";
+    let refused = s.gql_as(None, query, json!({})).await;
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
+    for _ in 0..3 {
+        let res = s.ok(query, json!({})).await;
+        assert!(res["tasks"]["totalCount"].is_number(), "{res}");
+    }
+    // The document is now trusted by validation, not by the guards.
+    let refused = s.gql_as(None, query, json!({})).await;
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
+    assert!(
+        refused["data"].is_null() || refused["data"]["tasks"].is_null(),
+        "{refused}"
+    );
     env.finish().await;
 }
 

@@ -8,8 +8,11 @@
 
 use std::{
     any::TypeId,
-    collections::HashSet,
-    sync::{Arc, OnceLock, RwLock},
+    collections::HashMap,
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
 
@@ -29,6 +32,7 @@ use crate::{
     auth::Caller,
     error::{AppError, INTERNAL_CODE},
     rate_limit::{ActionLimiter, LimitedAction},
+    telemetry::MetricPair,
 };
 
 /// Code of documents that do not parse.
@@ -112,26 +116,64 @@ fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
 /// Operation names are client-chosen; past this many distinct names, metrics say `other`.
 const MAX_OPERATION_NAMES: usize = 256;
 
-fn metric_name(name: &str) -> String {
-    static SEEN: OnceLock<RwLock<HashSet<String>>> = OnceLock::new();
-    let clean = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !clean {
-        return "other".into();
-    }
-    let seen = SEEN.get_or_init(Default::default);
-    if seen.read().is_ok_and(|s| s.contains(name)) {
-        return name.to_owned();
-    }
-    let Ok(mut seen) = seen.write() else {
-        return "other".into();
+const KINDS: [&str; 4] = ["query", "mutation", "subscription", "unknown"];
+
+/// The metric handles of one operation name: per kind, per outcome (ok, error), registered on
+/// first use. Registering builds a labelled key and looks it up in the recorder, which costs
+/// more than a whole trivial query; the handles are then reused.
+#[derive(Default)]
+struct NameMetrics([[OnceLock<MetricPair>; 2]; 4]);
+
+fn names() -> &'static RwLock<HashMap<String, Arc<NameMetrics>>> {
+    static NAMES: OnceLock<RwLock<HashMap<String, Arc<NameMetrics>>>> = OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+#[cfg(test)]
+fn operation_names() -> Vec<String> {
+    names()
+        .read()
+        .map(|n| n.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn operation_metrics(kind: &'static str, name: &str, ok: bool) -> MetricPair {
+    let names = names();
+    let name = if name.is_empty() { "anonymous" } else { name };
+    let clean = name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let name = if clean { name } else { "other" };
+    let found = names.read().ok().and_then(|n| n.get(name).cloned());
+    let entry = match found {
+        Some(entry) => entry,
+        None => {
+            let Ok(mut names) = names.write() else {
+                return register_operation(kind, "other", ok);
+            };
+            // One slot stays free for `other`.
+            let room = names.len() + 1 < MAX_OPERATION_NAMES;
+            let name = if room || name == "other" || names.contains_key(name) {
+                name
+            } else {
+                "other"
+            };
+            names.entry(name.to_owned()).or_default().clone()
+        }
     };
-    if seen.len() < MAX_OPERATION_NAMES {
-        seen.insert(name.to_owned());
-        name.to_owned()
-    } else {
-        "other".into()
+    let k = KINDS.iter().position(|k| *k == kind).unwrap_or(3);
+    entry.0[k][usize::from(!ok)]
+        .get_or_init(|| register_operation(kind, name, ok))
+        .clone()
+}
+
+fn register_operation(kind: &'static str, name: &str, ok: bool) -> MetricPair {
+    let labels = [
+        ("type", kind.to_owned()),
+        ("name", name.to_owned()),
+        ("outcome", if ok { "ok" } else { "error" }.to_owned()),
+    ];
+    MetricPair {
+        count: metrics::counter!("aurum_graphql_operations_total", &labels),
+        duration: metrics::histogram!("aurum_graphql_operation_duration_seconds", &labels),
     }
 }
 
@@ -153,6 +195,9 @@ pub struct Operation {
 #[derive(Clone)]
 pub struct ObservedSchema {
     schema: AurumSchema,
+    /// The same schema with `Fast` validation, for cached documents that passed strict
+    /// validation once and declare no variables (nothing about them can change).
+    fast: AurumSchema,
     documents: Arc<DocumentCache>,
     limits: DocumentLimits,
     rate: Arc<ActionLimiter>,
@@ -165,9 +210,15 @@ pub(crate) fn data_of<T: Send + Sync + 'static>(data: &Data) -> Option<&T> {
 }
 
 impl ObservedSchema {
-    pub fn new(schema: AurumSchema, limits: DocumentLimits, rate: Arc<ActionLimiter>) -> Self {
+    pub fn new(
+        schema: AurumSchema,
+        fast: AurumSchema,
+        limits: DocumentLimits,
+        rate: Arc<ActionLimiter>,
+    ) -> Self {
         Self {
             schema,
+            fast,
             documents: Arc::new(DocumentCache::default()),
             limits,
             rate,
@@ -203,44 +254,64 @@ impl ObservedSchema {
 
     /// Parses the request's document (through the cache) and says what it will run.
     pub fn operation(&self, request: &mut Request) -> Result<Operation, ServerError> {
-        self.parse(request)
+        self.parse(request).map(|(op, _)| op)
     }
 
     /// Parses the request's document, from the cache when the same text was seen before.
-    /// Parsing is most of the cost of a small operation; validation still runs every time.
-    fn parse(&self, request: &mut Request) -> Result<Operation, ServerError> {
+    /// Parsing is most of the cost of a small operation. Also returns the document's
+    /// `validated` flag when it declares no variables: once set, validation is skipped.
+    fn parse(
+        &self,
+        request: &mut Request,
+    ) -> Result<(Operation, Option<Arc<AtomicBool>>), ServerError> {
         let wanted = request.operation_name.clone();
-        if let Some((doc, cost)) = self.documents.get(&request.query) {
-            let op = operation_of(&doc, wanted.as_deref(), cost);
-            request.set_parsed_query(doc);
-            return Ok(op);
+        if let Some(cached) = self.documents.get(&request.query) {
+            let op = operation_of(&cached.doc, wanted.as_deref(), cached.cost);
+            request.set_parsed_query(cached.doc);
+            return Ok((op, cached.validated));
         }
         let doc = request.parsed_query()?;
         // Only documents within the limits are cached, so a cache hit needs no re-check.
         let cost = limits::check(doc, self.limits)?;
         let op = operation_of(doc, wanted.as_deref(), cost);
-        let doc = doc.clone();
-        self.documents.put(&request.query, doc, cost);
-        Ok(op)
+        let without_variables = doc
+            .operations
+            .iter()
+            .all(|(_, op)| op.node.variable_definitions.is_empty());
+        let validated = without_variables.then(|| Arc::new(AtomicBool::new(false)));
+        let cached = Cached {
+            doc: doc.clone(),
+            cost,
+            validated: validated.clone(),
+        };
+        self.documents.put(&request.query, cached);
+        Ok((op, validated))
     }
+}
+
+/// A parsed document within the limits.
+#[derive(Clone)]
+struct Cached {
+    doc: ExecutableDocument,
+    cost: u64,
+    /// Present when the document declares no variables; set once a strict run of it succeeded.
+    validated: Option<Arc<AtomicBool>>,
 }
 
 /// Parsed documents by their text. Bounded: when full it is emptied and refilled, so a client
 /// sending endless distinct documents costs a re-parse, never memory.
 #[derive(Default)]
-struct DocumentCache(
-    std::sync::RwLock<std::collections::HashMap<String, (ExecutableDocument, u64)>>,
-);
+struct DocumentCache(std::sync::RwLock<HashMap<String, Cached>>);
 
 impl DocumentCache {
     const MAX_ENTRIES: usize = 512;
     const MAX_QUERY_BYTES: usize = 16 * 1024;
 
-    fn get(&self, query: &str) -> Option<(ExecutableDocument, u64)> {
+    fn get(&self, query: &str) -> Option<Cached> {
         self.0.read().ok()?.get(query).cloned()
     }
 
-    fn put(&self, query: &str, doc: ExecutableDocument, cost: u64) {
+    fn put(&self, query: &str, cached: Cached) {
         if query.len() > Self::MAX_QUERY_BYTES {
             return;
         }
@@ -248,7 +319,7 @@ impl DocumentCache {
             if map.len() >= Self::MAX_ENTRIES {
                 map.clear();
             }
-            map.insert(query.to_owned(), (doc, cost));
+            map.insert(query.to_owned(), cached);
         }
     }
 }
@@ -292,32 +363,17 @@ fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Op
 }
 
 fn record(kind: &'static str, name: &str, response: &Response, started: Instant) {
-    let outcome = if response.errors.is_empty() {
-        "ok"
-    } else {
-        "error"
-    };
-    let name = if name.is_empty() {
-        "anonymous".to_owned()
-    } else {
-        metric_name(name)
-    };
-    let labels = [
-        ("type", kind.to_owned()),
-        ("name", name),
-        ("outcome", outcome.to_owned()),
-    ];
-    metrics::counter!("aurum_graphql_operations_total", &labels).increment(1);
-    metrics::histogram!("aurum_graphql_operation_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let metrics = operation_metrics(kind, name, response.errors.is_empty());
+    metrics.count.increment(1);
+    metrics.duration.record(started.elapsed().as_secs_f64());
 }
 
 impl Executor for ObservedSchema {
     async fn execute(&self, mut request: Request) -> Response {
         let started = Instant::now();
         let request_id = request_id_of(&request);
-        let op = match self.parse(&mut request) {
-            Ok(op) => op,
+        let (op, validated) = match self.parse(&mut request) {
+            Ok(parsed) => parsed,
             Err(err) => {
                 let mut response =
                     Response::from_errors(vec![with_default_code(err, PARSE_FAILED)]);
@@ -329,7 +385,20 @@ impl Executor for ObservedSchema {
         let caller = data_of::<Caller>(&request.data).unwrap_or(&Caller::Anonymous);
         let client = data_of::<ClientAddr>(&request.data).map(|c| c.0.as_str());
         let mut response = match self.charge(&op, caller, client).await {
-            Ok(()) => self.schema.execute(request).await,
+            Ok(()) => match &validated {
+                Some(flag) if flag.load(Ordering::Relaxed) => self.fast.execute(request).await,
+                _ => {
+                    let response = self.schema.execute(request).await;
+                    // No errors at all: validation passed, and it cannot fail later for a
+                    // document without variables.
+                    if let Some(flag) = &validated
+                        && response.errors.is_empty()
+                    {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    response
+                }
+            },
             Err(err) => Response::from_errors(vec![err]),
         };
         finish_errors(&mut response.errors, request_id.as_deref());
@@ -408,7 +477,13 @@ mod tests {
 
     #[test]
     fn operation_names_are_bounded() {
-        assert_eq!(metric_name("bad name!"), "other");
-        assert_eq!(metric_name("GetTasks"), "GetTasks");
+        let _recorder = crate::telemetry::metrics_handle();
+        for i in 0..MAX_OPERATION_NAMES + 10 {
+            operation_metrics("query", &format!("Name{i}"), true);
+        }
+        operation_metrics("query", "bad name!", true);
+        let names = operation_names();
+        assert!(names.len() <= MAX_OPERATION_NAMES, "{} names", names.len());
+        assert!(!names.iter().any(|n| n == "bad name!"));
     }
 }

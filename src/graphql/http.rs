@@ -139,6 +139,15 @@ fn refused_retry_after(response: &BatchResponse) -> Option<u64> {
     }
 }
 
+/// A single operation or a batch. Decoded by the body's first character: `BatchRequest`'s
+/// untagged decoding buffers the whole body into an intermediate tree first.
+fn parse_batch(bytes: &[u8]) -> serde_json::Result<BatchRequest> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(bytes).map(BatchRequest::Batch),
+        _ => serde_json::from_slice(bytes).map(BatchRequest::Single),
+    }
+}
+
 /// `POST /graphql`.
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
@@ -169,7 +178,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             );
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+    let batch = match parse_batch(&bytes) {
         Ok(b) => b,
         Err(e) => {
             return error_response(

@@ -9,7 +9,9 @@ pub mod limits;
 pub mod ws;
 pub mod ws_caps;
 
-use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
+use async_graphql::{
+    MergedObject, MergedSubscription, Schema, ValidationMode, dataloader::DataLoader,
+};
 
 use crate::{
     app::Services,
@@ -48,14 +50,20 @@ pub struct SchemaLimits {
     pub dataloader_delay: std::time::Duration,
 }
 
-/// Builds the executable schema over `services`.
-pub fn build_schema(services: Services, limits: SchemaLimits) -> AurumSchema {
+/// Builds the executable schema over `services`. `Fast` validation checks only the limits; the
+/// executor uses such a schema only for documents a strict one has already accepted.
+pub fn build_schema(
+    services: Services,
+    limits: SchemaLimits,
+    validation: ValidationMode,
+) -> AurumSchema {
     let tasks = services.tasks.clone();
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
+    .validation_mode(validation)
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
