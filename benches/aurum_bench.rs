@@ -3,7 +3,8 @@
 //! process and measures, each against a baseline taken in the same run:
 //!
 //! a) throughput and latency of `{ __typename }` over HTTP vs the plain JSON `/health`
-//!    endpoint of the same binary, on the same keep-alive connections, phases interleaved;
+//!    endpoint of the same binary, on the same keep-alive connections, phases interleaved
+//!    (a bare hyper HTTP/1.1 client, so the client's own cost does not flatten the ratio);
 //! b) latency from sending a mutation to each subscriber receiving its event, at 1, 100 and
 //!    1,000 WebSocket subscribers (p50/p99);
 //! c) idle RSS, and RSS per idle subscription (1,000 subscriptions);
@@ -31,6 +32,9 @@ use std::{
 };
 
 use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
@@ -170,31 +174,8 @@ enum Kind {
 }
 
 impl Kind {
-    async fn send(&self, client: &reqwest::Client, base: &str) -> bool {
-        let post = |body: &'static str| {
-            client
-                .post(format!("{base}/graphql"))
-                .header("content-type", "application/json")
-                .body(body)
-        };
-        let res = match self {
-            Self::Health => client.get(format!("{base}/health")).send().await,
-            Self::Typename => post(r#"{"query":"{ __typename }"}"#).send().await,
-            Self::Me(Some(token)) => {
-                post(r#"{"query":"{ me { id } }"}"#)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-            }
-            Self::Me(None) => post(r#"{"query":"{ me { id } }"}"#).send().await,
-        };
-        let Ok(r) = res else { return false };
-        if !r.status().is_success() {
-            return false;
-        }
-        let Ok(v) = r.json::<Value>().await else {
-            return false;
-        };
+    /// Whether `v` is the answer this request should get.
+    fn accepts(&self, v: &Value) -> bool {
         match self {
             Self::Health => v["status"] == "ok",
             Self::Typename => v.get("errors").is_none() && v["data"]["__typename"] == "QueryRoot",
@@ -204,52 +185,116 @@ impl Kind {
     }
 }
 
-/// Drives `CONNECTIONS` concurrent request loops for one phase.
-async fn phase(client: &reqwest::Client, base: &str, kind: &Kind) -> Phase {
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTP/1.1 connection driven by hyper's bare client: no pool, no URL parsing,
+/// so the client's own cost per request stays small next to the server's and the ratio
+/// measures the server (a heavier client compresses every ratio towards 1).
+async fn connect(addr: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+impl Kind {
+    /// Sends one request on `sender`; true when the answer is the expected one.
+    async fn send_on(&self, sender: &mut Sender, host: &str) -> bool {
+        let post = |body: &'static str| {
+            hyper::Request::post("/graphql")
+                .header(hyper::header::HOST, host)
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+        };
+        let request = match self {
+            Self::Health => hyper::Request::get("/health")
+                .header(hyper::header::HOST, host)
+                .body(Full::new(Bytes::new())),
+            Self::Typename => post(r#"{"query":"{ __typename }"}"#),
+            Self::Me(token) => {
+                let mut r = hyper::Request::post("/graphql")
+                    .header(hyper::header::HOST, host)
+                    .header(hyper::header::CONTENT_TYPE, "application/json");
+                if let Some(t) = token {
+                    r = r.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+                }
+                r.body(Full::new(Bytes::from_static(
+                    br#"{"query":"{ me { id } }"}"#,
+                )))
+            }
+        };
+        let Ok(request) = request else { return false };
+        if sender.ready().await.is_err() {
+            return false;
+        }
+        let Ok(response) = sender.send_request(request).await else {
+            return false;
+        };
+        if !response.status().is_success() {
+            return false;
+        }
+        let Ok(body) = response.into_body().collect().await else {
+            return false;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+            return false;
+        };
+        self.accepts(&v)
+    }
+}
+
+/// Drives one request loop per connection for one phase; hands the connections back.
+async fn phase(senders: Vec<Sender>, host: &str, kind: &Kind) -> (Phase, Vec<Sender>) {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let client = client.clone();
+    for mut sender in senders {
         let stop = stop.clone();
-        let base = base.to_owned();
+        let host = host.to_owned();
         let kind = kind.clone();
         tasks.push(tokio::spawn(async move {
             let mut p = Phase::default();
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
-                let good = kind.send(&client, &base).await;
+                let good = kind.send_on(&mut sender, &host).await;
                 p.latencies.push(t0.elapsed());
                 if good { p.ok += 1 } else { p.failed += 1 }
             }
-            p
+            (p, sender)
         }));
     }
     tokio::time::sleep(PHASE).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = Phase::default();
+    let mut senders = Vec::new();
     for t in tasks {
-        let p = t.await.unwrap();
+        let (p, sender) = t.await.unwrap();
         total.ok += p.ok;
         total.failed += p.failed;
         total.latencies.extend(p.latencies);
+        senders.push(sender);
     }
     total.elapsed = started.elapsed();
-    total
+    (total, senders)
 }
 
-/// Runs `baseline` and `measured` phases interleaved, `ROUNDS` each, after a warm-up.
-async fn compare(base: &str, baseline: &Kind, measured: &Kind) -> (Phase, Phase) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .unwrap();
-    let _ = phase(&client, base, baseline).await;
-    let _ = phase(&client, base, measured).await;
+/// Both kinds on the same `CONNECTIONS` connections: a warm-up of each, then `ROUNDS` rounds
+/// of baseline then measured.
+async fn compare(addr: &str, baseline: &Kind, measured: &Kind) -> (Phase, Phase) {
+    let mut senders = Vec::new();
+    for _ in 0..CONNECTIONS {
+        senders.push(connect(addr).await);
+    }
+    let (_, senders) = phase(senders, addr, baseline).await;
+    let (_, mut senders) = phase(senders, addr, measured).await;
     let (mut plain, mut gql) = (Phase::default(), Phase::default());
     for _ in 0..ROUNDS {
         for (kind, acc) in [(baseline, &mut plain), (measured, &mut gql)] {
-            let p = phase(&client, base, kind).await;
+            let (p, back) = phase(senders, addr, kind).await;
+            senders = back;
             acc.ok += p.ok;
             acc.failed += p.failed;
             acc.elapsed += p.elapsed;
@@ -276,8 +321,7 @@ fn print_phase(name: &str, p: &Phase) {
 }
 
 async fn throughput(server: &Server) -> bool {
-    let base = format!("http://{}", server.addr);
-    let (plain, gql) = compare(&base, &Kind::Health, &Kind::Typename).await;
+    let (plain, gql) = compare(&server.addr, &Kind::Health, &Kind::Typename).await;
     let ratio = rps(&gql) / rps(&plain);
     let p99_ratio = ms(percentile(&gql.latencies, 0.99)) / ms(percentile(&plain.latencies, 0.99));
     println!(
@@ -298,9 +342,8 @@ async fn throughput(server: &Server) -> bool {
 
 /// (d) authenticated vs anonymous `{ me { id } }`.
 async fn authenticated(server: &Server) -> bool {
-    let base = format!("http://{}", server.addr);
     let (anon, authed) = compare(
-        &base,
+        &server.addr,
         &Kind::Me(None),
         &Kind::Me(Some(server.token.clone())),
     )
@@ -396,7 +439,13 @@ async fn logins(server: &Server) -> bool {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
         let t0 = Instant::now();
-        let ok = Kind::Health.send(&health_client, &base).await;
+        let ok = match health_client.get(format!("{base}/health")).send().await {
+            Ok(r) if r.status().is_success() => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| Kind::Health.accepts(&v)),
+            _ => false,
+        };
         health.push(t0.elapsed());
         if !ok {
             failed += 1;

@@ -3,7 +3,8 @@
 //! fresh database, runs the real `aurum` binary on it as a separate process, and measures,
 //! against a baseline taken in the same run on the same database:
 //!
-//! a) reserve+commit pairs per second through GraphQL (HTTP, bearer token, the schema) vs the
+//! a) reserve+commit pairs per second through GraphQL (HTTP, bearer token, the schema; one
+//!    keep-alive connection per client through hyper's bare client) vs the
 //!    same transactions — the same SQL statements, issued by the same `BudgetService` code —
 //!    called in-process with no HTTP, GraphQL or authentication, at the same concurrency;
 //!    once with keys spread over 1,000 budgets and once on one hot budget; phases
@@ -31,6 +32,9 @@ use aurum::{
     budget::service::{BudgetService, NewBudget, ReserveRequest, ResolveRequest},
     events::Bus,
 };
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use rand::Rng;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
@@ -46,6 +50,7 @@ const COMMIT: &str = "mutation($id: ID!, $r: String!) { commitBudget(input: { re
 
 struct Server {
     child: Child,
+    addr: String,
     base: String,
     token: String,
 }
@@ -80,6 +85,7 @@ impl Server {
         Self {
             child,
             base: format!("http://{addr}"),
+            addr,
             token: String::new(),
         }
     }
@@ -104,6 +110,42 @@ async fn post(client: &reqwest::Client, s: &Server, query: &str, vars: Value) ->
         .await
         .unwrap();
     v
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTP/1.1 connection per benchmark client, driven by hyper's bare client:
+/// the client shares the machine's two cores with the server and PostgreSQL, and a pooled
+/// client with URL parsing per request would charge its own cost to the GraphQL side.
+async fn connect(addr: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// One operation on `sender`; `Value::Null` when the transport fails.
+async fn post_on(sender: &mut Sender, s: &Server, query: &str, vars: Value) -> Value {
+    let body = serde_json::to_vec(&json!({ "query": query, "variables": vars })).unwrap();
+    let request = hyper::Request::post("/graphql")
+        .header(hyper::header::HOST, &s.addr)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {}", s.token))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    if sender.ready().await.is_err() {
+        return Value::Null;
+    }
+    let Ok(response) = sender.send_request(request).await else {
+        return Value::Null;
+    };
+    let Ok(body) = response.into_body().collect().await else {
+        return Value::Null;
+    };
+    serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -132,14 +174,9 @@ fn project(keys: Keys) -> String {
 }
 
 /// One pair through GraphQL; returns the reserve latency, or `None` on any error.
-async fn graphql_pair(
-    client: &reqwest::Client,
-    s: &Server,
-    keys: Keys,
-    key: &str,
-) -> Option<Duration> {
+async fn graphql_pair(client: &mut Sender, s: &Server, keys: Keys, key: &str) -> Option<Duration> {
     let t0 = Instant::now();
-    let r = post(
+    let r = post_on(
         client,
         s,
         RESERVE,
@@ -148,7 +185,7 @@ async fn graphql_pair(
     .await;
     let reserve = t0.elapsed();
     let id = r["data"]["reserveBudget"]["id"].as_str()?.to_owned();
-    let c = post(
+    let c = post_on(
         client,
         s,
         COMMIT,
@@ -201,16 +238,24 @@ async fn phase(
     label: &str,
     clients: usize,
     keys: Keys,
-    graphql: Option<(&reqwest::Client, &Arc<Server>)>,
+    graphql: Option<&Arc<Server>>,
     direct: (&BudgetService, &RequestMeta),
 ) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
+    // Connections are opened before the clock starts.
+    let mut connections = Vec::new();
+    for _ in 0..clients {
+        connections.push(match graphql {
+            Some(server) => Some(connect(&server.addr).await),
+            None => None,
+        });
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..clients {
+    for (c, connection) in connections.into_iter().enumerate() {
         let stop = stop.clone();
         let label = format!("{label}-{c}-");
-        let http = graphql.map(|(cl, s)| (cl.clone(), s.clone()));
+        let mut http = graphql.cloned().zip(connection);
         let svc = direct.0.clone();
         let meta = direct.1.clone();
         tasks.push(tokio::spawn(async move {
@@ -219,8 +264,8 @@ async fn phase(
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let key = format!("{label}{n}");
-                let good = match &http {
-                    Some((client, server)) => {
+                let good = match &mut http {
+                    Some((server, client)) => {
                         match graphql_pair(client, server, keys, &key).await {
                             Some(d) => {
                                 lat.push(d);
@@ -408,7 +453,7 @@ async fn measure(db_url: &str) -> bool {
                     &tag,
                     CLIENTS,
                     keys,
-                    graphql.then_some((&client, &server)),
+                    graphql.then_some(&server),
                     (&svc, &meta),
                 )
                 .await;
@@ -434,7 +479,7 @@ async fn measure(db_url: &str) -> bool {
             &format!("l{phase_no}"),
             clients,
             Keys::Spread,
-            Some((&client, &server)),
+            Some(&server),
             (&svc, &meta),
         )
         .await;
