@@ -1,11 +1,11 @@
-//! The axum router and its layers: request context (id, metrics), compression, CORS from
+//! The axum router and its layers: request context (id, metrics; a tower service of its own),
+//! compression, CORS from
 //! configuration and security headers. Handlers live with what they serve (`graphql::http`,
 //! `graphql::graphiql`, `ops`).
 
 use axum::{
     Router,
     http::{HeaderName, HeaderValue, Method, header},
-    middleware,
     routing::get,
 };
 use tower_http::{
@@ -24,7 +24,7 @@ pub fn router(state: AppState) -> Router {
     // The whole stack goes in with one `Router::layer` call: each call wraps every route in
     // another boxed service, and each box is cloned on every request.
     let stack = tower::ServiceBuilder::new()
-        .layer(middleware::from_fn(telemetry::request_context))
+        .layer(telemetry::RequestContextLayer)
         .layer(cors(&state.config.cors_origins))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))

@@ -7,8 +7,6 @@ use std::{sync::OnceLock, time::Instant};
 use axum::{
     extract::{MatchedPath, Request},
     http::{HeaderValue, header::HeaderName},
-    middleware::Next,
-    response::Response,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -148,28 +146,66 @@ fn http_metrics(key: HttpKey) -> MetricPair {
     pair
 }
 
-/// Middleware: attaches the request id, echoes it, and records HTTP metrics.
-pub async fn request_context(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let header = HeaderValue::from_str(&id).ok();
-    request.extensions_mut().insert(RequestIdValue(id));
-    let route = route_label(&request);
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let mut response = next.run(request).await;
-    if let Some(value) = header {
-        response.headers_mut().insert(REQUEST_ID.clone(), value);
+/// Layer of [`RequestContext`].
+#[derive(Clone, Copy, Default)]
+pub struct RequestContextLayer;
+
+impl<S> tower::Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext { inner }
     }
-    let metrics = http_metrics((method, route, response.status().as_u16()));
-    metrics.count.increment(1);
-    metrics.duration.record(started.elapsed().as_secs_f64());
-    response
+}
+
+/// Middleware: attaches the request id, echoes it, and records HTTP metrics. A service of its
+/// own rather than `middleware::from_fn`, which clones the whole inner stack on every request.
+#[derive(Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request> for RequestContext<S>
+where
+    S: tower::Service<Request, Response = axum::http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = axum::http::Response<B>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| acceptable(v))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let header = HeaderValue::from_str(&id).ok();
+        request.extensions_mut().insert(RequestIdValue(id));
+        let route = route_label(&request);
+        let method = method_label(request.method());
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            if let Some(value) = header {
+                response.headers_mut().insert(REQUEST_ID.clone(), value);
+            }
+            let metrics = http_metrics((method, route, response.status().as_u16()));
+            metrics.count.increment(1);
+            metrics.duration.record(started.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
 }
 
 #[cfg(test)]
