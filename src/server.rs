@@ -1,7 +1,6 @@
 //! The axum router and its layers: request context (id, metrics; a tower service of its own),
-//! compression, CORS from
-//! configuration and security headers. Handlers live with what they serve (`graphql::http`,
-//! `graphql::graphiql`, `ops`).
+//! compression, CORS from configuration and security headers. Handlers live with what they
+//! serve (`graphql::http`, `graphql::graphiql`, `ops`).
 
 use axum::{
     Router,
