@@ -602,6 +602,17 @@ async fn period_reset_keeps_live_reservations(profile: Profile, name: &str) {
     assert_eq!(full["errors"][0]["extensions"]["available"], 10);
 
     end_period(&s.state.db, &id).await;
+    // Before anything resets the row, reads already show the new window.
+    assert_eq!(triple(&state(s, "acme", "daily").await), (100, 0, 40));
+    let shown = s
+        .ok(
+            "query($id: ID!) { budget(id: $id) { used periodEnd } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(shown["budget"]["used"], 0, "{shown}");
+    let shown_end = shown["budget"]["periodEnd"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(shown_end).unwrap() > chrono::Utc::now());
     // The next touch starts the new window: used back to 0, the live reservation stays.
     let b = s
         .ok(

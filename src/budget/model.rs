@@ -180,6 +180,23 @@ impl LedgerKind {
     }
 }
 
+/// The budget as the reset at `now` will leave it: once its period has ended, `used` is 0 in
+/// the window containing `now`, announced thresholds are cleared and live reservations stay.
+/// Reads show this view, so nobody sees last period's spend between the window's end and the
+/// reset itself (done by the sweeper or the next write, both with this same arithmetic).
+pub fn as_of(mut b: entity::budget::Model, now: DateTime<Utc>) -> entity::budget::Model {
+    if b.period_end.is_some_and(|end| end <= now)
+        && let Some(period) = BudgetPeriod::parse(&b.period)
+    {
+        let (start, end) = period.window(now);
+        b.used = 0;
+        b.alerts_sent = String::new();
+        b.period_start = start;
+        b.period_end = end;
+    }
+    b
+}
+
 /// Tokens still free: `total - used - reserved`, never negative.
 pub fn available(total: i64, used: i64, reserved: i64) -> i64 {
     total.saturating_sub(used).saturating_sub(reserved).max(0)
@@ -321,6 +338,42 @@ mod tests {
         DateTime::parse_from_rfc3339(s)
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn reads_past_the_period_end_show_the_next_window() {
+        let row = entity::budget::Model {
+            id: uuid::Uuid::nil(),
+            tenant_id: "t".into(),
+            project_id: "p".into(),
+            total: 100,
+            used: 70,
+            reserved: 20,
+            period: "daily".into(),
+            period_start: at("2026-11-24T00:00:00Z"),
+            period_end: Some(at("2026-11-25T00:00:00Z")),
+            alert_thresholds: "50,80,100".into(),
+            alerts_sent: "50".into(),
+            version: 7,
+            created_at: at("2026-11-24T00:00:00Z"),
+            updated_at: at("2026-11-24T12:00:00Z"),
+        };
+        // Inside the window: unchanged.
+        let inside = as_of(row.clone(), at("2026-11-24T23:59:59Z"));
+        assert_eq!((inside.used, inside.alerts_sent.as_str()), (70, "50"));
+        // Past it: the window containing `now`, used 0, reservations kept.
+        let after = as_of(row.clone(), at("2026-11-26T03:00:00Z"));
+        assert_eq!((after.used, after.reserved, after.total), (0, 20, 100));
+        assert_eq!(after.alerts_sent, "");
+        assert_eq!(after.period_start, at("2026-11-26T00:00:00Z"));
+        assert_eq!(after.period_end, Some(at("2026-11-27T00:00:00Z")));
+        // A lifetime budget never rolls over.
+        let lifetime = entity::budget::Model {
+            period: "none".into(),
+            period_end: None,
+            ..row
+        };
+        assert_eq!(as_of(lifetime, at("2030-01-01T00:00:00Z")).used, 70);
     }
 
     #[test]

@@ -706,7 +706,14 @@ impl BudgetService {
         page: PageRequest,
     ) -> AppResult<Page<budget::Model>> {
         let select = budget::Entity::find().filter(Self::budget_condition(scope, tenant));
-        Ok(keyset_page(select, budget::Column::Id, page, &self.db).await?)
+        let mut rows = keyset_page(select, budget::Column::Id, page, &self.db).await?;
+        let now = clock::now();
+        rows.items = rows
+            .items
+            .into_iter()
+            .map(|b| model::as_of(b, now))
+            .collect();
+        Ok(rows)
     }
 
     pub async fn count_budgets(&self, scope: Option<&str>, tenant: Option<&str>) -> AppResult<u64> {
@@ -721,6 +728,7 @@ impl BudgetService {
             .filter(tenant_condition(budget::Column::TenantId, scope))
             .one(&self.db)
             .await?
+            .map(|b| model::as_of(b, clock::now()))
             .ok_or_else(|| AppError::not_found("Budget", id))
     }
 
@@ -738,6 +746,7 @@ impl BudgetService {
             .filter(budget::Column::ProjectId.eq(project))
             .one(&self.db)
             .await?
+            .map(|b| model::as_of(b, clock::now()))
             .ok_or_else(|| AppError::not_found("Budget", format!("{tenant}/{project}")))
     }
 
