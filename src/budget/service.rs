@@ -237,7 +237,11 @@ impl BudgetService {
     /// Row lock on PostgreSQL; SQLite's write transaction already excludes other writers.
     fn locked<E: EntityTrait>(&self, select: sea_orm::Select<E>) -> sea_orm::Select<E> {
         if self.postgres {
-            select.lock_exclusive()
+            // FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes: it does not wait
+            // for the KEY SHARE locks that rows referencing the budget (a reservation inserted
+            // earlier in another transaction) hold, which FOR UPDATE would — two refused
+            // reserves would then deadlock on each other's reservation rows.
+            select.lock(sea_orm::sea_query::LockType::NoKeyUpdate)
         } else {
             select
         }
@@ -857,6 +861,56 @@ impl BudgetService {
             Claim::Reused => return Err(AppError::IdempotencyKeyReused),
             Claim::InProgress => return Err(AppError::IdempotencyInProgress),
         }
+        // Everything that does not need the budget row's new state is written before the
+        // conditional UPDATE takes the row lock: a hot budget is then locked for the UPDATE,
+        // one ledger INSERT and the COMMIT, not for six statements. A refusal rolls all of it
+        // back with the transaction.
+        let budget_id = budget::Entity::find()
+            .select_only()
+            .column(budget::Column::Id)
+            .filter(budget::Column::TenantId.eq(tenant_id.as_str()))
+            .filter(budget::Column::ProjectId.eq(project_id.as_str()))
+            .into_tuple::<Uuid>()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("Budget", format!("{tenant_id}/{project_id}")))?;
+        let reservation = budget_reservation::Model {
+            id: Uuid::now_v7(),
+            budget_id,
+            tenant_id: tenant_id.clone(),
+            project_id: project_id.clone(),
+            amount,
+            actual_amount: None,
+            status: ReservationStatus::Reserved.as_str().into(),
+            expires_at: now + chrono::Duration::seconds(ttl),
+            task_id: input.task_id,
+            model: llm,
+            caller: scope.clone(),
+            request_id: request_id.clone(),
+            created_at: now,
+            resolved_at: None,
+        };
+        budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
+            reservation.clone(),
+        ))
+        .exec_without_returning(&txn)
+        .await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "budget.reserve",
+                entity_type: "budget_reservation",
+                entity_id: Some(reservation.id.to_string()),
+                tenant_id: Some(&tenant_id),
+                details: json!({ "budgetId": budget_id, "amount": amount, "requestId": request_id }),
+            },
+        )
+        .await?;
+        let response = serde_json::to_string(&reservation)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
+        self.finish(&txn, &scope, &request_id, &response).await?;
+
         let reserve = |values: Vec<Value>| self.budget_returning(&txn, RESERVE_SQL, values);
         let values = || {
             vec![
@@ -871,11 +925,7 @@ impl BudgetService {
             Some(after) => after,
             None => {
                 let current = self
-                    .locked(
-                        budget::Entity::find()
-                            .filter(budget::Column::TenantId.eq(tenant_id.as_str()))
-                            .filter(budget::Column::ProjectId.eq(project_id.as_str())),
-                    )
+                    .locked(budget::Entity::find_by_id(budget_id))
                     .one(&txn)
                     .await?
                     .ok_or_else(|| {
@@ -900,27 +950,6 @@ impl BudgetService {
                 }
             }
         };
-        let reservation = budget_reservation::Model {
-            id: Uuid::now_v7(),
-            budget_id: after.id,
-            tenant_id: after.tenant_id.clone(),
-            project_id: after.project_id.clone(),
-            amount,
-            actual_amount: None,
-            status: ReservationStatus::Reserved.as_str().into(),
-            expires_at: now + chrono::Duration::seconds(ttl),
-            task_id: input.task_id,
-            model: llm,
-            caller: scope.clone(),
-            request_id: request_id.clone(),
-            created_at: now,
-            resolved_at: None,
-        };
-        budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
-            reservation.clone(),
-        ))
-        .exec_without_returning(&txn)
-        .await?;
         Self::append(
             &txn,
             Ledger {
@@ -935,21 +964,6 @@ impl BudgetService {
             },
         )
         .await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry {
-                action: "budget.reserve",
-                entity_type: "budget_reservation",
-                entity_id: Some(reservation.id.to_string()),
-                tenant_id: Some(&after.tenant_id),
-                details: json!({ "budgetId": after.id, "amount": amount, "requestId": request_id }),
-            },
-        )
-        .await?;
-        let response = serde_json::to_string(&reservation)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
-        self.finish(&txn, &scope, &request_id, &response).await?;
         txn.commit().await?;
         metrics::counter!("aurum_budget_operations_total", "operation" => "reserve", "outcome" => "ok").increment(1);
         events.push(Self::event(
@@ -1047,6 +1061,28 @@ impl BudgetService {
                 input.reservation_id,
             ));
         }
+        // The audit row and the stored answer need only the reservation: written before
+        // SETTLE takes the budget row's lock, which is then held for SETTLE, the ledger row
+        // (and a threshold mark) and the COMMIT.
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: if input.actual_amount.is_some() {
+                    "budget.commit"
+                } else {
+                    "budget.release"
+                },
+                entity_type: "budget_reservation",
+                entity_id: Some(resolved.id.to_string()),
+                tenant_id: Some(&resolved.tenant_id),
+                details: json!({ "budgetId": resolved.budget_id, "amount": resolved.amount, "actualAmount": resolved.actual_amount, "requestId": request_id }),
+            },
+        )
+        .await?;
+        let response = serde_json::to_string(&resolved)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
+        self.finish(&txn, &scope, &request_id, &response).await?;
         let actual = resolved.actual_amount.unwrap_or(0);
         let settle = || {
             self.budget_returning(
@@ -1102,25 +1138,6 @@ impl BudgetService {
         .await?;
         events.push(Self::event(event_kind, &after, Some(resolved.id)));
         events.extend(self.thresholds(&txn, &mut after).await?);
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry {
-                action: if input.actual_amount.is_some() {
-                    "budget.commit"
-                } else {
-                    "budget.release"
-                },
-                entity_type: "budget_reservation",
-                entity_id: Some(resolved.id.to_string()),
-                tenant_id: Some(&resolved.tenant_id),
-                details: json!({ "budgetId": resolved.budget_id, "amount": resolved.amount, "actualAmount": resolved.actual_amount, "requestId": request_id }),
-            },
-        )
-        .await?;
-        let response = serde_json::to_string(&resolved)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
-        self.finish(&txn, &scope, &request_id, &response).await?;
         txn.commit().await?;
         metrics::counter!("aurum_budget_operations_total", "operation" => label, "outcome" => "ok")
             .increment(1);
