@@ -237,10 +237,9 @@ impl BudgetService {
     /// Row lock on PostgreSQL; SQLite's write transaction already excludes other writers.
     fn locked<E: EntityTrait>(&self, select: sea_orm::Select<E>) -> sea_orm::Select<E> {
         if self.postgres {
-            // FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes: it does not wait
-            // for the KEY SHARE locks that rows referencing the budget (a reservation inserted
-            // earlier in another transaction) hold, which FOR UPDATE would — two refused
-            // reserves would then deadlock on each other's reservation rows.
+            // FOR NO KEY UPDATE, the lock an UPDATE of non-key columns takes: unlike FOR
+            // UPDATE it does not wait for the KEY SHARE locks that inserts of rows referencing
+            // the budget (reservations, ledger rows) hold in other transactions.
             select.lock(sea_orm::sea_query::LockType::NoKeyUpdate)
         } else {
             select
@@ -861,56 +860,6 @@ impl BudgetService {
             Claim::Reused => return Err(AppError::IdempotencyKeyReused),
             Claim::InProgress => return Err(AppError::IdempotencyInProgress),
         }
-        // Everything that does not need the budget row's new state is written before the
-        // conditional UPDATE takes the row lock: a hot budget is then locked for the UPDATE,
-        // one ledger INSERT and the COMMIT, not for six statements. A refusal rolls all of it
-        // back with the transaction.
-        let budget_id = budget::Entity::find()
-            .select_only()
-            .column(budget::Column::Id)
-            .filter(budget::Column::TenantId.eq(tenant_id.as_str()))
-            .filter(budget::Column::ProjectId.eq(project_id.as_str()))
-            .into_tuple::<Uuid>()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| AppError::not_found("Budget", format!("{tenant_id}/{project_id}")))?;
-        let reservation = budget_reservation::Model {
-            id: Uuid::now_v7(),
-            budget_id,
-            tenant_id: tenant_id.clone(),
-            project_id: project_id.clone(),
-            amount,
-            actual_amount: None,
-            status: ReservationStatus::Reserved.as_str().into(),
-            expires_at: now + chrono::Duration::seconds(ttl),
-            task_id: input.task_id,
-            model: llm,
-            caller: scope.clone(),
-            request_id: request_id.clone(),
-            created_at: now,
-            resolved_at: None,
-        };
-        budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
-            reservation.clone(),
-        ))
-        .exec_without_returning(&txn)
-        .await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry {
-                action: "budget.reserve",
-                entity_type: "budget_reservation",
-                entity_id: Some(reservation.id.to_string()),
-                tenant_id: Some(&tenant_id),
-                details: json!({ "budgetId": budget_id, "amount": amount, "requestId": request_id }),
-            },
-        )
-        .await?;
-        let response = serde_json::to_string(&reservation)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
-        self.finish(&txn, &scope, &request_id, &response).await?;
-
         let reserve = |values: Vec<Value>| self.budget_returning(&txn, RESERVE_SQL, values);
         let values = || {
             vec![
@@ -925,7 +874,11 @@ impl BudgetService {
             Some(after) => after,
             None => {
                 let current = self
-                    .locked(budget::Entity::find_by_id(budget_id))
+                    .locked(
+                        budget::Entity::find()
+                            .filter(budget::Column::TenantId.eq(tenant_id.as_str()))
+                            .filter(budget::Column::ProjectId.eq(project_id.as_str())),
+                    )
                     .one(&txn)
                     .await?
                     .ok_or_else(|| {
@@ -950,6 +903,27 @@ impl BudgetService {
                 }
             }
         };
+        let reservation = budget_reservation::Model {
+            id: Uuid::now_v7(),
+            budget_id: after.id,
+            tenant_id: after.tenant_id.clone(),
+            project_id: after.project_id.clone(),
+            amount,
+            actual_amount: None,
+            status: ReservationStatus::Reserved.as_str().into(),
+            expires_at: now + chrono::Duration::seconds(ttl),
+            task_id: input.task_id,
+            model: llm,
+            caller: scope.clone(),
+            request_id: request_id.clone(),
+            created_at: now,
+            resolved_at: None,
+        };
+        budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
+            reservation.clone(),
+        ))
+        .exec_without_returning(&txn)
+        .await?;
         Self::append(
             &txn,
             Ledger {
@@ -964,6 +938,21 @@ impl BudgetService {
             },
         )
         .await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "budget.reserve",
+                entity_type: "budget_reservation",
+                entity_id: Some(reservation.id.to_string()),
+                tenant_id: Some(&after.tenant_id),
+                details: json!({ "budgetId": after.id, "amount": amount, "requestId": request_id }),
+            },
+        )
+        .await?;
+        let response = serde_json::to_string(&reservation)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
+        self.finish(&txn, &scope, &request_id, &response).await?;
         txn.commit().await?;
         metrics::counter!("aurum_budget_operations_total", "operation" => "reserve", "outcome" => "ok").increment(1);
         events.push(Self::event(
