@@ -178,20 +178,33 @@ async fn subscriptions_on_both_protocols(profile: Profile, name: &str) {
             json!({ "id": id }),
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s.ok(
-            "mutation { createTask(input: { title: \"other\" }) { id } }",
-            json!({}),
-        )
-        .await;
-        s.ok(
-            "mutation($id: ID!) { updateTaskState(id: $id, state: IN_PROGRESS) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
-        let one = ws.next_data("one", Duration::from_secs(5)).await;
+        // The filtered feed starts asynchronously: change the task (IN_PROGRESS and BLOCKED in
+        // turn) until one change arrives; another task's change, made first each time, must
+        // never reach it.
+        let mut states = ["IN_PROGRESS", "BLOCKED"].into_iter().cycle();
+        let one = loop {
+            s.ok(
+                "mutation { createTask(input: { title: \"other\" }) { id } }",
+                json!({}),
+            )
+            .await;
+            let state = states.next().unwrap();
+            s.ok(
+                "mutation($id: ID!, $s: TaskState!) { updateTaskState(id: $id, state: $s) { id } }",
+                json!({ "id": id, "s": state }),
+            )
+            .await;
+            if let Ok(v) = tokio::time::timeout(
+                Duration::from_millis(500),
+                ws.next_data("one", Duration::from_secs(5)),
+            )
+            .await
+            {
+                break v;
+            }
+        };
         assert_eq!(one["data"]["taskChanged"]["kind"], "STATE_CHANGED");
-        assert_eq!(one["data"]["taskChanged"]["task"]["state"], "IN_PROGRESS");
+        assert_eq!(one["data"]["taskChanged"]["task"]["id"], id.as_str());
 
         // Errors in a subscription document carry codes too.
         ws.subscribe(
@@ -516,20 +529,32 @@ async fn websocket_protocol_rules(profile: Profile, name: &str) {
             "before complete: {msg}"
         );
     }
-    env.server
-        .ok(
-            "mutation { createTask(input: { title: \"after stop\" }) { id } }",
-            json!({}),
-        )
-        .await;
-    loop {
-        let msg = legacy.next_json().await.unwrap();
-        assert_ne!(msg["id"], "s", "stopped subscription got {msg}");
-        assert_eq!(msg["type"], "data", "{msg}");
-        if msg["payload"]["data"]["taskChanged"]["task"]["title"] == "after stop" {
+    // The live feed may still be starting: create tasks until one reaches it.
+    let mut delivered = false;
+    for i in 0..20 {
+        env.server
+            .ok(
+                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+                json!({ "t": format!("after stop {i}") }),
+            )
+            .await;
+        let wait = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                let msg = legacy.next_json().await.unwrap();
+                assert_ne!(msg["id"], "s", "stopped subscription got {msg}");
+                assert_eq!(msg["type"], "data", "{msg}");
+                let title = &msg["payload"]["data"]["taskChanged"]["task"]["title"];
+                if title.as_str().is_some_and(|t| t.starts_with("after stop")) {
+                    break;
+                }
+            }
+        });
+        if wait.await.is_ok() {
+            delivered = true;
             break;
         }
     }
+    assert!(delivered, "the live subscription never delivered");
     env.finish().await;
 }
 
