@@ -231,6 +231,10 @@ impl AppState {
             crate::graphql::limits::DocumentLimits {
                 max_selections: config.query_max_selections,
                 max_aliases: config.query_max_aliases,
+                pages: crate::graphql::limits::PageSizes {
+                    default: crate::graphql::context::DEFAULT_PAGE_SIZE.min(config.max_page_size),
+                    max: config.max_page_size,
+                },
             },
             Arc::clone(&limits),
         );

@@ -114,6 +114,15 @@ async fn per_caller_limits_count_cost_and_mutations(profile: Profile, name: &str
     let other = s.login("other", "a long password!").await;
     let (status, _, body, _) = post(s, Some(&other), CREATE, json!({ "t": "theirs" })).await;
     assert_eq!(status, 200, "{body}");
+    // Connections are charged per item of their page: 1 + 50 × 3 fields (clamped to the
+    // burst of 60) is more than the 58 left; counted without pages it would be 4 fields.
+    let page = "{ tasks(first: 50) { edges { node { id } } } }";
+    let (status, _, body, _) = post(s, Some(&other), page, json!({})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (429, "RATE_LIMITED".into()),
+        "{body}"
+    );
     // Subscriptions are charged too: one costing 21 fields with ~10 left is refused with an
     // error and completed; the socket stays open for cheaper ones.
     let mut ws = s.ws("graphql-transport-ws").await;

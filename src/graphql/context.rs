@@ -51,6 +51,9 @@ pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
         .map_err(|_| AppError::bad_field(field, format!("{field} is not a valid id")))
 }
 
+/// Page size of a connection queried without `first` (never above the configured maximum).
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+
 /// Validates `first`/`after` and clamps `first` to the configured maximum.
 pub fn page_request(
     services: &Services,
@@ -59,7 +62,7 @@ pub fn page_request(
 ) -> AppResult<PageRequest> {
     let max = services.max_page_size;
     let first = match first {
-        None => max.min(20),
+        None => max.min(DEFAULT_PAGE_SIZE),
         Some(n) if n < 0 => return Err(AppError::bad_field("first", "first must not be negative")),
         Some(n) => u64::try_from(n).unwrap_or(0).min(max),
     };

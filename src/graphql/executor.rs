@@ -183,7 +183,8 @@ pub struct Operation {
     /// `query`, `mutation`, `subscription` (or `unknown` when no operation matches).
     pub kind: &'static str,
     pub name: String,
-    /// Fields the whole document expands to: what the `cost` limit charges.
+    /// What the `cost` limit charges: the fields the document expands to, a connection's
+    /// items weighted by its page size (`limits::charge`).
     pub cost: u64,
     /// Root fields of the operation: what the `mutation` limit charges for mutations.
     pub roots: u64,
@@ -265,15 +266,21 @@ impl ObservedSchema {
         request: &mut Request,
     ) -> Result<(Operation, Option<Arc<AtomicBool>>), ServerError> {
         let wanted = request.operation_name.clone();
+        let pages = self.limits.pages;
         if let Some(cached) = self.documents.get(&request.query) {
-            let op = operation_of(&cached.doc, wanted.as_deref(), cached.cost);
+            let charge = cached
+                .charge
+                .unwrap_or_else(|| limits::charge(&cached.doc, &request.variables, pages));
+            let op = operation_of(&cached.doc, wanted.as_deref(), charge);
             request.set_parsed_query(cached.doc);
             return Ok((op, cached.validated));
         }
+        let variables = request.variables.clone();
         let doc = request.parsed_query()?;
         // Only documents within the limits are cached, so a cache hit needs no re-check.
-        let cost = limits::check(doc, self.limits)?;
-        let op = operation_of(doc, wanted.as_deref(), cost);
+        limits::check(doc, self.limits)?;
+        let charge = limits::charge(doc, &variables, pages);
+        let op = operation_of(doc, wanted.as_deref(), charge);
         let without_variables = doc
             .operations
             .iter()
@@ -281,7 +288,7 @@ impl ObservedSchema {
         let validated = without_variables.then(|| Arc::new(AtomicBool::new(false)));
         let cached = Cached {
             doc: doc.clone(),
-            cost,
+            charge: without_variables.then_some(charge),
             validated: validated.clone(),
         };
         self.documents.put(&request.query, cached);
@@ -293,7 +300,8 @@ impl ObservedSchema {
 #[derive(Clone)]
 struct Cached {
     doc: ExecutableDocument,
-    cost: u64,
+    /// The charged cost, when the document declares no variables (it cannot change).
+    charge: Option<u64>,
     /// Present when the document declares no variables; set once a strict run of it succeeded.
     validated: Option<Arc<AtomicBool>>,
 }

@@ -1,13 +1,16 @@
 //! Limits checked on a parsed document before validation: how many fields it expands to
 //! (fragments counted once each, so a document whose fragments fan out exponentially is
-//! refused in microseconds instead of being walked) and how many aliases it uses.
+//! refused in microseconds instead of being walked) and how many aliases it uses. Also the
+//! cost a request is charged: the same count with every connection's items weighted by its
+//! page size.
 
 use std::collections::HashMap;
 
 use async_graphql::{
-    Positioned, ServerError,
-    parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet},
+    Positioned, ServerError, Variables,
+    parser::types::{ExecutableDocument, Field, FragmentDefinition, Selection, SelectionSet},
 };
+use async_graphql_value::{ConstValue, Value};
 
 /// Code of documents that expand to too many fields.
 pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
@@ -20,6 +23,110 @@ pub struct DocumentLimits {
     /// Fields after expanding every fragment spread.
     pub max_selections: u64,
     pub max_aliases: u64,
+    /// Page sizes that weight connections in the charged cost.
+    pub pages: PageSizes,
+}
+
+/// A connection's page size when `first` is absent, and the most a page can hold.
+#[derive(Debug, Clone, Copy)]
+pub struct PageSizes {
+    pub default: u64,
+    pub max: u64,
+}
+
+/// The cost a request is charged: each field counts 1, and the fields under a connection
+/// (a field with a `first` argument, or one selecting `edges` or `nodes`) count once per item
+/// of the page it can return — `first` from the document or the request's variables,
+/// clamped to the maximum page, or the default page size. Fragments are weighed once each.
+pub fn charge(doc: &ExecutableDocument, variables: &Variables, pages: PageSizes) -> u64 {
+    let mut weigher = Weigher {
+        fragments: &doc.fragments,
+        memo: HashMap::new(),
+        in_progress: Vec::new(),
+        variables,
+        pages,
+    };
+    doc.operations.iter().fold(0u64, |total, (_, op)| {
+        total.saturating_add(weigher.set(&op.node.selection_set))
+    })
+}
+
+struct Weigher<'a> {
+    fragments: &'a HashMap<async_graphql::Name, Positioned<FragmentDefinition>>,
+    memo: HashMap<&'a str, u64>,
+    in_progress: Vec<&'a str>,
+    variables: &'a Variables,
+    pages: PageSizes,
+}
+
+impl<'a> Weigher<'a> {
+    fn set(&mut self, set: &'a Positioned<SelectionSet>) -> u64 {
+        let mut total: u64 = 0;
+        for item in &set.node.items {
+            let n = match &item.node {
+                Selection::Field(f) => {
+                    let items = self.page(&f.node);
+                    let children = self.set(&f.node.selection_set);
+                    items.saturating_mul(children).saturating_add(1)
+                }
+                Selection::InlineFragment(i) => self.set(&i.node.selection_set),
+                Selection::FragmentSpread(spread) => {
+                    self.fragment(spread.node.fragment_name.node.as_str())
+                }
+            };
+            total = total.saturating_add(n);
+        }
+        total
+    }
+
+    fn fragment(&mut self, name: &'a str) -> u64 {
+        if let Some(n) = self.memo.get(name) {
+            return *n;
+        }
+        if self.in_progress.contains(&name) {
+            return 0;
+        }
+        let Some(def) = self
+            .fragments
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| v)
+        else {
+            return 0;
+        };
+        self.in_progress.push(name);
+        let n = self.set(&def.node.selection_set);
+        self.in_progress.pop();
+        self.memo.insert(name, n);
+        n
+    }
+
+    /// How many items `field` can return: 1 unless it is a connection.
+    fn page(&self, field: &Field) -> u64 {
+        let first = field
+            .arguments
+            .iter()
+            .find(|(name, _)| name.node.as_str() == "first")
+            .map(|(_, value)| &value.node);
+        let lists = field.selection_set.node.items.iter().any(|item| {
+            matches!(&item.node, Selection::Field(f)
+                if matches!(f.node.name.node.as_str(), "edges" | "nodes"))
+        });
+        if first.is_none() && !lists {
+            return 1;
+        }
+        let asked = match first {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::Variable(name)) => match self.variables.get(name) {
+                Some(ConstValue::Number(n)) => n.as_u64(),
+                _ => None,
+            },
+            _ => None,
+        };
+        asked
+            .unwrap_or(self.pages.default)
+            .clamp(1, self.pages.max.max(1))
+    }
 }
 
 struct Counter<'a> {
@@ -120,10 +227,47 @@ pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<u64, Se
 mod tests {
     use super::*;
 
+    const PAGES: PageSizes = PageSizes {
+        default: 20,
+        max: 100,
+    };
     const LIMITS: DocumentLimits = DocumentLimits {
         max_selections: 10_000,
         max_aliases: 64,
+        pages: PAGES,
     };
+
+    fn vars(v: serde_json::Value) -> Variables {
+        Variables::from_json(v)
+    }
+
+    #[test]
+    fn connections_are_charged_per_item_of_their_page() {
+        let none = vars(serde_json::json!({}));
+        // No connection: one per field.
+        assert_eq!(charge(&doc("{ me { id username } }"), &none, PAGES), 3);
+        // `first` literal: 1 (tasks) + 5 × (edges + node + id + title).
+        let q = "{ tasks(first: 5) { edges { node { id title } } } }";
+        assert_eq!(charge(&doc(q), &none, PAGES), 1 + 5 * 4);
+        // From a variable, clamped to the largest page; absent = the default page.
+        let q = "query($n: Int) { tasks(first: $n) { nodes { id } } }";
+        assert_eq!(
+            charge(&doc(q), &vars(serde_json::json!({ "n": 7 })), PAGES),
+            1 + 7 * 2
+        );
+        assert_eq!(
+            charge(&doc(q), &vars(serde_json::json!({ "n": 100_000 })), PAGES),
+            1 + 100 * 2
+        );
+        assert_eq!(charge(&doc(q), &none, PAGES), 1 + 20 * 2);
+        // A connection without `first` (it selects edges): the default page.
+        let q = "{ budgets { totalCount edges { node { id } } } }";
+        assert_eq!(charge(&doc(q), &none, PAGES), 1 + 20 * 4);
+        // Nested pages multiply; fragments are weighed where they are spread.
+        let q = "{ tasks(first: 10) { edges { node { ...T } } } } \
+                 fragment T on Task { escalations(first: 3) { edges { node { id } } } }";
+        assert_eq!(charge(&doc(q), &none, PAGES), 1 + 10 * (2 + (1 + 3 * 3)));
+    }
 
     fn doc(q: &str) -> ExecutableDocument {
         match async_graphql::parser::parse_query(q) {
