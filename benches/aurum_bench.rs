@@ -21,6 +21,8 @@
 //! (e) ≤ 1.1×; (f) p99 < 10 ms; (g) every refusal < 50 ms.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -31,10 +33,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{Sender, connect};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
@@ -183,21 +185,6 @@ impl Kind {
             Self::Me(None) => v["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED",
         }
     }
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// One keep-alive HTTP/1.1 connection driven by hyper's bare client: no pool, no URL parsing,
-/// so the client's own cost per request stays small next to the server's and the ratio
-/// measures the server (a heavier client compresses every ratio towards 1).
-async fn connect(addr: &str) -> Sender {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
 }
 
 impl Kind {

@@ -17,6 +17,8 @@
 //! spread, ≥ 0.9× hot.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -32,9 +34,9 @@ use aurum::{
     budget::service::{BudgetService, NewBudget, ReserveRequest, ResolveRequest},
     events::Bus,
 };
+use common::{Sender, connect};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use rand::Rng;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
@@ -110,21 +112,6 @@ async fn post(client: &reqwest::Client, s: &Server, query: &str, vars: Value) ->
         .await
         .unwrap();
     v
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// One keep-alive HTTP/1.1 connection per benchmark client, driven by hyper's bare client:
-/// the client shares the machine's two cores with the server and PostgreSQL, and a pooled
-/// client with URL parsing per request would charge its own cost to the GraphQL side.
-async fn connect(addr: &str) -> Sender {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    sender
 }
 
 /// One operation on `sender`; `Value::Null` when the transport fails.

@@ -39,104 +39,37 @@ pub struct PageSizes {
 /// of the page it can return — `first` from the document or the request's variables,
 /// clamped to the maximum page, or the default page size. Fragments are weighed once each.
 pub fn charge(doc: &ExecutableDocument, variables: &Variables, pages: PageSizes) -> u64 {
-    let mut weigher = Weigher {
-        fragments: &doc.fragments,
-        memo: HashMap::new(),
-        in_progress: Vec::new(),
-        variables,
-        pages,
-    };
-    doc.operations.iter().fold(0u64, |total, (_, op)| {
-        total.saturating_add(weigher.set(&op.node.selection_set))
-    })
+    Counter::new(doc, Some((variables, pages))).document(doc)
 }
 
-struct Weigher<'a> {
-    fragments: &'a HashMap<async_graphql::Name, Positioned<FragmentDefinition>>,
-    memo: HashMap<&'a str, u64>,
-    in_progress: Vec<&'a str>,
-    variables: &'a Variables,
-    pages: PageSizes,
-}
-
-impl<'a> Weigher<'a> {
-    fn set(&mut self, set: &'a Positioned<SelectionSet>) -> u64 {
-        let mut total: u64 = 0;
-        for item in &set.node.items {
-            let n = match &item.node {
-                Selection::Field(f) => {
-                    let items = self.page(&f.node);
-                    let children = self.set(&f.node.selection_set);
-                    items.saturating_mul(children).saturating_add(1)
-                }
-                Selection::InlineFragment(i) => self.set(&i.node.selection_set),
-                Selection::FragmentSpread(spread) => {
-                    self.fragment(spread.node.fragment_name.node.as_str())
-                }
-            };
-            total = total.saturating_add(n);
-        }
-        total
-    }
-
-    fn fragment(&mut self, name: &'a str) -> u64 {
-        if let Some(n) = self.memo.get(name) {
-            return *n;
-        }
-        if self.in_progress.contains(&name) {
-            return 0;
-        }
-        let Some(def) = self
-            .fragments
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v)
-        else {
-            return 0;
-        };
-        self.in_progress.push(name);
-        let n = self.set(&def.node.selection_set);
-        self.in_progress.pop();
-        self.memo.insert(name, n);
-        n
-    }
-
-    /// How many items `field` can return: 1 unless it is a connection.
-    fn page(&self, field: &Field) -> u64 {
-        let first = field
-            .arguments
-            .iter()
-            .find(|(name, _)| name.node.as_str() == "first")
-            .map(|(_, value)| &value.node);
-        let lists = field.selection_set.node.items.iter().any(|item| {
-            matches!(&item.node, Selection::Field(f)
-                if matches!(f.node.name.node.as_str(), "edges" | "nodes"))
-        });
-        if first.is_none() && !lists {
-            return 1;
-        }
-        let asked = match first {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::Variable(name)) => match self.variables.get(name) {
-                Some(ConstValue::Number(n)) => n.as_u64(),
-                _ => None,
-            },
-            _ => None,
-        };
-        asked
-            .unwrap_or(self.pages.default)
-            .clamp(1, self.pages.max.max(1))
-    }
-}
-
+/// Walks a document counting fields (and aliases); with `weigh`, the fields under a
+/// connection count once per item of its page.
 struct Counter<'a> {
     fragments: &'a HashMap<async_graphql::Name, Positioned<FragmentDefinition>>,
     memo: HashMap<&'a str, u64>,
     in_progress: Vec<&'a str>,
     aliases: u64,
+    weigh: Option<(&'a Variables, PageSizes)>,
 }
 
 impl<'a> Counter<'a> {
+    fn new(doc: &'a ExecutableDocument, weigh: Option<(&'a Variables, PageSizes)>) -> Self {
+        Self {
+            fragments: &doc.fragments,
+            memo: HashMap::new(),
+            in_progress: Vec::new(),
+            aliases: 0,
+            weigh,
+        }
+    }
+
+    /// Every operation of `doc`.
+    fn document(&mut self, doc: &'a ExecutableDocument) -> u64 {
+        doc.operations.iter().fold(0u64, |total, (_, op)| {
+            total.saturating_add(self.set(&op.node.selection_set))
+        })
+    }
+
     fn set(&mut self, set: &'a Positioned<SelectionSet>) -> u64 {
         let mut total: u64 = 0;
         for item in &set.node.items {
@@ -145,7 +78,10 @@ impl<'a> Counter<'a> {
                     if f.node.alias.is_some() {
                         self.aliases += 1;
                     }
-                    1 + self.set(&f.node.selection_set)
+                    let items = self.page(&f.node);
+                    items
+                        .saturating_mul(self.set(&f.node.selection_set))
+                        .saturating_add(1)
                 }
                 Selection::InlineFragment(i) => self.set(&i.node.selection_set),
                 Selection::FragmentSpread(spread) => {
@@ -179,6 +115,34 @@ impl<'a> Counter<'a> {
         self.memo.insert(name, n);
         n
     }
+
+    /// How many items `field` can return when weighing: 1 unless it is a connection.
+    fn page(&self, field: &Field) -> u64 {
+        let Some((variables, pages)) = self.weigh else {
+            return 1;
+        };
+        let first = field
+            .arguments
+            .iter()
+            .find(|(name, _)| name.node.as_str() == "first")
+            .map(|(_, value)| &value.node);
+        let lists = field.selection_set.node.items.iter().any(|item| {
+            matches!(&item.node, Selection::Field(f)
+                if matches!(f.node.name.node.as_str(), "edges" | "nodes"))
+        });
+        if first.is_none() && !lists {
+            return 1;
+        }
+        let asked = match first {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::Variable(name)) => match variables.get(name) {
+                Some(ConstValue::Number(n)) => n.as_u64(),
+                _ => None,
+            },
+            _ => None,
+        };
+        asked.unwrap_or(pages.default).clamp(1, pages.max.max(1))
+    }
 }
 
 fn refused(code: &'static str, message: String) -> ServerError {
@@ -191,16 +155,8 @@ fn refused(code: &'static str, message: String) -> ServerError {
 
 /// Checks `doc` against `limits`; returns how many fields it expands to (its cost).
 pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<u64, ServerError> {
-    let mut counter = Counter {
-        fragments: &doc.fragments,
-        memo: HashMap::new(),
-        in_progress: Vec::new(),
-        aliases: 0,
-    };
-    let mut selections: u64 = 0;
-    for (_, op) in doc.operations.iter() {
-        selections = selections.saturating_add(counter.set(&op.node.selection_set));
-    }
+    let mut counter = Counter::new(doc, None);
+    let selections = counter.document(doc);
     if selections > limits.max_selections {
         return Err(refused(
             QUERY_TOO_LARGE,
