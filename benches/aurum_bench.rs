@@ -24,8 +24,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -33,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Sender, connect};
+use common::{Sender, connect, login, spawn_server};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -63,35 +62,13 @@ impl Server {
     /// Starts with extra environment settings (applied after the benchmark's own).
     fn start_with(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aurum"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("AURUM_ADMIN_PASSWORD", "bench-password")
-            .env("AURUM_EVENT_BUFFER", "4096")
-            // The benchmark is one client address sending as fast as it can.
-            .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
-            .env("AURUM_HTTP_RATE_BURST", "1000000000")
-            .env(
-                "AURUM_RATE_LIMITS",
-                "login=1000000/1s,cost=1000000000/1s,mutation=1000000000/1s",
-            )
-            .env("AURUM_WS_MAX_PER_ADDRESS", "10000")
-            .env("AURUM_WS_MAX_PER_USER", "10000")
-            .env("RUST_LOG", "warn,aurum=info")
-            .envs(extra.iter().copied())
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server output").unwrap();
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "serving"
-            {
-                break v["listen"].as_str().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let mut settings = vec![
+            ("AURUM_EVENT_BUFFER", "4096"),
+            ("AURUM_WS_MAX_PER_ADDRESS", "10000"),
+            ("AURUM_WS_MAX_PER_USER", "10000"),
+        ];
+        settings.extend_from_slice(extra);
+        let (child, addr) = spawn_server(&settings, Some(dir.path()));
         let mut server = Self {
             child,
             addr,
@@ -103,7 +80,7 @@ impl Server {
         server.idle_rss_kib = server.rss_kib();
         // Called from inside the benchmark's runtime: log in from a thread of its own.
         let for_login = server.addr.clone();
-        server.token = std::thread::spawn(move || login(&for_login))
+        server.token = std::thread::spawn(move || login_blocking(&for_login))
             .join()
             .unwrap();
         server
@@ -120,23 +97,13 @@ impl Server {
     }
 }
 
-fn login(addr: &str) -> String {
+/// Logs in from outside any runtime (the caller may be inside the benchmark's own).
+fn login_blocking(addr: &str) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let res: Value = reqwest::Client::new()
-            .post(format!("http://{addr}/graphql"))
-            .json(&json!({"query": "mutation { login(username: \"admin\", password: \"bench-password\") { token } }"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        res["data"]["login"]["token"].as_str().expect("login").to_owned()
-    })
+    runtime.block_on(login(addr))
 }
 
 impl Drop for Server {
@@ -371,14 +338,21 @@ async fn logins(server: &Server) -> bool {
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
     let argon2 = argon2::Argon2::default();
-    let stored = argon2.hash_password(b"bench-password").unwrap().to_string();
+    let stored = argon2
+        .hash_password(common::ADMIN_PASSWORD.as_bytes())
+        .unwrap()
+        .to_string();
     let mut failed = 0u64;
     let (mut bare, mut login) = (Vec::new(), Vec::new());
     // Interleaved, one at a time: the same machine state for both.
     for _ in 0..30 {
         let parsed = argon2::password_hash::phc::PasswordHash::new(&stored).unwrap();
         let t0 = Instant::now();
-        assert!(argon2.verify_password(b"bench-password", &parsed).is_ok());
+        assert!(
+            argon2
+                .verify_password(common::ADMIN_PASSWORD.as_bytes(), &parsed)
+                .is_ok()
+        );
         bare.push(t0.elapsed());
         let t0 = Instant::now();
         if !login_once(&client, &base).await {

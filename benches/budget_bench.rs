@@ -20,8 +20,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -34,7 +33,7 @@ use aurum::{
     budget::service::{BudgetService, NewBudget, ReserveRequest, ResolveRequest},
     events::Bus,
 };
-use common::{Sender, connect};
+use common::{Sender, connect, login, spawn_server};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rand::Rng;
@@ -59,31 +58,7 @@ struct Server {
 
 impl Server {
     fn start(db_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aurum"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("AURUM_DATABASE_URL", db_url)
-            .env("AURUM_ADMIN_PASSWORD", "bench-password")
-            .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
-            .env("AURUM_HTTP_RATE_BURST", "1000000000")
-            .env(
-                "AURUM_RATE_LIMITS",
-                "login=1000000/1s,cost=1000000000/1s,mutation=1000000000/1s",
-            )
-            // "serving" (the address) is an info line of aurum.
-            .env("RUST_LOG", "warn,aurum=info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("server output").unwrap();
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "serving"
-            {
-                break v["listen"].as_str().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) = spawn_server(&[("AURUM_DATABASE_URL", db_url)], None);
         Self {
             child,
             base: format!("http://{addr}"),
@@ -359,16 +334,7 @@ async fn bench() -> bool {
 async fn measure(db_url: &str) -> bool {
     let mut server = Server::start(db_url);
     let client = reqwest::Client::new();
-    let login: Value = client
-        .post(format!("{}/graphql", server.base))
-        .json(&json!({"query": "mutation { login(username: \"admin\", password: \"bench-password\") { token } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    server.token = login["data"]["login"]["token"].as_str().unwrap().to_owned();
+    server.token = login(&server.addr).await;
     let server = Arc::new(server);
     let me = post(&client, &server, "{ me { id } }", json!({})).await;
     let admin_id = uuid::Uuid::parse_str(me["data"]["me"]["id"].as_str().unwrap()).unwrap();

@@ -2,7 +2,11 @@
 //! HTTP-metrics middleware. Request ids come from a valid client `x-request-id` or are
 //! generated (UUIDv7), and are echoed on every response.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{OnceLock, RwLock},
+    time::Instant,
+};
 
 use axum::{
     extract::{MatchedPath, Request},
@@ -79,24 +83,6 @@ fn acceptable(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Routes as metric labels: the router's own paths, anything else `unmatched`.
-const ROUTES: [&str; 5] = [
-    "/graphql",
-    "/graphiql/assets/{name}",
-    "/health",
-    "/ready",
-    "/metrics",
-];
-
-fn route_label(request: &Request) -> &'static str {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str);
-    path.and_then(|p| ROUTES.iter().find(|r| **r == p).copied())
-        .unwrap_or("unmatched")
-}
-
 /// Methods as metric labels; anything unusual is `other` (clients choose methods freely).
 fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
@@ -121,16 +107,20 @@ pub struct MetricPair {
     pub duration: metrics::Histogram,
 }
 
-type HttpKey = (&'static str, &'static str, u16);
+/// Handles by route (the router's path template, or `unmatched`), then method and status.
+type HttpMetrics = HashMap<String, HashMap<(&'static str, u16), MetricPair>>;
 
-fn http_metrics(key: HttpKey) -> MetricPair {
-    static CACHE: OnceLock<std::sync::RwLock<std::collections::HashMap<HttpKey, MetricPair>>> =
-        OnceLock::new();
+fn http_metrics(route: &str, method: &'static str, status: u16) -> MetricPair {
+    static CACHE: OnceLock<RwLock<HttpMetrics>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(pair) = cache.read().ok().and_then(|c| c.get(&key).cloned()) {
+    let found = cache.read().ok().and_then(|c| {
+        c.get(route)
+            .and_then(|by| by.get(&(method, status)))
+            .cloned()
+    });
+    if let Some(pair) = found {
         return pair;
     }
-    let (method, route, status) = key;
     let labels = [
         ("method", method.to_owned()),
         ("route", route.to_owned()),
@@ -141,7 +131,9 @@ fn http_metrics(key: HttpKey) -> MetricPair {
         duration: metrics::histogram!("aurum_http_request_duration_seconds", &labels),
     };
     if let Ok(mut c) = cache.write() {
-        c.insert(key, pair.clone());
+        c.entry(route.to_owned())
+            .or_default()
+            .insert((method, status), pair.clone());
     }
     pair
 }
@@ -191,7 +183,8 @@ where
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let header = HeaderValue::from_str(&id).ok();
         request.extensions_mut().insert(RequestIdValue(id));
-        let route = route_label(&request);
+        // The matched path template (bounded by the router), not the request's own path.
+        let route = request.extensions().get::<MatchedPath>().cloned();
         let method = method_label(request.method());
         let started = Instant::now();
         let response = self.inner.call(request);
@@ -200,7 +193,8 @@ where
             if let Some(value) = header {
                 response.headers_mut().insert(REQUEST_ID.clone(), value);
             }
-            let metrics = http_metrics((method, route, response.status().as_u16()));
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let metrics = http_metrics(route, method, response.status().as_u16());
             metrics.count.increment(1);
             metrics.duration.record(started.elapsed().as_secs_f64());
             Ok(response)

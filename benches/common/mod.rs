@@ -2,11 +2,18 @@
 //! client. No pool and no URL parsing per request, so the client's own cost per request stays
 //! small next to the server's on a machine whose cores the client shares with the server (a
 //! heavier client flattens every ratio towards 1 and charges its cost to the GraphQL side).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
 
 /// The request side of one connection.
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -20,4 +27,63 @@ pub async fn connect(addr: &str) -> Sender {
         .unwrap();
     tokio::spawn(connection);
     sender
+}
+
+/// The first admin's password in every benchmark server.
+pub const ADMIN_PASSWORD: &str = "bench-password";
+
+/// Starts the optimised `aurum` binary (`serve` on a free port) with the benchmarks' settings
+/// — the first admin's password, limits that never refuse the one benchmark client — then
+/// `extra`, in `dir` when given. Returns the process and the address it printed.
+pub fn spawn_server(extra: &[(&str, &str)], dir: Option<&Path>) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aurum"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("AURUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        // The benchmark is one client address sending as fast as it can.
+        .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
+        .env("AURUM_HTTP_RATE_BURST", "1000000000")
+        .env(
+            "AURUM_RATE_LIMITS",
+            "login=1000000/1s,cost=1000000000/1s,mutation=1000000000/1s",
+        )
+        // "serving" (the address) is an info line of aurum.
+        .env("RUST_LOG", "warn,aurum=info")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "serving"
+        {
+            break v["listen"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Logs in as the first admin at `addr`; an access token.
+pub async fn login(addr: &str) -> String {
+    let query = format!(
+        "mutation {{ login(username: \"admin\", password: \"{ADMIN_PASSWORD}\") {{ token }} }}"
+    );
+    let res: Value = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["data"]["login"]["token"]
+        .as_str()
+        .expect("login")
+        .to_owned()
 }
