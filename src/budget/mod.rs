@@ -12,7 +12,9 @@
 //! `reserveBudget`, `commitBudget` and `releaseBudget` carry a `requestId`, scoped per caller
 //! (user or API key). The key row (`idempotency_keys`, primary key `(caller, request_id)`)
 //! is inserted in the *same* transaction as the effect, first, and the serialised result is
-//! stored in it before commit. So key and effect commit together or not at all: a crash at
+//! stored in it before commit (a reserve's result is known before its transaction starts, so
+//! its key row is inserted with it; commit and release store theirs once the reservation row
+//! has been updated). So key and effect commit together or not at all: a crash at
 //! any point leaves either both or neither, never an in-progress row, and a retry after a
 //! lost answer replays the stored result byte for byte.
 //! - Same key, same input (SHA-256 fingerprint of the operation and its canonical input):
@@ -29,6 +31,16 @@
 //!   `ALREADY_*` and `RESERVATION_EXPIRED`. The database is the only store; there is no
 //!   Redis fast path, so losing Redis changes nothing here.
 //! - Keys are kept 25 hours (`model::KEY_RETENTION_HOURS`), then the sweeper deletes them.
+//!
+//! # Lock window
+//! The budget row's lock (taken by the conditional UPDATE) is what serialises all writers of
+//! a hot budget, so it is taken as late as possible: a reserve claims its key (with its
+//! result) and writes its audit row first, knowing its budget's id from a per-process cache
+//! (ids and keys of budgets never change; budgets are never deleted), then UPDATEs the budget
+//! and inserts the reservation and ledger rows. A commit or release updates the reservation
+//! row, writes its audit row and stored result, then settles the budget and appends the ledger
+//! row. The reservation row is inserted only after the budget's UPDATE: inserted first, its
+//! foreign key's KEY SHARE lock would make every later UPDATE of the row create a multixact.
 //!
 //! # Expiry and periods
 //! Reservations live `ttlSeconds` (default 300 s). The sweeper expires them on every

@@ -3,6 +3,11 @@
 //! spend mutations, its idempotency key, all in one transaction; events are published after
 //! commit. See the module documentation of `crate::budget` for the idempotency design.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
 use chrono::{DateTime, Utc};
 use entity::{budget, budget_reservation, budget_transaction, idempotency_key};
 use sea_orm::{
@@ -39,9 +44,9 @@ const RESERVATION_COLUMNS: &str = "id, budget_id, tenant_id, project_id, amount,
      actual_amount, status, expires_at, task_id, model, caller, request_id, created_at, resolved_at";
 
 /// The reservation check and the reservation itself, in one statement: `$1` amount, `$2` now,
-/// `$3` tenant, `$4` project. No row back = not found, over the limit, or the period ended.
+/// `$3` budget id. No row back = not found, over the limit, or the period ended.
 pub const RESERVE_SQL: &str = "UPDATE budgets SET reserved = reserved + $1, version = version + 1, \
-     updated_at = $2 WHERE tenant_id = $3 AND project_id = $4 \
+     updated_at = $2 WHERE id = $3 \
      AND used + reserved + $1 <= total AND (period_end IS NULL OR period_end > $2) RETURNING ";
 /// Resolves a live reservation once: `$1` new status, `$2` actual amount (null for a
 /// release), `$3` now, `$4` id. Past its TTL or already resolved = no row.
@@ -147,7 +152,13 @@ pub struct BudgetService {
     db: DatabaseConnection,
     bus: Bus,
     postgres: bool,
+    /// Budget ids by (tenant, project): a budget's id and key never change and budgets are
+    /// never deleted, so a reserve can name its budget row before it takes the row's lock.
+    ids: Arc<RwLock<HashMap<(String, String), Uuid>>>,
 }
+
+/// Budget ids kept in [`BudgetService::ids`] before it starts over.
+const MAX_CACHED_IDS: usize = 100_000;
 
 fn bad(field: &'static str, r: Result<i64, String>) -> AppResult<i64> {
     r.map_err(|m| AppError::bad_field(field, format!("{field} {m}")))
@@ -168,6 +179,15 @@ fn decode<T: serde::de::DeserializeOwned>(stored: &str) -> AppResult<T> {
         .map_err(|e| AppError::Internal(anyhow::anyhow!("stored idempotent result: {e}")))
 }
 
+/// An idempotency key to claim: (caller scope, requestId), the operation and the fingerprint
+/// of its input.
+struct KeyClaim<'a> {
+    scope: &'a str,
+    request_id: &'a str,
+    operation: &'a str,
+    fingerprint: &'a str,
+}
+
 /// One ledger row, before it is written.
 struct Ledger<'a> {
     kind: LedgerKind,
@@ -184,7 +204,43 @@ struct Ledger<'a> {
 impl BudgetService {
     pub fn new(db: DatabaseConnection, bus: Bus) -> Self {
         let postgres = db.get_database_backend() == DbBackend::Postgres;
-        Self { db, bus, postgres }
+        Self {
+            db,
+            bus,
+            postgres,
+            ids: Arc::default(),
+        }
+    }
+
+    /// The id of the budget of (tenant, project): cached, else read without a lock.
+    async fn budget_id(&self, tenant_id: &str, project_id: &str) -> AppResult<Uuid> {
+        let key = (tenant_id.to_owned(), project_id.to_owned());
+        if let Some(id) = self.ids.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(*id);
+        }
+        let id = budget::Entity::find()
+            .select_only()
+            .column(budget::Column::Id)
+            .filter(budget::Column::TenantId.eq(tenant_id))
+            .filter(budget::Column::ProjectId.eq(project_id))
+            .into_tuple::<Uuid>()
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("Budget", format!("{tenant_id}/{project_id}")))?;
+        let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
+        if ids.len() >= MAX_CACHED_IDS {
+            ids.clear();
+        }
+        ids.insert(key, id);
+        Ok(id)
+    }
+
+    /// Forgets a cached id that named no budget row (a row removed by hand).
+    fn forget_id(&self, tenant_id: &str, project_id: &str) {
+        self.ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(tenant_id.to_owned(), project_id.to_owned()));
     }
 
     /// A statement written with `$n` placeholders, in the backend's dialect (SQLite reads
@@ -248,19 +304,24 @@ impl BudgetService {
 
     // ---- idempotency -------------------------------------------------------------------
 
-    /// Claims (caller, requestId) inside `txn`. The key row commits or rolls back with the
-    /// effect, so a crash can never leave a key without its effect or the reverse. On
+    /// Claims (caller, requestId) inside `txn`, with the call's answer when it is already
+    /// known (else empty, and [`Self::finish`] stores it). The key row commits or rolls back
+    /// with the effect, so a crash can never leave a key without its effect or the reverse. On
     /// PostgreSQL a transaction-scoped advisory lock marks the key as in flight: a concurrent
     /// call with the same key gets `IDEMPOTENCY_IN_PROGRESS` at once instead of waiting.
     async fn claim(
         &self,
         txn: &DatabaseTransaction,
-        scope: &str,
-        request_id: &str,
-        operation: &str,
-        fingerprint: &str,
+        key: KeyClaim<'_>,
+        response: &str,
         now: DateTime<Utc>,
     ) -> AppResult<Claim> {
+        let KeyClaim {
+            scope,
+            request_id,
+            operation,
+            fingerprint,
+        } = key;
         let expires = now + chrono::Duration::hours(KEY_RETENTION_HOURS);
         let values = vec![
             scope.into(),
@@ -269,21 +330,22 @@ impl BudgetService {
             fingerprint.into(),
             now.into(),
             expires.into(),
+            response.into(),
         ];
         let inserted = if self.postgres {
             let mut values = values;
             values.push(model::lock_key(scope, request_id).into());
             txn.execute_raw(self.stmt(
                 "INSERT INTO idempotency_keys (caller, request_id, operation, fingerprint, response, \
-                 created_at, expires_at) SELECT $1, $2, $3, $4, '', $5, $6 \
-                 WHERE pg_try_advisory_xact_lock($7) ON CONFLICT (caller, request_id) DO NOTHING",
+                 created_at, expires_at) SELECT $1, $2, $3, $4, $7, $5, $6 \
+                 WHERE pg_try_advisory_xact_lock($8) ON CONFLICT (caller, request_id) DO NOTHING",
                 values,
             ))
             .await?
         } else {
             txn.execute_raw(self.stmt(
                 "INSERT INTO idempotency_keys (caller, request_id, operation, fingerprint, response, \
-                 created_at, expires_at) VALUES ($1, $2, $3, $4, '', $5, $6) \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $7, $5, $6) \
                  ON CONFLICT (caller, request_id) DO NOTHING",
                 values,
             ))
@@ -839,15 +901,41 @@ impl BudgetService {
                 "ttlSeconds": ttl, "taskId": input.task_id, "model": llm,
             }),
         );
+        // Everything but the budget row's balances is known before the transaction: the key
+        // is claimed with its answer, and the audit row written, before the conditional
+        // UPDATE takes the row's lock, which is then held only for that UPDATE, the
+        // reservation and ledger rows, and the COMMIT.
+        let budget_id = self.budget_id(&tenant_id, &project_id).await?;
         let now = clock::now();
+        let reservation = budget_reservation::Model {
+            id: Uuid::now_v7(),
+            budget_id,
+            tenant_id: tenant_id.clone(),
+            project_id: project_id.clone(),
+            amount,
+            actual_amount: None,
+            status: ReservationStatus::Reserved.as_str().into(),
+            expires_at: now + chrono::Duration::seconds(ttl),
+            task_id: input.task_id,
+            model: llm,
+            caller: scope.clone(),
+            request_id: request_id.clone(),
+            created_at: now,
+            resolved_at: None,
+        };
+        let response = serde_json::to_string(&reservation)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
         let txn = db::begin_write(&self.db).await?;
         match self
             .claim(
                 &txn,
-                &scope,
-                &request_id,
-                "reserveBudget",
-                &fingerprint,
+                KeyClaim {
+                    scope: &scope,
+                    request_id: &request_id,
+                    operation: "reserveBudget",
+                    fingerprint: &fingerprint,
+                },
+                &response,
                 now,
             )
             .await?
@@ -860,30 +948,40 @@ impl BudgetService {
             Claim::Reused => return Err(AppError::IdempotencyKeyReused),
             Claim::InProgress => return Err(AppError::IdempotencyInProgress),
         }
-        let reserve = |values: Vec<Value>| self.budget_returning(&txn, RESERVE_SQL, values);
-        let values = || {
-            vec![
-                amount.into(),
-                now.into(),
-                tenant_id.clone().into(),
-                project_id.clone().into(),
-            ]
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry {
+                action: "budget.reserve",
+                entity_type: "budget_reservation",
+                entity_id: Some(reservation.id.to_string()),
+                tenant_id: Some(&tenant_id),
+                details: json!({ "budgetId": budget_id, "amount": amount, "requestId": request_id }),
+            },
+        )
+        .await?;
+        let reserve = || {
+            self.budget_returning(
+                &txn,
+                RESERVE_SQL,
+                vec![amount.into(), now.into(), budget_id.into()],
+            )
         };
         let mut events = Vec::new();
-        let after = match reserve(values()).await? {
+        let after = match reserve().await? {
             Some(after) => after,
             None => {
-                let current = self
-                    .locked(
-                        budget::Entity::find()
-                            .filter(budget::Column::TenantId.eq(tenant_id.as_str()))
-                            .filter(budget::Column::ProjectId.eq(project_id.as_str())),
-                    )
+                let Some(current) = self
+                    .locked(budget::Entity::find_by_id(budget_id))
                     .one(&txn)
                     .await?
-                    .ok_or_else(|| {
-                        AppError::not_found("Budget", format!("{tenant_id}/{project_id}"))
-                    })?;
+                else {
+                    self.forget_id(&tenant_id, &project_id);
+                    return Err(AppError::not_found(
+                        "Budget",
+                        format!("{tenant_id}/{project_id}"),
+                    ));
+                };
                 let current = if current.period_end.is_some_and(|end| end <= now) {
                     let reset = self.reset(&txn, &current, now).await?;
                     events.push(Self::event(BudgetEventKind::Reset, &reset, None));
@@ -891,7 +989,7 @@ impl BudgetService {
                 } else {
                     current
                 };
-                match reserve(values()).await? {
+                match reserve().await? {
                     Some(after) => after,
                     None => {
                         metrics::counter!("aurum_budget_operations_total", "operation" => "reserve", "outcome" => "exceeded").increment(1);
@@ -902,22 +1000,6 @@ impl BudgetService {
                     }
                 }
             }
-        };
-        let reservation = budget_reservation::Model {
-            id: Uuid::now_v7(),
-            budget_id: after.id,
-            tenant_id: after.tenant_id.clone(),
-            project_id: after.project_id.clone(),
-            amount,
-            actual_amount: None,
-            status: ReservationStatus::Reserved.as_str().into(),
-            expires_at: now + chrono::Duration::seconds(ttl),
-            task_id: input.task_id,
-            model: llm,
-            caller: scope.clone(),
-            request_id: request_id.clone(),
-            created_at: now,
-            resolved_at: None,
         };
         budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
             reservation.clone(),
@@ -938,21 +1020,6 @@ impl BudgetService {
             },
         )
         .await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry {
-                action: "budget.reserve",
-                entity_type: "budget_reservation",
-                entity_id: Some(reservation.id.to_string()),
-                tenant_id: Some(&after.tenant_id),
-                details: json!({ "budgetId": after.id, "amount": amount, "requestId": request_id }),
-            },
-        )
-        .await?;
-        let response = serde_json::to_string(&reservation)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
-        self.finish(&txn, &scope, &request_id, &response).await?;
         txn.commit().await?;
         metrics::counter!("aurum_budget_operations_total", "operation" => "reserve", "outcome" => "ok").increment(1);
         events.push(Self::event(
@@ -1003,7 +1070,17 @@ impl BudgetService {
         let now = clock::now();
         let txn = db::begin_write(&self.db).await?;
         match self
-            .claim(&txn, &scope, &request_id, operation, &fingerprint, now)
+            .claim(
+                &txn,
+                KeyClaim {
+                    scope: &scope,
+                    request_id: &request_id,
+                    operation,
+                    fingerprint: &fingerprint,
+                },
+                "",
+                now,
+            )
             .await?
         {
             Claim::New => {}
