@@ -193,6 +193,17 @@ struct Run {
     failed: u64,
     reserve_latencies: Vec<Duration>,
     elapsed: Duration,
+    /// CPU seconds used during the phase by the server, this process and PostgreSQL.
+    cpu: [f64; 3],
+}
+
+/// CPU seconds used so far by the server, this process and PostgreSQL.
+fn cpu_now(server: u32) -> [f64; 3] {
+    [
+        cpu_seconds(server),
+        cpu_seconds(std::process::id()),
+        postgres_cpu_seconds(),
+    ]
 }
 
 /// `clients` loops of pairs for one phase, through GraphQL or directly.
@@ -202,6 +213,7 @@ async fn phase(
     keys: Keys,
     graphql: Option<&Arc<Server>>,
     direct: (&BudgetService, &RequestMeta),
+    server_pid: u32,
 ) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     // Connections are opened before the clock starts.
@@ -213,6 +225,7 @@ async fn phase(
         });
     }
     let started = Instant::now();
+    let cpu_before = cpu_now(server_pid);
     let mut tasks = Vec::new();
     for (c, connection) in connections.into_iter().enumerate() {
         let stop = stop.clone();
@@ -254,6 +267,7 @@ async fn phase(
         failed: 0,
         reserve_latencies: Vec::new(),
         elapsed: Duration::ZERO,
+        cpu: [0.0; 3],
     };
     for t in tasks {
         let (ok, failed, lat) = t.await.unwrap();
@@ -262,6 +276,8 @@ async fn phase(
         run.reserve_latencies.extend(lat);
     }
     run.elapsed = started.elapsed();
+    let cpu_after = cpu_now(server_pid);
+    run.cpu = std::array::from_fn(|i| cpu_after[i] - cpu_before[i]);
     run.reserve_latencies.sort();
     run
 }
@@ -390,6 +406,7 @@ async fn measure(db_url: &str) -> bool {
         })
     };
 
+    let server_pid = server.child.id();
     let mut all_ok = true;
     let mut phase_no = 0;
     for (keys, label, target) in [
@@ -397,6 +414,9 @@ async fn measure(db_url: &str) -> bool {
         (Keys::Hot, "one hot budget", 0.9),
     ] {
         let (mut g_rate, mut d_rate) = (0.0, 0.0);
+        // CPU seconds and pairs of each side, for CPU per pair.
+        let (mut g_cpu, mut d_cpu) = ([0.0; 3], [0.0; 3]);
+        let (mut g_pairs, mut d_pairs) = (0u64, 0u64);
         let mut failed = 0;
         for round in 0..ROUNDS {
             for graphql in [round % 2 == 0, round % 2 != 0] {
@@ -408,13 +428,19 @@ async fn measure(db_url: &str) -> bool {
                     keys,
                     graphql.then_some(&server),
                     (&svc, &meta),
+                    server_pid,
                 )
                 .await;
                 failed += run.failed;
-                if graphql {
-                    g_rate += rate(&run);
+                let (rate_sum, cpu, pairs) = if graphql {
+                    (&mut g_rate, &mut g_cpu, &mut g_pairs)
                 } else {
-                    d_rate += rate(&run);
+                    (&mut d_rate, &mut d_cpu, &mut d_pairs)
+                };
+                *rate_sum += rate(&run);
+                *pairs += run.pairs;
+                for (total, used) in cpu.iter_mut().zip(run.cpu) {
+                    *total += used;
                 }
             }
         }
@@ -422,6 +448,21 @@ async fn measure(db_url: &str) -> bool {
         println!(
             "(a) {label}, {CLIENTS} clients: GraphQL {g:.0} pairs/s, direct {d:.0} pairs/s, ratio {:.2}x (target >= {target}), failures {failed}",
             g / d
+        );
+        let per_pair = |cpu: [f64; 3], pairs: u64| {
+            let us = |s: f64| s * 1e6 / pairs.max(1) as f64;
+            format!(
+                "server {:.0} + bench {:.0} + PostgreSQL {:.0} = {:.0}",
+                us(cpu[0]),
+                us(cpu[1]),
+                us(cpu[2]),
+                us(cpu.iter().sum())
+            )
+        };
+        println!(
+            "    CPU per pair (us): GraphQL {}; direct {}",
+            per_pair(g_cpu, g_pairs),
+            per_pair(d_cpu, d_pairs)
         );
         all_ok &= failed == 0;
     }
@@ -434,6 +475,7 @@ async fn measure(db_url: &str) -> bool {
             Keys::Spread,
             Some(&server),
             (&svc, &meta),
+            server_pid,
         )
         .await;
         let lat = &run.reserve_latencies;
@@ -457,4 +499,38 @@ async fn measure(db_url: &str) -> bool {
     );
     db.close().await.ok();
     all_ok && bad == 0 && mismatched == 0
+}
+
+/// CPU seconds (user + system) a process has used so far; 0 once it is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command (which may hold spaces) in parentheses: utime is the 12th,
+    // stime the 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => 0.0,
+    }
+}
+
+/// CPU seconds used so far by every PostgreSQL process of this machine (backends that
+/// exited are not counted: sample around phases whose connections stay open).
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("postgres"))
+        })
+        .map(cpu_seconds)
+        .sum()
 }
