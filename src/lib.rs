@@ -3,7 +3,6 @@
 //! Module map (dependencies point down): `server` → `graphql` → `<domain>::graphql` →
 //! `<domain>::service` → `infra`, `entity`. `app` builds the state once from `config`.
 
-pub mod accept;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -21,7 +20,7 @@ pub mod server;
 pub mod task;
 pub mod telemetry;
 
-use std::future::Future;
+use std::{future::Future, net::SocketAddr};
 
 use tokio::net::TcpListener;
 
@@ -51,8 +50,19 @@ pub async fn run(
         }
     };
     let timeout = state.config.shutdown_timeout();
+    // Small request/response pairs and WebSocket frames must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
     let drained = async {
-        tokio::join!(accept::serve(listener, app, token.clone()), signal);
+        serve.await?;
         state.ws_tracker.close();
         state.ws_tracker.wait().await;
         anyhow::Ok(())
