@@ -7,8 +7,12 @@
 //!    keep-alive connection per client through hyper's bare client) vs the
 //!    same transactions — the same SQL statements, issued by the same `BudgetService` code —
 //!    called in-process with no HTTP, GraphQL or authentication, at the same concurrency;
-//!    once with keys spread over 1,000 budgets and once on one hot budget; phases
-//!    interleaved over several rounds;
+//!    once with keys spread over 1,000 budgets and once on one hot budget; after an
+//!    unmeasured warm-up of each side, phases alternate over several short rounds (the
+//!    side that goes first alternates too), so that drifts of the machine, of PostgreSQL's
+//!    caches and of its background work fall on both sides alike; the ratio is the mean
+//!    GraphQL rate over the mean direct rate, and each round's own ratio is printed as a
+//!    range (min / median / max) to show how much the machine moved;
 //! b) p50 / p99 latency of `reserveBudget` at 1, 16 and 64 concurrent clients.
 //!
 //! While it measures, a checker samples every budget for `reserved < 0`, `used < 0` or
@@ -41,8 +45,11 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 16;
-const PHASE: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 3;
+const PHASE: Duration = Duration::from_secs(2);
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Length of each latency phase of (b).
+const LATENCY_PHASE: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 6;
 const SPREAD: usize = 1_000;
 const TOTAL: i64 = 1_000_000_000_000;
 
@@ -209,6 +216,7 @@ fn cpu_now(server: u32) -> [f64; 3] {
 /// `clients` loops of pairs for one phase, through GraphQL or directly.
 async fn phase(
     label: &str,
+    length: Duration,
     clients: usize,
     keys: Keys,
     graphql: Option<&Arc<Server>>,
@@ -260,7 +268,7 @@ async fn phase(
             (ok, failed, lat)
         }));
     }
-    tokio::time::sleep(PHASE).await;
+    tokio::time::sleep(length).await;
     stop.store(true, Ordering::Relaxed);
     let mut run = Run {
         pairs: 0,
@@ -418,12 +426,30 @@ async fn measure(db_url: &str) -> bool {
         let (mut g_cpu, mut d_cpu) = ([0.0; 3], [0.0; 3]);
         let (mut g_pairs, mut d_pairs) = (0u64, 0u64);
         let mut failed = 0;
+        // Unmeasured: each side once, so that neither measures cold caches.
+        for graphql in [true, false] {
+            phase_no += 1;
+            let run = phase(
+                &format!("w{phase_no}"),
+                WARM_UP,
+                CLIENTS,
+                keys,
+                graphql.then_some(&server),
+                (&svc, &meta),
+                server_pid,
+            )
+            .await;
+            failed += run.failed;
+        }
+        let mut round_ratios = Vec::new();
         for round in 0..ROUNDS {
+            let mut rates = [0.0; 2];
             for graphql in [round % 2 == 0, round % 2 != 0] {
                 phase_no += 1;
                 let tag = format!("t{phase_no}");
                 let run = phase(
                     &tag,
+                    PHASE,
                     CLIENTS,
                     keys,
                     graphql.then_some(&server),
@@ -432,6 +458,7 @@ async fn measure(db_url: &str) -> bool {
                 )
                 .await;
                 failed += run.failed;
+                rates[usize::from(graphql)] = rate(&run);
                 let (rate_sum, cpu, pairs) = if graphql {
                     (&mut g_rate, &mut g_cpu, &mut g_pairs)
                 } else {
@@ -443,11 +470,20 @@ async fn measure(db_url: &str) -> bool {
                     *total += used;
                 }
             }
+            round_ratios.push(rates[1] / rates[0]);
         }
+        round_ratios.sort_by(f64::total_cmp);
         let (g, d) = (g_rate / ROUNDS as f64, d_rate / ROUNDS as f64);
         println!(
             "(a) {label}, {CLIENTS} clients: GraphQL {g:.0} pairs/s, direct {d:.0} pairs/s, ratio {:.2}x (target >= {target}), failures {failed}",
             g / d
+        );
+        println!(
+            "    ratio of each round ({ROUNDS} rounds of {} s per side): min {:.2}  median {:.2}  max {:.2}",
+            PHASE.as_secs(),
+            round_ratios[0],
+            (round_ratios[(ROUNDS - 1) / 2] + round_ratios[ROUNDS / 2]) / 2.0,
+            round_ratios[ROUNDS - 1]
         );
         let per_pair = |cpu: [f64; 3], pairs: u64| {
             let us = |s: f64| s * 1e6 / pairs.max(1) as f64;
@@ -471,6 +507,7 @@ async fn measure(db_url: &str) -> bool {
         phase_no += 1;
         let run = phase(
             &format!("l{phase_no}"),
+            LATENCY_PHASE,
             clients,
             Keys::Spread,
             Some(&server),

@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -49,12 +49,22 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
         .map_err(|e| anyhow::anyhow!("AURUM_DATABASE_URL ({}): {e}", config.database_url))?;
     let counter = StatementCounter::default();
     let inner = counter.0.clone();
+    // Registered on the first statement (the server installs its recorder before connecting)
+    // and then reused: looking a labelled key up in the recorder on every statement costs
+    // more than counting it.
+    let handles = OnceLock::new();
     db.set_metric_callback(move |info| {
         inner.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "aurum::sql", sql = %info.statement.sql, elapsed_us = info.elapsed.as_micros());
-        metrics::counter!("aurum_db_statements_total", "failed" => if info.failed { "true" } else { "false" })
-            .increment(1);
-        metrics::histogram!("aurum_db_statement_duration_seconds").record(info.elapsed.as_secs_f64());
+        let (ok, failed, duration) = handles.get_or_init(|| {
+            (
+                metrics::counter!("aurum_db_statements_total", "failed" => "false"),
+                metrics::counter!("aurum_db_statements_total", "failed" => "true"),
+                metrics::histogram!("aurum_db_statement_duration_seconds"),
+            )
+        });
+        if info.failed { failed } else { ok }.increment(1);
+        duration.record(info.elapsed.as_secs_f64());
     });
     Ok((db, counter))
 }
