@@ -190,13 +190,23 @@ struct PrivateRedis {
     url: String,
 }
 
-impl PrivateRedis {
-    async fn start() -> Option<Self> {
-        let port = StdListener::bind("127.0.0.1:0")
+/// A port nothing listens on (bound once by the OS, then released).
+fn free_port() -> Option<u16> {
+    Some(
+        StdListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
             .ok()?
-            .port();
+            .port(),
+    )
+}
+
+impl PrivateRedis {
+    async fn start() -> Option<Self> {
+        Self::start_on(free_port()?).await
+    }
+
+    async fn start_on(port: u16) -> Option<Self> {
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -227,6 +237,99 @@ impl PrivateRedis {
         }
         None
     }
+}
+
+/// GET `/ready`.
+async fn ready(s: &TestServer) -> Value {
+    s.client
+        .get(s.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Redis down when a replica starts: the replica serves anyway (per-replica limits), `/ready`
+/// says Redis is down, and once Redis answers the replica uses it, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_is_reported_then_used_once_it_answers() {
+    let test = "redis_down_at_start_is_reported_then_used_once_it_answers";
+    let Some(urls) = common::services_or_skip(test).await else {
+        return;
+    };
+    let port = free_port().expect("a free port");
+    let shared = common::Shared::services(&urls).await;
+    let mut config = shared.config(Some(&urls));
+    config.redis_url = Some(aurum::config::ServiceUrl::new(format!(
+        "redis://127.0.0.1:{port}"
+    )));
+    let started = Instant::now();
+    let s = TestServer::start(config).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "start-up waited {:?} for Redis",
+        started.elapsed()
+    );
+    let r = ready(&s).await;
+    assert_eq!(r["dependencies"]["redis"]["status"], "down", "{r}");
+    // Served meanwhile, with in-process limits, and without waiting on Redis.
+    let (status, _, body, took) = post(&s, Some(&s.token), CREATE, json!({ "t": "early" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(1), "waited on Redis: {took:?}");
+
+    let redis = match PrivateRedis::start_on(port).await {
+        Some(r) => r,
+        None if common::services_required() => panic!("could not start a private redis-server"),
+        None => {
+            common::record_skip(&format!("{test}: no redis-server"));
+            return;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = ready(&s).await;
+        if r["dependencies"]["redis"]["status"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Redis never reported ok: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The per-caller buckets move to Redis (after the limiter's pause following failures).
+    let mut inspect = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut n = 0;
+    let keys = loop {
+        n += 1;
+        let (status, _, body, _) = post(
+            &s,
+            Some(&s.token),
+            CREATE,
+            json!({ "t": format!("later{n}") }),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*:ratelimit:*")
+            .query_async(&mut inspect)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            break keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rate-limit bucket reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(keys.iter().any(|k| k.contains(":ratelimit:")), "{keys:?}");
+    s.stop().await;
+    shared.cleanup().await;
 }
 
 /// With Redis gone, login lockouts still lock (they live in the database) and per-caller
