@@ -735,3 +735,117 @@ async fn cors_origins_and_security_headers(profile: Profile, name: &str) {
     assert!(upgrade(format!("http://{}", s.addr)).await.is_ok());
     env.finish().await;
 }
+
+/// A private `nats-server` on `port` (JetStream off: the event bus uses core subjects).
+async fn private_nats(port: u16) -> Option<tokio::process::Child> {
+    let child = tokio::process::Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some(child);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn nats_status(s: &TestServer) -> serde_json::Value {
+    let ready: serde_json::Value = s
+        .client
+        .get(s.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ready["dependencies"]["nats"].clone()
+}
+
+/// NATS down when a replica starts: the replica starts, `/ready` says NATS is down, a mutation
+/// does not hang on the event it cannot send yet, and once NATS answers the replica's events
+/// flow through it, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
+    let test = "nats_down_at_start_is_reported_then_used_once_it_answers";
+    let Some(urls) = services_or_skip(test).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let shared = Shared::services(&urls).await;
+    let mut config = shared.config(Some(&urls));
+    config.nats_url = Some(aurum::config::ServiceUrl::new(format!(
+        "nats://127.0.0.1:{port}"
+    )));
+    let started = std::time::Instant::now();
+    let s = TestServer::start(config).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "start-up waited {:?} for NATS",
+        started.elapsed()
+    );
+    let nats = nats_status(&s).await;
+    assert_eq!(nats["status"], "down", "{nats}");
+    let create = "mutation($t: String!) { createTask(input: { title: $t }) { id } }";
+    let t0 = std::time::Instant::now();
+    s.ok(create, json!({ "t": "while NATS is down" })).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "a mutation waited {:?} on NATS",
+        t0.elapsed()
+    );
+
+    let Some(_nats) = private_nats(port).await else {
+        if common::services_required() {
+            panic!("could not start a private nats-server");
+        }
+        common::record_skip(&format!("{test}: no nats-server"));
+        return;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let nats = nats_status(&s).await;
+        if nats["status"] == "ok" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "NATS never reported ok: {nats}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The replica's own events now make the round trip through NATS.
+    let mut events = s.state.services.subscribe();
+    let data = s.ok(create, json!({ "t": "after NATS came up" })).await;
+    let id = data["createTask"]["id"].as_str().unwrap().to_owned();
+    let seen = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = futures::StreamExt::next(&mut events).await {
+            if let Ok(event) = event
+                && let aurum::events::DomainEvent::Task(t) = &*event
+                && t.task.id.to_string() == id
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        seen,
+        Ok(true),
+        "the task's event never came back through NATS"
+    );
+    s.stop().await;
+    shared.cleanup().await;
+}

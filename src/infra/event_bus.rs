@@ -10,6 +10,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use futures::{Stream, StreamExt};
@@ -30,7 +31,13 @@ pub enum PublishError {
     Encode(#[from] serde_json::Error),
     #[error("publishing to NATS: {0}")]
     Nats(#[from] async_nats::PublishError),
+    #[error("publishing to NATS: its client buffer stayed full for {0:?}")]
+    Full(Duration),
 }
+
+/// Longest a publish waits for room in the NATS client's buffer, which fills only while NATS
+/// is unreachable: the caller's change is committed, and its request must not hang.
+const PUBLISH_WAIT: Duration = Duration::from_secs(1);
 
 enum Backend {
     Local,
@@ -115,7 +122,9 @@ impl<E: BusEvent> EventBus<E> {
             Backend::Nats { client, prefix } => {
                 let subject = format!("{prefix}.{}", event.subject());
                 let payload = serde_json::to_vec(&event)?;
-                client.publish(subject, payload.into()).await?;
+                tokio::time::timeout(PUBLISH_WAIT, client.publish(subject, payload.into()))
+                    .await
+                    .map_err(|_| PublishError::Full(PUBLISH_WAIT))??;
             }
         }
         metrics::counter!("aurum_events_published_total").increment(1);
