@@ -736,40 +736,6 @@ async fn cors_origins_and_security_headers(profile: Profile, name: &str) {
     env.finish().await;
 }
 
-/// A private `nats-server` on `port` (JetStream off: the event bus uses core subjects).
-async fn private_nats(port: u16) -> Option<tokio::process::Child> {
-    let child = tokio::process::Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some(child);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
-async fn nats_status(s: &TestServer) -> serde_json::Value {
-    let ready: serde_json::Value = s
-        .client
-        .get(s.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ready["dependencies"]["nats"].clone()
-}
-
 /// NATS down when a replica starts: the replica starts, `/ready` says NATS is down, a mutation
 /// does not hang on the event it cannot send yet, and once NATS answers the replica's events
 /// flow through it, without a restart.
@@ -779,10 +745,7 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
     let Some(urls) = services_or_skip(test).await else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = common::free_port().expect("a free port");
     let shared = Shared::services(&urls).await;
     let mut config = shared.config(Some(&urls));
     config.nats_url = Some(aurum::config::ServiceUrl::new(format!(
@@ -795,7 +758,7 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
         "start-up waited {:?} for NATS",
         started.elapsed()
     );
-    let nats = nats_status(&s).await;
+    let nats = s.ready().await["dependencies"]["nats"].clone();
     assert_eq!(nats["status"], "down", "{nats}");
     let create = "mutation($t: String!) { createTask(input: { title: $t }) { id } }";
     let t0 = std::time::Instant::now();
@@ -806,7 +769,9 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
         t0.elapsed()
     );
 
-    let Some(_nats) = private_nats(port).await else {
+    let port_arg = port.to_string();
+    let args = ["-a", "127.0.0.1", "-p", &port_arg];
+    let Some(_nats) = common::private_server("nats-server", &args, port).await else {
         if common::services_required() {
             panic!("could not start a private nats-server");
         }
@@ -815,7 +780,7 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let nats = nats_status(&s).await;
+        let nats = s.ready().await["dependencies"]["nats"].clone();
         if nats["status"] == "ok" {
             break;
         }

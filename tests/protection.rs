@@ -5,11 +5,7 @@
 
 mod common;
 
-use std::{
-    net::TcpListener as StdListener,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{Env, Profile, TestServer, error_code};
 use serde_json::{Value, json};
@@ -190,65 +186,29 @@ struct PrivateRedis {
     url: String,
 }
 
-/// A port nothing listens on (bound once by the OS, then released).
-fn free_port() -> Option<u16> {
-    Some(
-        StdListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port(),
-    )
-}
-
 impl PrivateRedis {
     async fn start() -> Option<Self> {
-        Self::start_on(free_port()?).await
+        Self::start_on(common::free_port()?).await
     }
 
     async fn start_on(port: u16) -> Option<Self> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        for _ in 0..50 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Some(Self {
-                    child,
-                    url: format!("redis://127.0.0.1:{port}"),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
+        let port_arg = port.to_string();
+        let args = [
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let child = common::private_server("redis-server", &args, port).await?;
+        Some(Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        })
     }
-}
-
-/// GET `/ready`.
-async fn ready(s: &TestServer) -> Value {
-    s.client
-        .get(s.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Redis down when a replica starts: the replica serves anyway (per-replica limits), `/ready`
@@ -259,7 +219,7 @@ async fn redis_down_at_start_is_reported_then_used_once_it_answers() {
     let Some(urls) = common::services_or_skip(test).await else {
         return;
     };
-    let port = free_port().expect("a free port");
+    let port = common::free_port().expect("a free port");
     let shared = common::Shared::services(&urls).await;
     let mut config = shared.config(Some(&urls));
     config.redis_url = Some(aurum::config::ServiceUrl::new(format!(
@@ -272,7 +232,7 @@ async fn redis_down_at_start_is_reported_then_used_once_it_answers() {
         "start-up waited {:?} for Redis",
         started.elapsed()
     );
-    let r = ready(&s).await;
+    let r = s.ready().await;
     assert_eq!(r["dependencies"]["redis"]["status"], "down", "{r}");
     // Served meanwhile, with in-process limits, and without waiting on Redis.
     let (status, _, body, took) = post(&s, Some(&s.token), CREATE, json!({ "t": "early" })).await;
@@ -289,7 +249,7 @@ async fn redis_down_at_start_is_reported_then_used_once_it_answers() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = ready(&s).await;
+        let r = s.ready().await;
         if r["dependencies"]["redis"]["status"] == "ok" {
             break;
         }
@@ -358,15 +318,7 @@ async fn lockout_and_limits_survive_a_redis_outage() {
     let (status, _, body, _) = post(&s, Some(&s.token), CREATE, json!({ "t": "before" })).await;
     assert_eq!(status, 200, "{body}");
     redis.child.kill().await.unwrap();
-    let ready: Value = s
-        .client
-        .get(s.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = s.ready().await;
     assert_eq!(ready["dependencies"]["redis"]["status"], "down", "{ready}");
     // Lockout: two failures, then even the right password is refused.
     for _ in 0..2 {

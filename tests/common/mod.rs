@@ -249,6 +249,18 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// `GET /ready`, decoded.
+    pub async fn ready(&self) -> Value {
+        self.client
+            .get(self.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn start(config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -570,4 +582,38 @@ macro_rules! both_profiles {
             }
         }
     )*};
+}
+
+/// A port nothing listens on (bound once by the OS, then released).
+pub fn free_port() -> Option<u16> {
+    Some(
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port(),
+    )
+}
+
+/// A private server process (`redis-server`, `nats-server`, …) that a test may kill: started
+/// with `args`, killed on drop, returned once it accepts connections on `port` (within 5 s).
+pub async fn private_server(
+    program: &str,
+    args: &[&str],
+    port: u16,
+) -> Option<tokio::process::Child> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    for _ in 0..50 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Some(child);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
