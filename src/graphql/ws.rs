@@ -14,6 +14,7 @@
 //! socket write. A shared execution ends when its last subscriber leaves.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{Arc, Mutex, Weak},
     time::Duration,
@@ -381,6 +382,7 @@ fn subscriber_stream(
     session: Arc<Data>,
     wrap: impl Fn(&str) -> String + Send + 'static,
 ) -> BoxStream<'static, String> {
+    let request_id = data_of::<RequestId>(&session).map(|id| id.0.clone());
     let (feed, receiver) = hub.join(key, request, session);
     let counted = Counted::new(feed);
     BroadcastStream::new(receiver)
@@ -388,10 +390,15 @@ fn subscriber_stream(
             // Holding the feed keeps the shared execution alive.
             let _alive = &counted;
             match item {
-                Ok(FeedItem::Next(payload)) => Some(wrap(&payload)),
+                Ok(FeedItem::Next(payload)) => {
+                    Some(wrap(&with_request_id(&payload, request_id.as_deref())))
+                }
                 Ok(FeedItem::Complete) => None,
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(skipped)) => {
-                    Some(wrap(&lagged_payload(skipped)))
+                    Some(wrap(&with_request_id(
+                        &lagged_payload(skipped),
+                        request_id.as_deref(),
+                    )))
                 }
             }
         })
@@ -441,6 +448,39 @@ fn serialize(response: &Response) -> String {
         tracing::error!(error = %e, "encoding a GraphQL response");
         r#"{"data":null,"errors":[{"message":"internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_owned()
     })
+}
+
+/// A shared feed's payload as one subscriber sees it: its errors carry that subscriber's
+/// request id (the shared execution stamped its first subscriber's, and a lag error none).
+/// Payloads without errors, nearly all of them, are passed through untouched.
+fn with_request_id<'a>(payload: &'a str, request_id: Option<&str>) -> Cow<'a, str> {
+    let Some(id) = request_id else {
+        return Cow::Borrowed(payload);
+    };
+    if !payload.contains("\"errors\"") {
+        return Cow::Borrowed(payload);
+    }
+    let Ok(mut response) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Cow::Borrowed(payload);
+    };
+    let Some(errors) = response
+        .get_mut("errors")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Cow::Borrowed(payload);
+    };
+    for error in errors
+        .iter_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+    {
+        let extensions = error
+            .entry("extensions")
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let Some(extensions) = extensions.as_object_mut() {
+            extensions.insert("requestId".into(), id.into());
+        }
+    }
+    Cow::Owned(response.to_string())
 }
 
 fn lagged_payload(skipped: u64) -> String {
@@ -603,5 +643,36 @@ async fn run_feed(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_errors_carry_each_subscribers_request_id() {
+        let first = r#"{"data":null,"errors":[{"message":"m","extensions":{"code":"C","requestId":"first"}},{"message":"n"}]}"#;
+        let mine = with_request_id(first, Some("mine"));
+        let v: serde_json::Value = serde_json::from_str(&mine).unwrap_or_default();
+        assert_eq!(v["errors"][0]["extensions"]["requestId"], "mine", "{mine}");
+        assert_eq!(v["errors"][0]["extensions"]["code"], "C", "{mine}");
+        assert_eq!(v["errors"][1]["extensions"]["requestId"], "mine", "{mine}");
+        assert_eq!(v["data"], serde_json::Value::Null, "{mine}");
+        // A lag error gets one too.
+        let lagged = lagged_payload(3);
+        let v: serde_json::Value =
+            serde_json::from_str(&with_request_id(&lagged, Some("mine"))).unwrap_or_default();
+        assert_eq!(v["errors"][0]["extensions"]["requestId"], "mine");
+        assert_eq!(v["errors"][0]["extensions"]["code"], "SUBSCRIPTION_LAGGED");
+        // Payloads without errors (a title that mentions them included) are not rewritten.
+        let data = r#"{"data":{"t":{"title":"\"errors\""}}}"#;
+        assert!(matches!(with_request_id(data, Some("mine")), Cow::Borrowed(p) if p == data));
+        let plain = r#"{"data":{"t":1}}"#;
+        assert!(matches!(
+            with_request_id(plain, Some("mine")),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(with_request_id(first, None), Cow::Borrowed(_)));
     }
 }
