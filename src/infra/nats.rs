@@ -26,7 +26,7 @@ pub async fn connect(url: &ServiceUrl) -> anyhow::Result<async_nats::Client> {
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(
                 nats = %url,
-                "NATS does not answer at start; serving without it (/ready reports it down, events wait for it) and reconnecting"
+                "AURUM_NATS_URL does not answer at start; serving without it (/ready reports it down, events wait for it) and reconnecting"
             );
             break;
         }

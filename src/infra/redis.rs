@@ -34,7 +34,7 @@ pub async fn connect(url: &ServiceUrl) -> anyhow::Result<ConnectionManager> {
             tracing::warn!(
                 error = %reason,
                 redis = %url,
-                "Redis does not answer at start; serving without it (per-replica rate limits, /ready reports it down) and reconnecting"
+                "AURUM_REDIS_URL does not answer at start; serving without it (per-replica rate limits, /ready reports it down) and reconnecting"
             );
             ConnectionManager::new_lazy_with_config(client, config)
                 .map_err(|e| anyhow::anyhow!("AURUM_REDIS_URL ({url}): {e}"))
