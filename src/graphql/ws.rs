@@ -395,10 +395,7 @@ fn subscriber_stream(
                 }
                 Ok(FeedItem::Complete) => None,
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(skipped)) => {
-                    Some(wrap(&with_request_id(
-                        &lagged_payload(skipped),
-                        request_id.as_deref(),
-                    )))
+                    Some(wrap(&lagged_payload(skipped, request_id.as_deref())))
                 }
             }
         })
@@ -451,7 +448,7 @@ fn serialize(response: &Response) -> String {
 }
 
 /// A shared feed's payload as one subscriber sees it: its errors carry that subscriber's
-/// request id (the shared execution stamped its first subscriber's, and a lag error none).
+/// request id (the shared execution stamped its first subscriber's).
 /// Payloads without errors, nearly all of them, are passed through untouched.
 fn with_request_id<'a>(payload: &'a str, request_id: Option<&str>) -> Cow<'a, str> {
     let Some(id) = request_id else {
@@ -483,11 +480,16 @@ fn with_request_id<'a>(payload: &'a str, request_id: Option<&str>) -> Cow<'a, st
     Cow::Owned(response.to_string())
 }
 
-fn lagged_payload(skipped: u64) -> String {
+/// The one error a lagging subscriber gets, with its request id.
+fn lagged_payload(skipped: u64, request_id: Option<&str>) -> String {
     let err = AppError::SubscriptionLagged { skipped };
+    let mut extensions = serde_json::json!({ "code": err.code() });
+    if let Some(id) = request_id {
+        extensions["requestId"] = id.into();
+    }
     serde_json::json!({
         "data": null,
-        "errors": [{ "message": err.message(), "extensions": { "code": err.code() } }]
+        "errors": [{ "message": err.message(), "extensions": extensions }]
     })
     .to_string()
 }
@@ -660,9 +662,8 @@ mod tests {
         assert_eq!(v["errors"][1]["extensions"]["requestId"], "mine", "{mine}");
         assert_eq!(v["data"], serde_json::Value::Null, "{mine}");
         // A lag error gets one too.
-        let lagged = lagged_payload(3);
-        let v: serde_json::Value =
-            serde_json::from_str(&with_request_id(&lagged, Some("mine"))).unwrap_or_default();
+        let lagged = lagged_payload(3, Some("mine"));
+        let v: serde_json::Value = serde_json::from_str(&lagged).unwrap_or_default();
         assert_eq!(v["errors"][0]["extensions"]["requestId"], "mine");
         assert_eq!(v["errors"][0]["extensions"]["code"], "SUBSCRIPTION_LAGGED");
         // Payloads without errors (a title that mentions them included) are not rewritten.
