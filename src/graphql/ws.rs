@@ -139,7 +139,15 @@ impl Connection {
     }
 
     async fn serve(mut self, mut socket: WebSocket) {
-        let shutdown = self.state.shutdown.clone();
+        // Every wake-up of this loop polls the futures below. They are made once, not per
+        // turn (a cancellation future registers with its token's lock when first polled and
+        // again on drop), and the shutdown signal arrives through a token of this
+        // connection's own: polling the server-wide one from every socket on every message
+        // made all connections take one shared lock, several times per delivered event.
+        let shutdown = self.state.shutdown.child_token();
+        let stopped = shutdown.cancelled();
+        tokio::pin!(stopped);
+        let mut revoked = Box::pin(CancellationToken::new().cancelled_owned());
         let keepalive = self.state.config.ws_keepalive();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let init_deadline = tokio::time::sleep(self.state.config.ws_init_timeout());
@@ -147,22 +155,21 @@ impl Connection {
         // Far future until a token with an expiry arrives.
         let expiry = tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600));
         tokio::pin!(expiry);
-        let mut revoked = CancellationToken::new();
         let end = loop {
             if let Some((token, expires)) = self.pending_watch.take() {
-                revoked = token;
+                revoked = Box::pin(token.cancelled_owned());
                 if let Some(at) = expires {
                     expiry.as_mut().reset(at);
                 }
             }
             tokio::select! {
-                () = revoked.cancelled() => {
+                () = &mut revoked => {
                     break End::Close(CLOSE_FORBIDDEN, "Credentials revoked".into());
                 }
                 () = &mut expiry => {
                     break End::Close(CLOSE_FORBIDDEN, "Token expired".into());
                 }
-                () = shutdown.cancelled() => {
+                () = &mut stopped => {
                     break End::Close(CLOSE_GOING_AWAY, "server shutting down".into());
                 }
                 () = &mut init_deadline, if self.session.is_none() => {
