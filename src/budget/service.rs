@@ -201,6 +201,17 @@ struct Ledger<'a> {
     key: Option<(&'a str, &'a str)>,
 }
 
+/// The ledger row of a balance change whose deltas are known before the budget row is
+/// updated: [`BudgetService::budget_move`] takes the balances after the change from the row.
+struct Move<'a> {
+    kind: LedgerKind,
+    reservation_id: Uuid,
+    delta_used: i64,
+    delta_reserved: i64,
+    actor: String,
+    key: Option<(&'a str, &'a str)>,
+}
+
 impl BudgetService {
     pub fn new(db: DatabaseConnection, bus: Bus) -> Self {
         let postgres = db.get_database_backend() == DbBackend::Postgres;
@@ -262,6 +273,117 @@ impl BudgetService {
         let row = txn
             .query_one_raw(self.stmt(&format!("{sql}{BUDGET_COLUMNS}"), values))
             .await?;
+        Ok(row
+            .map(|r| budget::Model::from_query_result(&r, ""))
+            .transpose()?)
+    }
+
+    /// Runs `sql`, an UPDATE of one budget row ending in `RETURNING `, and when it changed the
+    /// row, appends the ledger row `ledger` with the balances after it, and inserts
+    /// `reservation` when given. On PostgreSQL all of it is one statement (a data-modifying
+    /// CTE): the row lock the UPDATE takes is held until COMMIT, and every round trip to the
+    /// client it no longer waits for is time a hot budget's other writers do not wait either.
+    /// The rows that reference the budget are written after the UPDATE (here, in the same
+    /// statement), never before it: a foreign-key check locks the budget row (KEY SHARE), and
+    /// on a row another transaction is updating that makes PostgreSQL share its lock through
+    /// a multixact, measured at twice the database CPU per reserve+commit on a hot budget.
+    /// SQLite has no data-modifying CTEs; its one writer holds the whole database anyway.
+    async fn budget_move(
+        &self,
+        txn: &DatabaseTransaction,
+        sql: &str,
+        values: Vec<Value>,
+        ledger: &Move<'_>,
+        reservation: Option<&budget_reservation::Model>,
+    ) -> AppResult<Option<budget::Model>> {
+        let Move {
+            kind,
+            reservation_id,
+            delta_used,
+            delta_reserved,
+            ref actor,
+            key,
+        } = *ledger;
+        if !self.postgres {
+            let Some(after) = self.budget_returning(txn, sql, values).await? else {
+                return Ok(None);
+            };
+            Self::append(
+                txn,
+                Ledger {
+                    kind,
+                    after: &after,
+                    reservation_id: Some(reservation_id),
+                    delta_total: 0,
+                    delta_used,
+                    delta_reserved,
+                    actor: actor.clone(),
+                    key,
+                },
+            )
+            .await?;
+            if let Some(r) = reservation {
+                budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
+                    r.clone(),
+                ))
+                .exec_without_returning(txn)
+                .await?;
+            }
+            return Ok(Some(after));
+        }
+        let mut values = values;
+        // `$n` placeholders for the next `count` values.
+        let mut params = |added: Vec<Value>| {
+            let first = values.len() + 1;
+            let list: Vec<String> = (first..first + added.len())
+                .map(|n| format!("${n}"))
+                .collect();
+            values.extend(added);
+            list
+        };
+        let l = params(vec![
+            Uuid::now_v7().into(),
+            reservation_id.into(),
+            kind.as_str().into(),
+            delta_used.into(),
+            delta_reserved.into(),
+            actor.clone().into(),
+            key.map(|k| k.0.to_owned()).into(),
+            key.map(|k| k.1.to_owned()).into(),
+        ]);
+        let mut sql = format!(
+            "WITH after AS ({sql}{BUDGET_COLUMNS}), ledger AS (INSERT INTO budget_transactions \
+             (id, budget_id, reservation_id, kind, delta_total, delta_used, delta_reserved, \
+             total_after, used_after, reserved_after, version, actor, caller, request_id, at) \
+             SELECT {}, id, {}, {}, 0, {}, {}, total, used, reserved, version, {}, {}, {}, \
+             updated_at FROM after)",
+            l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7],
+        );
+        if let Some(r) = reservation {
+            let p = params(vec![
+                r.id.into(),
+                r.budget_id.into(),
+                r.tenant_id.clone().into(),
+                r.project_id.clone().into(),
+                r.amount.into(),
+                r.actual_amount.into(),
+                r.status.clone().into(),
+                r.expires_at.into(),
+                r.task_id.into(),
+                r.model.clone().into(),
+                r.caller.clone().into(),
+                r.request_id.clone().into(),
+                r.created_at.into(),
+                r.resolved_at.into(),
+            ]);
+            sql.push_str(&format!(
+                ", placed AS (INSERT INTO budget_reservations ({RESERVATION_COLUMNS}) \
+                 SELECT {} FROM after)",
+                p.join(", ")
+            ));
+        }
+        sql.push_str(&format!(" SELECT {BUDGET_COLUMNS} FROM after"));
+        let row = txn.query_one_raw(self.stmt(&sql, values)).await?;
         Ok(row
             .map(|r| budget::Model::from_query_result(&r, ""))
             .transpose()?)
@@ -532,30 +654,25 @@ impl BudgetService {
         };
         let r = budget_reservation::Model::from_query_result(&row, "")?;
         let after = self
-            .budget_returning(
+            .budget_move(
                 txn,
                 "UPDATE budgets SET reserved = reserved - $1, version = version + 1, \
                  updated_at = $2 WHERE id = $3 RETURNING ",
                 vec![r.amount.into(), now.into(), r.budget_id.into()],
+                &Move {
+                    kind: LedgerKind::Expire,
+                    reservation_id: r.id,
+                    delta_used: 0,
+                    delta_reserved: -r.amount,
+                    actor: Caller::System.audit_label(),
+                    key: None,
+                },
+                None,
             )
             .await?
             .ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("reservation {} lost its budget", r.id))
             })?;
-        Self::append(
-            txn,
-            Ledger {
-                kind: LedgerKind::Expire,
-                after: &after,
-                reservation_id: Some(r.id),
-                delta_total: 0,
-                delta_used: 0,
-                delta_reserved: -r.amount,
-                actor: Caller::System.audit_label(),
-                key: None,
-            },
-        )
-        .await?;
         audit::record(
             txn,
             &RequestMeta::system("budget-expiry"),
@@ -903,8 +1020,8 @@ impl BudgetService {
         );
         // Everything but the budget row's balances is known before the transaction: the key
         // is claimed with its answer, and the audit row written, before the conditional
-        // UPDATE takes the row's lock, which is then held only for that UPDATE, the
-        // reservation and ledger rows, and the COMMIT.
+        // UPDATE takes the row's lock, which is then held only for that UPDATE with its
+        // ledger and reservation rows (one statement on PostgreSQL) and the COMMIT.
         let budget_id = self.budget_id(&tenant_id, &project_id).await?;
         let now = clock::now();
         let reservation = budget_reservation::Model {
@@ -960,11 +1077,21 @@ impl BudgetService {
             },
         )
         .await?;
+        let ledger = Move {
+            kind: LedgerKind::Reserve,
+            reservation_id: reservation.id,
+            delta_used: 0,
+            delta_reserved: amount,
+            actor: meta.caller.audit_label(),
+            key: Some((&scope, &request_id)),
+        };
         let reserve = || {
-            self.budget_returning(
+            self.budget_move(
                 &txn,
                 RESERVE_SQL,
                 vec![amount.into(), now.into(), budget_id.into()],
+                &ledger,
+                Some(&reservation),
             )
         };
         let mut events = Vec::new();
@@ -1001,25 +1128,6 @@ impl BudgetService {
                 }
             }
         };
-        budget_reservation::Entity::insert(budget_reservation::ActiveModel::from(
-            reservation.clone(),
-        ))
-        .exec_without_returning(&txn)
-        .await?;
-        Self::append(
-            &txn,
-            Ledger {
-                kind: LedgerKind::Reserve,
-                after: &after,
-                reservation_id: Some(reservation.id),
-                delta_total: 0,
-                delta_used: 0,
-                delta_reserved: amount,
-                actor: meta.caller.audit_label(),
-                key: Some((&scope, &request_id)),
-            },
-        )
-        .await?;
         txn.commit().await?;
         metrics::counter!("aurum_budget_operations_total", "operation" => "reserve", "outcome" => "ok").increment(1);
         events.push(Self::event(
@@ -1128,8 +1236,9 @@ impl BudgetService {
             ));
         }
         // The audit row and the stored answer need only the reservation: written before
-        // SETTLE takes the budget row's lock, which is then held for SETTLE, the ledger row
-        // (and a threshold mark) and the COMMIT.
+        // SETTLE takes the budget row's lock, which is then held for SETTLE with its ledger
+        // row (one statement on PostgreSQL), a threshold mark when one is crossed, and the
+        // COMMIT.
         audit::record(
             &txn,
             meta,
@@ -1150,8 +1259,16 @@ impl BudgetService {
             .map_err(|e| AppError::Internal(anyhow::anyhow!("encoding reservation: {e}")))?;
         self.finish(&txn, &scope, &request_id, &response).await?;
         let actual = resolved.actual_amount.unwrap_or(0);
+        let ledger = Move {
+            kind,
+            reservation_id: resolved.id,
+            delta_used: actual,
+            delta_reserved: -resolved.amount,
+            actor: meta.caller.audit_label(),
+            key: Some((&scope, &request_id)),
+        };
         let settle = || {
-            self.budget_returning(
+            self.budget_move(
                 &txn,
                 SETTLE_SQL,
                 vec![
@@ -1160,6 +1277,8 @@ impl BudgetService {
                     now.into(),
                     resolved.budget_id.into(),
                 ],
+                &ledger,
+                None,
             )
         };
         let mut events = Vec::new();
@@ -1188,20 +1307,6 @@ impl BudgetService {
                 })?
             }
         };
-        Self::append(
-            &txn,
-            Ledger {
-                kind,
-                after: &after,
-                reservation_id: Some(resolved.id),
-                delta_total: 0,
-                delta_used: actual,
-                delta_reserved: -resolved.amount,
-                actor: meta.caller.audit_label(),
-                key: Some((&scope, &request_id)),
-            },
-        )
-        .await?;
         events.push(Self::event(event_kind, &after, Some(resolved.id)));
         events.extend(self.thresholds(&txn, &mut after).await?);
         txn.commit().await?;
