@@ -387,34 +387,63 @@ fn subscriber_stream(
     key: FeedKey,
     request: Request,
     session: Arc<Data>,
-    wrap: impl Fn(&str) -> String + Send + 'static,
+    wrap: impl Fn(&str) -> String + Send + Unpin + 'static,
 ) -> BoxStream<'static, String> {
     let request_id = data_of::<RequestId>(&session).map(|id| id.0.clone());
     let (feed, receiver) = hub.join(key, request, session);
-    let counted = Counted::new(feed);
-    BroadcastStream::new(receiver)
-        .map(move |item| {
-            // Holding the feed keeps the shared execution alive.
-            let _alive = &counted;
-            match item {
-                Ok(FeedItem::Next(payload)) => {
-                    Some(wrap(&with_request_id(&payload, request_id.as_deref())))
-                }
-                Ok(FeedItem::Complete) => None,
-                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(skipped)) => {
-                    Some(wrap(&lagged_payload(skipped, request_id.as_deref())))
-                }
+    Subscriber {
+        items: BroadcastStream::new(receiver),
+        wrap,
+        request_id,
+        ended: false,
+        _alive: Counted::new(feed),
+    }
+    .boxed()
+}
+
+/// A subscriber's messages from its shared feed: each payload in its envelope, with its own
+/// request id on errors. One small state machine rather than a chain of stream adapters: it
+/// is polled once per subscriber for every event the feed fans out.
+struct Subscriber<W> {
+    items: BroadcastStream<FeedItem>,
+    wrap: W,
+    request_id: Option<String>,
+    /// Set by the feed's end or a lag error: nothing more is read.
+    ended: bool,
+    /// Holding the feed keeps the shared execution alive.
+    _alive: Counted,
+}
+
+impl<W: Fn(&str) -> String + Unpin> Stream for Subscriber<W> {
+    type Item = String;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<String>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let message = match futures::ready!(this.items.poll_next_unpin(cx)) {
+            Some(Ok(FeedItem::Next(payload))) => {
+                (this.wrap)(&with_request_id(&payload, this.request_id.as_deref()))
             }
-        })
-        .take_while(|m| futures::future::ready(m.is_some()))
-        .filter_map(futures::future::ready)
-        .scan(false, |lagged, msg| {
-            // After a lag error the subscriber is dropped.
-            let stop = *lagged;
-            *lagged = msg.contains("SUBSCRIPTION_LAGGED");
-            futures::future::ready(if stop { None } else { Some(msg) })
-        })
-        .boxed()
+            Some(Ok(FeedItem::Complete)) | None => {
+                this.ended = true;
+                return Poll::Ready(None);
+            }
+            Some(Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(
+                skipped,
+            ))) => {
+                // The subscriber is dropped after this error.
+                this.ended = true;
+                (this.wrap)(&lagged_payload(skipped, this.request_id.as_deref()))
+            }
+        };
+        Poll::Ready(Some(message))
+    }
 }
 
 /// The monotonic instant at which a token expiring at `exp` (seconds since the epoch) expires.
@@ -658,6 +687,57 @@ async fn run_feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_subscriber_ends_on_lag_or_completion_only() {
+        let (tx, rx) = broadcast::channel(4);
+        let feed = Arc::new(Feed {
+            tx: tx.clone(),
+            stop: CancellationToken::new(),
+        });
+        let mut subscriber = Subscriber {
+            items: BroadcastStream::new(rx),
+            wrap: |p: &str| format!("<{p}>"),
+            request_id: Some("mine".into()),
+            ended: false,
+            _alive: Counted::new(feed),
+        };
+        let send = |payload: &str| tx.send(FeedItem::Next(payload.into())).is_ok();
+        // Data that merely mentions the lag error's code is data.
+        let mention = r#"{"data":{"t":{"title":"SUBSCRIPTION_LAGGED"}}}"#;
+        assert!(send(mention) && send(r#"{"data":1}"#));
+        assert_eq!(subscriber.next().await, Some(format!("<{mention}>")));
+        assert_eq!(subscriber.next().await.as_deref(), Some(r#"<{"data":1}>"#));
+        // Falling more than the channel's capacity behind: one lag error, then the end.
+        for _ in 0..6 {
+            assert!(send(r#"{"data":2}"#));
+        }
+        let lagged = subscriber.next().await.unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(lagged.trim_start_matches('<').trim_end_matches('>'))
+                .unwrap_or_default();
+        assert_eq!(v["errors"][0]["extensions"]["code"], "SUBSCRIPTION_LAGGED");
+        assert_eq!(v["errors"][0]["extensions"]["requestId"], "mine");
+        assert_eq!(subscriber.next().await, None);
+        // A completed feed ends its subscribers.
+        let (tx, rx) = broadcast::channel(4);
+        let feed = Arc::new(Feed {
+            tx: tx.clone(),
+            stop: CancellationToken::new(),
+        });
+        let mut subscriber = Subscriber {
+            items: BroadcastStream::new(rx),
+            wrap: |p: &str| p.to_owned(),
+            request_id: None,
+            ended: false,
+            _alive: Counted::new(feed),
+        };
+        assert!(
+            tx.send(FeedItem::Complete).is_ok() && tx.send(FeedItem::Next("{}".into())).is_ok()
+        );
+        assert_eq!(subscriber.next().await, None);
+        assert_eq!(subscriber.next().await, None);
+    }
 
     #[test]
     fn shared_errors_carry_each_subscribers_request_id() {
