@@ -281,8 +281,9 @@ impl BudgetService {
     /// Runs `sql`, an UPDATE of one budget row ending in `RETURNING `, and when it changed the
     /// row, appends the ledger row `ledger` with the balances after it, and inserts
     /// `reservation` when given. On PostgreSQL all of it is one statement (a data-modifying
-    /// CTE): the row lock the UPDATE takes is held until COMMIT, and every round trip to the
-    /// client it no longer waits for is time a hot budget's other writers do not wait either.
+    /// CTE): the row lock the UPDATE takes is held until COMMIT, and every other writer of a
+    /// hot budget waits out each client round trip inside that window; now only the COMMIT's
+    /// is left.
     /// The rows that reference the budget are written after the UPDATE (here, in the same
     /// statement), never before it: a foreign-key check locks the budget row (KEY SHARE), and
     /// on a row another transaction is updating that makes PostgreSQL share its lock through
@@ -332,7 +333,7 @@ impl BudgetService {
             return Ok(Some(after));
         }
         let mut values = values;
-        // `$n` placeholders for the next `count` values.
+        // Appends `added` to the statement's values and returns their `$n` placeholders.
         let mut params = |added: Vec<Value>| {
             let first = values.len() + 1;
             let list: Vec<String> = (first..first + added.len())

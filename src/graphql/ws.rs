@@ -688,20 +688,29 @@ async fn run_feed(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_subscriber_ends_on_lag_or_completion_only() {
+    /// A feed of capacity 4 and one subscriber of it.
+    fn feed_with_subscriber<W>(
+        wrap: W,
+        request_id: Option<&str>,
+    ) -> (broadcast::Sender<FeedItem>, Subscriber<W>) {
         let (tx, rx) = broadcast::channel(4);
         let feed = Arc::new(Feed {
             tx: tx.clone(),
             stop: CancellationToken::new(),
         });
-        let mut subscriber = Subscriber {
+        let subscriber = Subscriber {
             items: BroadcastStream::new(rx),
-            wrap: |p: &str| format!("<{p}>"),
-            request_id: Some("mine".into()),
+            wrap,
+            request_id: request_id.map(str::to_owned),
             ended: false,
             _alive: Counted::new(feed),
         };
+        (tx, subscriber)
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_ends_on_lag_or_completion_only() {
+        let (tx, mut subscriber) = feed_with_subscriber(|p: &str| format!("<{p}>"), Some("mine"));
         let send = |payload: &str| tx.send(FeedItem::Next(payload.into())).is_ok();
         // Data that merely mentions the lag error's code is data.
         let mention = r#"{"data":{"t":{"title":"SUBSCRIPTION_LAGGED"}}}"#;
@@ -720,18 +729,7 @@ mod tests {
         assert_eq!(v["errors"][0]["extensions"]["requestId"], "mine");
         assert_eq!(subscriber.next().await, None);
         // A completed feed ends its subscribers.
-        let (tx, rx) = broadcast::channel(4);
-        let feed = Arc::new(Feed {
-            tx: tx.clone(),
-            stop: CancellationToken::new(),
-        });
-        let mut subscriber = Subscriber {
-            items: BroadcastStream::new(rx),
-            wrap: |p: &str| p.to_owned(),
-            request_id: None,
-            ended: false,
-            _alive: Counted::new(feed),
-        };
+        let (tx, mut subscriber) = feed_with_subscriber(|p: &str| p.to_owned(), None);
         assert!(
             tx.send(FeedItem::Complete).is_ok() && tx.send(FeedItem::Next("{}".into())).is_ok()
         );
