@@ -6,7 +6,10 @@
 //!    endpoint of the same binary, on the same keep-alive connections, phases interleaved
 //!    (a bare hyper HTTP/1.1 client, so the client's own cost does not flatten the ratio);
 //! b) latency from sending a mutation to each subscriber receiving its event, at 1, 100 and
-//!    1,000 WebSocket subscribers (p50/p99);
+//!    1,000 WebSocket subscribers (p50/p99), against the machine's floor measured right after
+//!    it: the same subscribers on a bare fan-out server (this binary in a second process: one
+//!    tokio task per socket fed by a broadcast channel, no GraphQL, protocol or database),
+//!    sent the same message; the subscribers decode and check every message either way;
 //! c) idle RSS, and RSS per idle subscription (1,000 subscriptions);
 //! d) an authenticated `{ me { id } }` vs the same request without a token (which answers
 //!    `UNAUTHENTICATED`), same connections, phases interleaved;
@@ -27,7 +30,7 @@ use std::{
     process::Child,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -37,7 +40,6 @@ use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 const CONNECTIONS: usize = 16;
@@ -652,101 +654,337 @@ async fn active_subscriptions(client: &reqwest::Client, base: &str) -> u64 {
         .unwrap_or(0.0) as u64
 }
 
-/// Opens `n` subscriptions, then sends `events` mutations one at a time and collects, for each,
-/// the delay until every subscriber has it. Returns (latencies, failures).
-async fn delivery(
-    server: &Server,
+/// A subscriber's message, decoded without building a JSON tree (the subscribers' own cost
+/// per delivery is on the same 2 cores as the server's).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    payload: Option<Payload<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    data: Option<ChangedData<'a>>,
+    errors: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChangedData<'a> {
+    #[serde(rename = "taskChanged", borrow)]
+    task_changed: Option<Changed<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Changed<'a> {
+    #[serde(borrow)]
+    task: Option<ChangedTask<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChangedTask<'a> {
+    #[serde(borrow)]
+    title: std::borrow::Cow<'a, str>,
+}
+
+/// What the subscribers of one (b) run share: the event in flight and its arrivals. Each
+/// subscriber records its own delivery; the last one of an event wakes the sender, once
+/// (rather than one channel message, and often one wake-up, per delivery).
+struct Arrivals {
     n: usize,
-    events: usize,
-    rss_report: bool,
-) -> (Vec<Duration>, u64) {
-    let base = format!("http://{}", server.addr);
+    started: Instant,
+    /// Index of the event in flight: its title is `bench-{n}-{event}`.
+    event: AtomicUsize,
+    /// When that event's mutation was sent, in ns after `started`.
+    sent_ns: AtomicU64,
+    received: AtomicUsize,
+    failures: AtomicU64,
+    latencies: std::sync::Mutex<Vec<Duration>>,
+    all_in: tokio::sync::Notify,
+}
+
+impl Arrivals {
+    /// One text message received at `at` by a subscriber.
+    fn record(&self, text: &str, at: Instant) {
+        let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if envelope.kind != "next" {
+            return;
+        }
+        let event = self.event.load(Ordering::Acquire);
+        let expected = format!("bench-{}-{event}", self.n);
+        let good = envelope.payload.is_some_and(|p| {
+            p.errors.is_none()
+                && p.data
+                    .and_then(|d| d.task_changed)
+                    .and_then(|c| c.task)
+                    .is_some_and(|t| t.title == expected)
+        });
+        if !good {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let sent = self.started + Duration::from_nanos(self.sent_ns.load(Ordering::Acquire));
+        if let Ok(mut latencies) = self.latencies.lock() {
+            latencies.push(at.duration_since(sent));
+        }
+        if self.received.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.all_in.notify_one();
+        }
+    }
+}
+
+/// Where (b) delivers: Aurum, or the bare fan-out baseline.
+enum Fanout<'a> {
+    Aurum(&'a Server),
+    Bare(&'a Bare),
+}
+
+/// Opens `n` subscriptions, then publishes `events` events one at a time (through Aurum: a
+/// `createTask` mutation over HTTP; through the bare baseline: one message on its control
+/// socket) and collects, for each, the delay until every subscriber has it. Returns
+/// (latencies, failures).
+async fn delivery(target: Fanout<'_>, n: usize, events: usize) -> (Vec<Duration>, u64) {
     let client = reqwest::Client::new();
-    let rss_before = server.rss_kib();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant, bool)>();
+    let arrivals = Arc::new(Arrivals {
+        n,
+        started: Instant::now(),
+        event: AtomicUsize::new(0),
+        sent_ns: AtomicU64::new(0),
+        received: AtomicUsize::new(0),
+        failures: AtomicU64::new(0),
+        latencies: std::sync::Mutex::new(Vec::with_capacity(n * events)),
+        all_in: tokio::sync::Notify::new(),
+    });
+    let rss_before = match &target {
+        Fanout::Aurum(server) => server.rss_kib(),
+        Fanout::Bare(_) => 0,
+    };
     let mut handles = Vec::new();
     for _ in 0..n {
-        let mut ws = subscriber(&server.addr, &server.token).await;
-        let tx = tx.clone();
+        let mut ws = match &target {
+            Fanout::Aurum(server) => subscriber(&server.addr, &server.token).await,
+            Fanout::Bare(bare) => bare.subscriber().await,
+        };
+        let arrivals = arrivals.clone();
         handles.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
                 if let Message::Text(t) = msg {
-                    let at = Instant::now();
-                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                    if v["type"] == "next" {
-                        let ok = v["payload"].get("errors").is_none();
-                        let title = v["payload"]["data"]["taskChanged"]["task"]["title"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_owned();
-                        if tx.send((title, at, ok)).is_err() {
-                            break;
-                        }
-                    }
+                    arrivals.record(&t, Instant::now());
                 }
             }
         }));
     }
-    while active_subscriptions(&client, &base).await < n as u64 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if rss_report {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let rss_after = server.rss_kib();
-        println!(
-            "(c) RSS with {n} idle subscriptions: {} KiB (+{} KiB) = {:.1} KiB per subscription (target <= 16)",
-            rss_after,
-            rss_after.saturating_sub(rss_before),
-            rss_after.saturating_sub(rss_before) as f64 / n as f64
-        );
-    }
-    let failures = AtomicU64::new(0);
-    let mut latencies = Vec::with_capacity(n * events);
+    let mut control = match &target {
+        Fanout::Aurum(server) => {
+            let base = format!("http://{}", server.addr);
+            while active_subscriptions(&client, &base).await < n as u64 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if n == 1000 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let rss_after = server.rss_kib();
+                println!(
+                    "(c) RSS with {n} idle subscriptions: {} KiB (+{} KiB) = {:.1} KiB per subscription (target <= 16)",
+                    rss_after,
+                    rss_after.saturating_sub(rss_before),
+                    rss_after.saturating_sub(rss_before) as f64 / n as f64
+                );
+            }
+            None
+        }
+        Fanout::Bare(bare) => Some(bare.publisher().await),
+    };
     for i in 0..events {
         let title = format!("bench-{n}-{i}");
+        arrivals.received.store(0, Ordering::Release);
+        arrivals.event.store(i, Ordering::Release);
         let t0 = Instant::now();
-        let res: Value = client
-            .post(format!("{base}/graphql"))
-            .bearer_auth(&server.token)
-            .json(&json!({"query":"mutation($t: String!) { createTask(input: { title: $t }) { id } }","variables":{"t": title}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if res.get("errors").is_some() {
-            failures.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut received = 0;
-        while received < n {
-            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                Ok(Some((got, at, ok))) => {
-                    if got == title && ok {
-                        received += 1;
-                        latencies.push(at.duration_since(t0));
-                    } else {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                _ => {
-                    failures.fetch_add((n - received) as u64, Ordering::Relaxed);
-                    break;
-                }
+        let sent_ns = u64::try_from(t0.duration_since(arrivals.started).as_nanos()).unwrap();
+        arrivals.sent_ns.store(sent_ns, Ordering::Release);
+        let published = match (&target, control.as_mut()) {
+            (Fanout::Aurum(server), _) => {
+                let res: Value = client
+                    .post(format!("http://{}/graphql", server.addr))
+                    .bearer_auth(&server.token)
+                    .json(&json!({"query":"mutation($t: String!) { createTask(input: { title: $t }) { id } }","variables":{"t": title}}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                res.get("errors").is_none()
             }
+            (Fanout::Bare(_), Some(control)) => {
+                // What Aurum sends each subscriber for this event, byte for byte in shape.
+                let message = json!({"type": "next", "id": "1", "payload": {"data": {"taskChanged": {
+                    "kind": "CREATED",
+                    "task": {"id": uuid::Uuid::now_v7().to_string(), "title": title}}}}});
+                control
+                    .send(Message::Text(message.to_string().into()))
+                    .await
+                    .is_ok()
+            }
+            (Fanout::Bare(_), None) => false,
+        };
+        if !published {
+            arrivals.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let waited = tokio::time::timeout(Duration::from_secs(10), arrivals.all_in.notified());
+        if waited.await.is_err() {
+            let missing = n.saturating_sub(arrivals.received.load(Ordering::Acquire));
+            arrivals
+                .failures
+                .fetch_add(missing as u64, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for h in handles {
         h.abort();
     }
+    let mut latencies = std::mem::take(&mut *arrivals.latencies.lock().unwrap());
     latencies.sort();
-    (latencies, failures.into_inner())
+    (latencies, arrivals.failures.load(Ordering::Relaxed))
+}
+
+/// The flag that makes this binary the bare fan-out server of (b)'s baseline.
+const BARE_FANOUT_FLAG: &str = "--bare-fanout-server";
+
+/// (b)'s baseline: this benchmark binary started again as a separate process with
+/// `BARE_FANOUT_FLAG`, serving WebSockets with what every fan-out over tokio needs and nothing
+/// else (no GraphQL, protocol, authentication or database): one task per socket, fed by one
+/// broadcast channel. Its latency is the machine's floor for sending one message to each of
+/// n sockets from a second process over loopback TCP.
+struct Bare {
+    child: Child,
+    addr: String,
+}
+
+impl Bare {
+    fn start() -> Self {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg(BARE_FANOUT_FLAG)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        Self {
+            child,
+            addr: line.trim().to_owned(),
+        }
+    }
+
+    async fn connect(&self, role: &str) -> Ws {
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{}/", self.addr),
+            Some(config),
+            true,
+        )
+        .await
+        .unwrap();
+        ws.send(Message::Text(role.into())).await.unwrap();
+        // The server answers once the socket has its place.
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "ready" => ws,
+            other => panic!("bare fan-out server: {other:?}"),
+        }
+    }
+
+    async fn subscriber(&self) -> Ws {
+        self.connect("subscribe").await
+    }
+
+    async fn publisher(&self) -> Ws {
+        self.connect("publish").await
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bare fan-out server's process: prints its address, then serves until killed.
+fn bare_fanout_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let (tx, _) =
+            tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(4096);
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    .write_buffer_size(0);
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+                else {
+                    return;
+                };
+                let Some(Ok(Message::Text(role))) = ws.next().await else {
+                    return;
+                };
+                let mut rx = tx.subscribe();
+                if ws.send(Message::Text("ready".into())).await.is_err() {
+                    return;
+                }
+                if role.as_str() == "publish" {
+                    drop(rx);
+                    while let Some(Ok(Message::Text(text))) = ws.next().await {
+                        let _ = tx.send(text);
+                    }
+                    return;
+                }
+                loop {
+                    tokio::select! {
+                        item = rx.recv() => match item {
+                            Ok(text) => {
+                                if ws.send(Message::Text(text)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => return,
+                        },
+                        frame = ws.next() => match frame {
+                            Some(Ok(_)) => {}
+                            _ => return,
+                        },
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// `cargo bench --bench aurum-bench [-- PARTS]`: PARTS picks letters of the parts to run
 /// (`a`…`g`; `b` and `c` share their run); all of them by default.
 fn main() {
+    if std::env::args().any(|a| a == BARE_FANOUT_FLAG) {
+        bare_fanout_server();
+        return;
+    }
     let parts: String = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -766,16 +1004,27 @@ fn main() {
                 server.idle_rss_kib as f64 / 1024.0,
                 server.rss_kib() as f64 / 1024.0
             );
+            let bare = Bare::start();
             for (n, events) in [(1, 200), (100, 50), (1000, 20)] {
-                let (lat, failures) = delivery(&server, n, events, n == 1000).await;
+                let (lat, failures) = delivery(Fanout::Aurum(&server), n, events).await;
+                let (floor, bare_failures) = delivery(Fanout::Bare(&bare), n, events).await;
+                let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
                 println!(
                     "(b) delivery to {n:>4} subscribers: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} deliveries, failures {failures})",
-                    ms(percentile(&lat, 0.5)),
-                    ms(percentile(&lat, 0.99)),
+                    ms(p50),
+                    ms(p99),
                     ms(lat.last().copied().unwrap_or_default()),
                     lat.len()
                 );
-                all_ok &= failures == 0;
+                println!(
+                    "    bare fan-out baseline:      p50 {:.2} ms  p99 {:.2} ms  ({} deliveries, failures {bare_failures}); Aurum / bare: p50 {:.2}x  p99 {:.2}x",
+                    ms(percentile(&floor, 0.5)),
+                    ms(percentile(&floor, 0.99)),
+                    floor.len(),
+                    ms(p50) / ms(percentile(&floor, 0.5)),
+                    ms(p99) / ms(percentile(&floor, 0.99)),
+                );
+                all_ok &= failures == 0 && bare_failures == 0;
             }
         }
         if ['a', 'd', 'e', 'f'].into_iter().any(wants) {
