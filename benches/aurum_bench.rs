@@ -5,6 +5,8 @@
 //! a) throughput and latency of `{ __typename }` over HTTP vs the plain JSON `/health`
 //!    endpoint of the same binary, on the same keep-alive connections, phases interleaved
 //!    (a bare hyper HTTP/1.1 client, so the client's own cost does not flatten the ratio);
+//!    then the same pair of requests on a bare axum server (this binary in a second process,
+//!    no middleware, no GraphQL), whose POST/GET ratio is the ceiling of (a) on this machine;
 //! b) latency from sending a mutation to each subscriber receiving its event, at 1, 100 and
 //!    1,000 WebSocket subscribers (p50/p99), against the machine's floor measured right after
 //!    it: the same subscribers on a bare fan-out server (this binary in a second process: one
@@ -293,7 +295,24 @@ async fn throughput(server: &Server) -> bool {
     println!(
         "    ratio throughput {ratio:.3} (target >= 0.8)   ratio p99 {p99_ratio:.3} (target <= 1.5)"
     );
-    plain.failed == 0 && gql.failed == 0
+    // The floor: the same two requests on a bare server of the same stack.
+    let bare = Bare::start(BARE_HTTP_FLAG);
+    let (bare_get, bare_post) = compare(&bare.addr, &Kind::Health, &Kind::Typename).await;
+    println!(
+        "    floor: a bare axum server (second process, no middleware, no GraphQL), same client"
+    );
+    for (name, p) in [
+        ("GET /health", &bare_get),
+        ("POST /graphql (JSON decoded)", &bare_post),
+    ] {
+        print_phase(name, p);
+    }
+    println!(
+        "    bare ratio throughput {:.3}: the most a JSON POST reaches against this GET here; Aurum's ratio / bare ratio {:.3}",
+        rps(&bare_post) / rps(&bare_get),
+        ratio / (rps(&bare_post) / rps(&bare_get)),
+    );
+    plain.failed == 0 && gql.failed == 0 && bare_get.failed == 0 && bare_post.failed == 0
 }
 
 /// (d) authenticated vs anonymous `{ me { id } }`.
@@ -855,20 +874,29 @@ async fn delivery(target: Fanout<'_>, n: usize, events: usize) -> (Vec<Duration>
 /// The flag that makes this binary the bare fan-out server of (b)'s baseline.
 const BARE_FANOUT_FLAG: &str = "--bare-fanout-server";
 
-/// (b)'s baseline: this benchmark binary started again as a separate process with
-/// `BARE_FANOUT_FLAG`, serving WebSockets with what every fan-out over tokio needs and nothing
-/// else (no GraphQL, protocol, authentication or database): one task per socket, fed by one
-/// broadcast channel. Its latency is the machine's floor for sending one message to each of
-/// n sockets from a second process over loopback TCP.
+/// The flag that makes this binary the bare HTTP server of (a)'s floor.
+const BARE_HTTP_FLAG: &str = "--bare-http-server";
+
+/// This benchmark binary started again as a separate process, as a bare server:
+///
+/// - with `BARE_FANOUT_FLAG`, (b)'s baseline: WebSockets with what every fan-out over tokio
+///   needs and nothing else (no GraphQL, protocol, authentication or database): one task per
+///   socket, fed by one broadcast channel. Its latency is the machine's floor for sending one
+///   message to each of n sockets from a second process over loopback TCP;
+/// - with `BARE_HTTP_FLAG`, (a)'s floor: the same HTTP stack as Aurum (axum on hyper, TCP_NODELAY)
+///   with two routes and nothing else: `GET /health` as Aurum answers it, and `POST /graphql`,
+///   which decodes its JSON body and answers what Aurum answers `{ __typename }`. Its POST/GET
+///   ratio is the most any JSON-over-POST endpoint gets on this stack and machine.
 struct Bare {
     child: Child,
     addr: String,
 }
 
 impl Bare {
-    fn start() -> Self {
+    /// Starts this binary with `flag` (`BARE_FANOUT_FLAG` or `BARE_HTTP_FLAG`).
+    fn start(flag: &str) -> Self {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg(BARE_FANOUT_FLAG)
+            .arg(flag)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -978,11 +1006,46 @@ fn bare_fanout_server() {
     });
 }
 
+/// The bare HTTP server's process: prints its address, then serves until killed.
+fn bare_http_server() {
+    async fn answer(body: axum::body::Bytes) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(request) if request["query"].is_string() => {
+                axum::Json(json!({"data": {"__typename": "QueryRoot"}})).into_response()
+            }
+            _ => axum::http::StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            tcp.set_nodelay(true).unwrap();
+        });
+        let app = axum::Router::new()
+            .route(
+                "/health",
+                axum::routing::get(|| async { axum::Json(json!({ "status": "ok" })) }),
+            )
+            .route("/graphql", axum::routing::post(answer));
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
 /// `cargo bench --bench aurum-bench [-- PARTS]`: PARTS picks letters of the parts to run
 /// (`a`…`g`; `b` and `c` share their run); all of them by default.
 fn main() {
     if std::env::args().any(|a| a == BARE_FANOUT_FLAG) {
         bare_fanout_server();
+        return;
+    }
+    if std::env::args().any(|a| a == BARE_HTTP_FLAG) {
+        bare_http_server();
         return;
     }
     let parts: String = std::env::args()
@@ -1004,7 +1067,7 @@ fn main() {
                 server.idle_rss_kib as f64 / 1024.0,
                 server.rss_kib() as f64 / 1024.0
             );
-            let bare = Bare::start();
+            let bare = Bare::start(BARE_FANOUT_FLAG);
             for (n, events) in [(1, 200), (100, 50), (1000, 20)] {
                 let (lat, failures) = delivery(Fanout::Aurum(&server), n, events).await;
                 let (floor, bare_failures) = delivery(Fanout::Bare(&bare), n, events).await;
