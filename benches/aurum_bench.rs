@@ -617,6 +617,15 @@ async fn refusals() -> bool {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Every WebSocket of (b), client or bare server: tungstenite zero-fills its read buffer
+/// (128 KiB by default) on reads, and a small one keeps the benchmark's own cost per message
+/// from swamping what is measured; frames are written at once, as Aurum writes them.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
 async fn subscriber(addr: &str, token: &str) -> Ws {
     let mut req = format!("ws://{addr}/graphql")
         .into_client_request()
@@ -625,11 +634,7 @@ async fn subscriber(addr: &str, token: &str) -> Ws {
         "sec-websocket-protocol",
         HeaderValue::from_static("graphql-transport-ws"),
     );
-    // tungstenite zero-fills its read buffer (128 KiB by default) on reads; a small one keeps
-    // the client's cost per message from swamping what is measured.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
+    let config = ws_config();
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
         .await
         .unwrap();
@@ -913,9 +918,7 @@ impl Bare {
     }
 
     async fn connect(&self, role: &str) -> Ws {
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
+        let config = ws_config();
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
             format!("ws://{}/", self.addr),
             Some(config),
@@ -947,8 +950,9 @@ impl Drop for Bare {
     }
 }
 
-/// The bare fan-out server's process: prints its address, then serves until killed.
-fn bare_fanout_server() {
+/// A bare server's process: a runtime built as Aurum builds its own, a listener on a free port
+/// whose address goes to stdout (where `Bare::start` reads it), then `serve` until killed.
+fn bare_process<F: Future<Output = ()>>(serve: impl FnOnce(tokio::net::TcpListener) -> F) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -956,6 +960,13 @@ fn bare_fanout_server() {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap());
+        serve(listener).await;
+    });
+}
+
+/// The bare fan-out server's process.
+fn bare_fanout_server() {
+    bare_process(|listener| async move {
         let (tx, _) =
             tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(4096);
         loop {
@@ -963,9 +974,7 @@ fn bare_fanout_server() {
             stream.set_nodelay(true).unwrap();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-                    .read_buffer_size(4096)
-                    .write_buffer_size(0);
+                let config = ws_config();
                 let Ok(mut ws) =
                     tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
                 else {
@@ -1006,7 +1015,7 @@ fn bare_fanout_server() {
     });
 }
 
-/// The bare HTTP server's process: prints its address, then serves until killed.
+/// The bare HTTP server's process.
 fn bare_http_server() {
     async fn answer(body: axum::body::Bytes) -> axum::response::Response {
         use axum::response::IntoResponse;
@@ -1017,13 +1026,7 @@ fn bare_http_server() {
             _ => axum::http::StatusCode::BAD_REQUEST.into_response(),
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap());
+    bare_process(|listener| async move {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             tcp.set_nodelay(true).unwrap();
         });
