@@ -900,21 +900,8 @@ struct Bare {
 impl Bare {
     /// Starts this binary with `flag` (`BARE_FANOUT_FLAG` or `BARE_HTTP_FLAG`).
     fn start(flag: &str) -> Self {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg(flag)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        Self {
-            child,
-            addr: line.trim().to_owned(),
-        }
+        let (child, addr) = common::spawn_bare(&[flag]);
+        Self { child, addr }
     }
 
     async fn connect(&self, role: &str) -> Ws {
@@ -950,23 +937,9 @@ impl Drop for Bare {
     }
 }
 
-/// A bare server's process: a runtime built as Aurum builds its own, a listener on a free port
-/// whose address goes to stdout (where `Bare::start` reads it), then `serve` until killed.
-fn bare_process<F: Future<Output = ()>>(serve: impl FnOnce(tokio::net::TcpListener) -> F) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap());
-        serve(listener).await;
-    });
-}
-
 /// The bare fan-out server's process.
 fn bare_fanout_server() {
-    bare_process(|listener| async move {
+    common::bare_process(|listener| async move {
         let (tx, _) =
             tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(4096);
         loop {
@@ -1026,7 +999,7 @@ fn bare_http_server() {
             _ => axum::http::StatusCode::BAD_REQUEST.into_response(),
         }
     }
-    bare_process(|listener| async move {
+    common::bare_process(|listener| async move {
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             tcp.set_nodelay(true).unwrap();
         });

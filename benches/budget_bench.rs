@@ -13,6 +13,12 @@
 //!    caches and of its background work fall on both sides alike; the ratio is the mean
 //!    GraphQL rate over the mean direct rate, and each round's own ratio is printed as a
 //!    range (min / median / max) to show how much the machine moved;
+//!    The same pairs also go, in the same rounds, to a bare HTTP server: this binary in a
+//!    second process, the same `BudgetService` on the same database behind two plain JSON
+//!    routes (axum, typed bodies, TCP_NODELAY; no GraphQL, authentication or middleware),
+//!    on the same kind of client connection. Its rate over the direct rate is the floor of
+//!    (a) on this machine: what carrying each call over loopback HTTP costs when the server
+//!    does nothing else, and what no GraphQL server can beat;
 //! b) p50 / p99 latency of `reserveBudget` at 1, 16 and 64 concurrent clients.
 //!
 //! While it measures, a checker samples every budget for `reserved < 0`, `used < 0` or
@@ -39,7 +45,7 @@ use aurum::{
 };
 use common::{Sender, connect, login, spawn_server};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::{body::Bytes, header::HeaderValue};
 use rand::Rng;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
@@ -56,21 +62,36 @@ const TOTAL: i64 = 1_000_000_000_000;
 const RESERVE: &str = "mutation($t: String!, $p: String!, $r: String!) { reserveBudget(input: { tenantId: $t, projectId: $p, amount: 10, requestId: $r }) { id amount } }";
 const COMMIT: &str = "mutation($id: ID!, $r: String!) { commitBudget(input: { reservationId: $id, actualAmount: 7, requestId: $r }) { id status } }";
 
+/// The flag that makes this binary the bare HTTP server of (a)'s floor; the database URL and
+/// the first admin's id follow it.
+const BARE_HTTP_FLAG: &str = "--bare-http-server";
+
+/// A server process of the run: Aurum, or this binary as the bare HTTP server.
 struct Server {
     child: Child,
     addr: String,
     base: String,
-    token: String,
+    /// `Authorization` of every request (Aurum's; the bare server takes none).
+    auth: Option<HeaderValue>,
 }
 
 impl Server {
     fn start(db_url: &str) -> Self {
         let (child, addr) = spawn_server(&[("AURUM_DATABASE_URL", db_url)], None);
+        Self::new(child, addr)
+    }
+
+    fn start_bare(db_url: &str, admin: uuid::Uuid) -> Self {
+        let (child, addr) = common::spawn_bare(&[BARE_HTTP_FLAG, db_url, &admin.to_string()]);
+        Self::new(child, addr)
+    }
+
+    fn new(child: Child, addr: String) -> Self {
         Self {
             child,
             base: format!("http://{addr}"),
             addr,
-            token: String::new(),
+            auth: None,
         }
     }
 }
@@ -83,9 +104,11 @@ impl Drop for Server {
 }
 
 async fn post(client: &reqwest::Client, s: &Server, query: &str, vars: Value) -> Value {
-    let v: Value = client
-        .post(format!("{}/graphql", s.base))
-        .bearer_auth(&s.token)
+    let mut request = client.post(format!("{}/graphql", s.base));
+    if let Some(auth) = &s.auth {
+        request = request.header(hyper::header::AUTHORIZATION, auth.clone());
+    }
+    let v: Value = request
         .json(&json!({ "query": query, "variables": vars }))
         .send()
         .await
@@ -96,15 +119,17 @@ async fn post(client: &reqwest::Client, s: &Server, query: &str, vars: Value) ->
     v
 }
 
-/// One operation on `sender`; `Value::Null` when the transport fails.
-async fn post_on(sender: &mut Sender, s: &Server, query: &str, vars: Value) -> Value {
-    let body = serde_json::to_vec(&json!({ "query": query, "variables": vars })).unwrap();
-    let request = hyper::Request::post("/graphql")
+/// One JSON body POSTed to `path` on `sender`; the decoded answer, `Value::Null` when the
+/// transport fails.
+async fn post_on(sender: &mut Sender, s: &Server, path: &str, body: &Value) -> Value {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut request = hyper::Request::post(path)
         .header(hyper::header::HOST, &s.addr)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {}", s.token))
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(auth) = &s.auth {
+        request = request.header(hyper::header::AUTHORIZATION, auth.clone());
+    }
+    let request = request.body(Full::new(Bytes::from(body))).unwrap();
     if sender.ready().await.is_err() {
         return Value::Null;
     }
@@ -145,23 +170,43 @@ fn project(keys: Keys) -> String {
 /// One pair through GraphQL; returns the reserve latency, or `None` on any error.
 async fn graphql_pair(client: &mut Sender, s: &Server, keys: Keys, key: &str) -> Option<Duration> {
     let t0 = Instant::now();
+    let vars = json!({ "t": "bench", "p": project(keys), "r": format!("{key}r") });
     let r = post_on(
         client,
         s,
-        RESERVE,
-        json!({ "t": "bench", "p": project(keys), "r": format!("{key}r") }),
+        "/graphql",
+        &json!({ "query": RESERVE, "variables": vars }),
     )
     .await;
     let reserve = t0.elapsed();
-    let id = r["data"]["reserveBudget"]["id"].as_str()?.to_owned();
+    if r["data"]["reserveBudget"]["amount"] != 10 {
+        return None;
+    }
+    let id = r["data"]["reserveBudget"]["id"].as_str()?;
+    let vars = json!({ "id": id, "r": format!("{key}c") });
     let c = post_on(
         client,
         s,
-        COMMIT,
-        json!({ "id": id, "r": format!("{key}c") }),
+        "/graphql",
+        &json!({ "query": COMMIT, "variables": vars }),
     )
     .await;
     (c["data"]["commitBudget"]["status"] == "COMMITTED").then_some(reserve)
+}
+
+/// The same pair through the bare HTTP server's plain JSON routes.
+async fn bare_pair(client: &mut Sender, s: &Server, keys: Keys, key: &str) -> Option<Duration> {
+    let t0 = Instant::now();
+    let body = json!({ "t": "bench", "p": project(keys), "amount": 10, "r": format!("{key}r") });
+    let r = post_on(client, s, "/reserve", &body).await;
+    let reserve = t0.elapsed();
+    if r["amount"] != 10 {
+        return None;
+    }
+    let id = r["id"].as_str()?;
+    let body = json!({ "id": id, "actual": 7, "r": format!("{key}c") });
+    let c = post_on(client, s, "/commit", &body).await;
+    (c["status"] == "committed").then_some(reserve)
 }
 
 /// The same pair, the same statements, in-process.
@@ -200,47 +245,84 @@ struct Run {
     failed: u64,
     reserve_latencies: Vec<Duration>,
     elapsed: Duration,
-    /// CPU seconds used during the phase by the server, this process and PostgreSQL.
+    /// CPU seconds used during the phase by the serving process (Aurum or the bare server;
+    /// none for the direct side), this process and PostgreSQL.
     cpu: [f64; 3],
 }
 
-/// CPU seconds used so far by the server, this process and PostgreSQL.
-fn cpu_now(server: u32) -> [f64; 3] {
+/// Where a phase's pairs go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    GraphQL,
+    Bare,
+    Direct,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::GraphQL => "GraphQL",
+            Side::Bare => "bare HTTP",
+            Side::Direct => "direct",
+        }
+    }
+}
+
+/// Everything a phase can send its pairs to.
+#[derive(Clone)]
+struct Sides {
+    aurum: Arc<Server>,
+    bare: Arc<Server>,
+    svc: BudgetService,
+    meta: RequestMeta,
+}
+
+impl Sides {
+    fn server(&self, side: Side) -> Option<&Arc<Server>> {
+        match side {
+            Side::GraphQL => Some(&self.aurum),
+            Side::Bare => Some(&self.bare),
+            Side::Direct => None,
+        }
+    }
+}
+
+/// CPU seconds used so far by `server` (0 for none), this process and PostgreSQL.
+fn cpu_now(server: Option<&Arc<Server>>) -> [f64; 3] {
     [
-        cpu_seconds(server),
+        server.map_or(0.0, |s| cpu_seconds(s.child.id())),
         cpu_seconds(std::process::id()),
         postgres_cpu_seconds(),
     ]
 }
 
-/// `clients` loops of pairs for one phase, through GraphQL or directly.
+/// `clients` loops of pairs for one phase, on one side.
 async fn phase(
     label: &str,
     length: Duration,
     clients: usize,
     keys: Keys,
-    graphql: Option<&Arc<Server>>,
-    direct: (&BudgetService, &RequestMeta),
-    server_pid: u32,
+    side: Side,
+    sides: &Sides,
 ) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
+    let server = sides.server(side);
     // Connections are opened before the clock starts.
     let mut connections = Vec::new();
     for _ in 0..clients {
-        connections.push(match graphql {
+        connections.push(match server {
             Some(server) => Some(connect(&server.addr).await),
             None => None,
         });
     }
     let started = Instant::now();
-    let cpu_before = cpu_now(server_pid);
+    let cpu_before = cpu_now(server);
     let mut tasks = Vec::new();
     for (c, connection) in connections.into_iter().enumerate() {
         let stop = stop.clone();
         let label = format!("{label}-{c}-");
-        let mut http = graphql.cloned().zip(connection);
-        let svc = direct.0.clone();
-        let meta = direct.1.clone();
+        let mut http = server.cloned().zip(connection);
+        let sides = sides.clone();
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut lat) = (0u64, 0u64, Vec::new());
             let mut n = 0u64;
@@ -249,7 +331,11 @@ async fn phase(
                 let key = format!("{label}{n}");
                 let good = match &mut http {
                     Some((server, client)) => {
-                        match graphql_pair(client, server, keys, &key).await {
+                        let pair = match side {
+                            Side::Bare => bare_pair(client, server, keys, &key).await,
+                            _ => graphql_pair(client, server, keys, &key).await,
+                        };
+                        match pair {
                             Some(d) => {
                                 lat.push(d);
                                 true
@@ -257,7 +343,7 @@ async fn phase(
                             None => false,
                         }
                     }
-                    None => direct_pair(&svc, &meta, keys, &key).await,
+                    None => direct_pair(&sides.svc, &sides.meta, keys, &key).await,
                 };
                 if good {
                     ok += 1;
@@ -284,7 +370,7 @@ async fn phase(
         run.reserve_latencies.extend(lat);
     }
     run.elapsed = started.elapsed();
-    let cpu_after = cpu_now(server_pid);
+    let cpu_after = cpu_now(server);
     run.cpu = std::array::from_fn(|i| cpu_after[i] - cpu_before[i]);
     run.reserve_latencies.sort();
     run
@@ -326,6 +412,13 @@ async fn ledger_mismatches(db: &DatabaseConnection) -> i64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == BARE_HTTP_FLAG) {
+        let db_url = args[at + 1].clone();
+        let admin = uuid::Uuid::parse_str(&args[at + 2]).unwrap();
+        bare_http_server(db_url, admin);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -355,15 +448,12 @@ async fn bench() -> bool {
     result
 }
 
-async fn measure(db_url: &str) -> bool {
-    let mut server = Server::start(db_url);
-    let client = reqwest::Client::new();
-    server.token = login(&server.addr).await;
-    let server = Arc::new(server);
-    let me = post(&client, &server, "{ me { id } }", json!({})).await;
-    let admin_id = uuid::Uuid::parse_str(me["data"]["me"]["id"].as_str().unwrap()).unwrap();
-
-    // The baseline's pool has the server's default size.
+/// The in-process side: a pool of the server's default size, the same `BudgetService`, and
+/// the first admin as caller.
+async fn baseline(
+    db_url: &str,
+    admin_id: uuid::Uuid,
+) -> (DatabaseConnection, BudgetService, RequestMeta) {
     let mut options = ConnectOptions::new(db_url.to_owned());
     options.max_connections(16).sqlx_logging(false);
     let db = Database::connect(options).await.unwrap();
@@ -380,6 +470,88 @@ async fn measure(db_url: &str) -> bool {
         request_id: "bench".into(),
         client: None,
     };
+    (db, svc, meta)
+}
+
+#[derive(serde::Deserialize)]
+struct BareReserve {
+    t: String,
+    p: String,
+    amount: i64,
+    r: String,
+}
+
+#[derive(serde::Deserialize)]
+struct BareCommit {
+    id: uuid::Uuid,
+    actual: i64,
+    r: String,
+}
+
+type BareState = Arc<(BudgetService, RequestMeta)>;
+
+/// The bare HTTP server's process: `POST /reserve` and `POST /commit` with typed JSON bodies,
+/// each one call of the baseline's `BudgetService`; an error answers 409 with its code.
+fn bare_http_server(db_url: String, admin: uuid::Uuid) {
+    use axum::{Json, extract::State, http::StatusCode, response::IntoResponse, routing::post};
+    fn answer(
+        result: aurum::error::AppResult<entity::budget_reservation::Model>,
+    ) -> axum::response::Response {
+        match result {
+            Ok(r) => {
+                Json(json!({ "id": r.id, "amount": r.amount, "status": r.status })).into_response()
+            }
+            Err(e) => (StatusCode::CONFLICT, Json(json!({ "code": e.code() }))).into_response(),
+        }
+    }
+    async fn reserve(
+        State(s): State<BareState>,
+        Json(b): Json<BareReserve>,
+    ) -> axum::response::Response {
+        let request = ReserveRequest {
+            tenant_id: b.t,
+            project_id: b.p,
+            amount: b.amount,
+            request_id: b.r,
+            ttl_seconds: None,
+            task_id: None,
+            model: None,
+        };
+        answer(s.0.reserve(&s.1, request).await)
+    }
+    async fn commit(
+        State(s): State<BareState>,
+        Json(b): Json<BareCommit>,
+    ) -> axum::response::Response {
+        let request = ResolveRequest {
+            reservation_id: b.id,
+            actual_amount: Some(b.actual),
+            request_id: b.r,
+        };
+        answer(s.0.resolve(&s.1, request).await)
+    }
+    common::bare_process(|listener| async move {
+        let (_, svc, meta) = baseline(&db_url, admin).await;
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            tcp.set_nodelay(true).unwrap();
+        });
+        let app = axum::Router::new()
+            .route("/reserve", post(reserve))
+            .route("/commit", post(commit))
+            .with_state(Arc::new((svc, meta)));
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+async fn measure(db_url: &str) -> bool {
+    let mut server = Server::start(db_url);
+    let client = reqwest::Client::new();
+    let token = login(&server.addr).await;
+    server.auth = Some(HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let me = post(&client, &server, "{ me { id } }", json!({})).await;
+    let admin_id = uuid::Uuid::parse_str(me["data"]["me"]["id"].as_str().unwrap()).unwrap();
+
+    let (db, svc, meta) = baseline(db_url, admin_id).await;
     for p in (0..SPREAD)
         .map(|i| format!("p{i}"))
         .chain(["hot".to_owned()])
@@ -397,6 +569,12 @@ async fn measure(db_url: &str) -> bool {
         .await
         .unwrap();
     }
+    let sides = Sides {
+        aurum: Arc::new(server),
+        bare: Arc::new(Server::start_bare(db_url, admin_id)),
+        svc,
+        meta,
+    };
 
     // The invariant checker runs through every measured phase.
     let stop = Arc::new(AtomicBool::new(false));
@@ -414,91 +592,102 @@ async fn measure(db_url: &str) -> bool {
         })
     };
 
-    let server_pid = server.child.id();
     let mut all_ok = true;
     let mut phase_no = 0;
+    const SIDES: [Side; 3] = [Side::GraphQL, Side::Bare, Side::Direct];
     for (keys, label, target) in [
         (Keys::Spread, "1,000 budgets", 0.8),
         (Keys::Hot, "one hot budget", 0.9),
     ] {
-        let (mut g_rate, mut d_rate) = (0.0, 0.0);
-        // CPU seconds and pairs of each side, for CPU per pair.
-        let (mut g_cpu, mut d_cpu) = ([0.0; 3], [0.0; 3]);
-        let (mut g_pairs, mut d_pairs) = (0u64, 0u64);
+        // Per side: the sum of round rates, CPU seconds and pairs (for CPU per pair).
+        let mut rates = [0.0; 3];
+        let mut cpu = [[0.0; 3]; 3];
+        let mut pairs = [0u64; 3];
         let mut failed = 0;
-        // Unmeasured: each side once, so that neither measures cold caches.
-        for graphql in [true, false] {
+        // Unmeasured: each side once, so that none measures cold caches.
+        for side in SIDES {
             phase_no += 1;
             let run = phase(
                 &format!("w{phase_no}"),
                 WARM_UP,
                 CLIENTS,
                 keys,
-                graphql.then_some(&server),
-                (&svc, &meta),
-                server_pid,
+                side,
+                &sides,
             )
             .await;
             failed += run.failed;
         }
-        let mut round_ratios = Vec::new();
+        // Per round: GraphQL / direct and bare / direct.
+        let mut round_ratios = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
-            let mut rates = [0.0; 2];
-            for graphql in [round % 2 == 0, round % 2 != 0] {
+            let mut round_rates = [0.0; 3];
+            // Every order of going first, second and third comes up equally often.
+            for k in 0..3 {
+                let i = (round + k) % 3;
                 phase_no += 1;
-                let tag = format!("t{phase_no}");
                 let run = phase(
-                    &tag,
+                    &format!("t{phase_no}"),
                     PHASE,
                     CLIENTS,
                     keys,
-                    graphql.then_some(&server),
-                    (&svc, &meta),
-                    server_pid,
+                    SIDES[i],
+                    &sides,
                 )
                 .await;
                 failed += run.failed;
-                rates[usize::from(graphql)] = rate(&run);
-                let (rate_sum, cpu, pairs) = if graphql {
-                    (&mut g_rate, &mut g_cpu, &mut g_pairs)
-                } else {
-                    (&mut d_rate, &mut d_cpu, &mut d_pairs)
-                };
-                *rate_sum += rate(&run);
-                *pairs += run.pairs;
-                for (total, used) in cpu.iter_mut().zip(run.cpu) {
+                round_rates[i] = rate(&run);
+                rates[i] += rate(&run);
+                pairs[i] += run.pairs;
+                for (total, used) in cpu[i].iter_mut().zip(run.cpu) {
                     *total += used;
                 }
             }
-            round_ratios.push(rates[1] / rates[0]);
+            round_ratios.0.push(round_rates[0] / round_rates[2]);
+            round_ratios.1.push(round_rates[1] / round_rates[2]);
         }
-        round_ratios.sort_by(f64::total_cmp);
-        let (g, d) = (g_rate / ROUNDS as f64, d_rate / ROUNDS as f64);
+        let [g, b, d] = rates.map(|r| r / ROUNDS as f64);
         println!(
             "(a) {label}, {CLIENTS} clients: GraphQL {g:.0} pairs/s, direct {d:.0} pairs/s, ratio {:.2}x (target >= {target}), failures {failed}",
             g / d
         );
         println!(
-            "    ratio of each round ({ROUNDS} rounds of {} s per side): min {:.2}  median {:.2}  max {:.2}",
-            PHASE.as_secs(),
-            round_ratios[0],
-            (round_ratios[(ROUNDS - 1) / 2] + round_ratios[ROUNDS / 2]) / 2.0,
-            round_ratios[ROUNDS - 1]
+            "    floor: bare HTTP {b:.0} pairs/s, bare / direct {:.2}x; GraphQL / bare {:.2}x",
+            b / d,
+            g / b
         );
-        let per_pair = |cpu: [f64; 3], pairs: u64| {
-            let us = |s: f64| s * 1e6 / pairs.max(1) as f64;
+        let spread = |ratios: &mut Vec<f64>| {
+            ratios.sort_by(f64::total_cmp);
             format!(
-                "server {:.0} + bench {:.0} + PostgreSQL {:.0} = {:.0}",
-                us(cpu[0]),
-                us(cpu[1]),
-                us(cpu[2]),
-                us(cpu.iter().sum())
+                "min {:.2}  median {:.2}  max {:.2}",
+                ratios[0],
+                (ratios[(ROUNDS - 1) / 2] + ratios[ROUNDS / 2]) / 2.0,
+                ratios[ROUNDS - 1]
             )
         };
         println!(
-            "    CPU per pair (us): GraphQL {}; direct {}",
-            per_pair(g_cpu, g_pairs),
-            per_pair(d_cpu, d_pairs)
+            "    each round ({ROUNDS} rounds of {} s per side): GraphQL / direct {}; bare / direct {}",
+            PHASE.as_secs(),
+            spread(&mut round_ratios.0),
+            spread(&mut round_ratios.1)
+        );
+        let per_pair = |i: usize| {
+            let us = |s: f64| s * 1e6 / pairs[i].max(1) as f64;
+            let c = cpu[i];
+            format!(
+                "{} server {:.0} + bench {:.0} + PostgreSQL {:.0} = {:.0}",
+                SIDES[i].name(),
+                us(c[0]),
+                us(c[1]),
+                us(c[2]),
+                us(c.iter().sum())
+            )
+        };
+        println!(
+            "    CPU per pair (us): {}; {}; {}",
+            per_pair(0),
+            per_pair(1),
+            per_pair(2)
         );
         all_ok &= failed == 0;
     }
@@ -510,9 +699,8 @@ async fn measure(db_url: &str) -> bool {
             LATENCY_PHASE,
             clients,
             Keys::Spread,
-            Some(&server),
-            (&svc, &meta),
-            server_pid,
+            Side::GraphQL,
+            &sides,
         )
         .await;
         let lat = &run.reserve_latencies;

@@ -87,3 +87,34 @@ pub async fn login(addr: &str) -> String {
         .expect("login")
         .to_owned()
 }
+
+/// Starts this benchmark binary again with `args` (a flag that makes it a bare server, and
+/// that server's arguments); returns the process and the address it printed (`bare_process`).
+pub fn spawn_bare(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_owned())
+}
+
+/// A bare server's process: a runtime built as Aurum builds its own, a listener on a free port
+/// whose address goes to stdout (where `spawn_bare` reads it), then `serve` until killed.
+pub fn bare_process<F: std::future::Future<Output = ()>>(
+    serve: impl FnOnce(tokio::net::TcpListener) -> F,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        serve(listener).await;
+    });
+}
