@@ -24,6 +24,7 @@ both_profiles!(
     hostile_documents_are_refused_with_codes,
     cors_origins_and_security_headers,
     repeated_documents_stay_checked,
+    repeated_documents_with_variables_stay_checked,
 );
 
 #[test]
@@ -670,6 +671,46 @@ async fn repeated_documents_stay_checked(profile: Profile, name: &str) {
         refused["data"].is_null() || refused["data"]["tasks"].is_null(),
         "{refused}"
     );
+    env.finish().await;
+}
+
+/// A document with variables that passed strict validation once skips it only for variables
+/// strict validation could only accept: a bad value, a null for a non-null variable, or an
+/// input object (never plain) gets the same refusal as on the first request, and nothing runs.
+async fn repeated_documents_with_variables_stay_checked(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    let create = "mutation($t: String!, $d: String) { createTask(input: { title: $t, description: $d }) { id title } }";
+    let count = "{ tasks { totalCount } }";
+    // The first refusal, from a document never seen before.
+    let first = s.gql(create, json!({ "t": 5, "d": "x" })).await;
+    assert_eq!(error_code(&first), "BAD_USER_INPUT", "{first}");
+    for i in 0..3 {
+        let res = s.ok(create, json!({ "t": format!("ok{i}") })).await;
+        assert_eq!(res["createTask"]["title"], format!("ok{i}"), "{res}");
+    }
+    let before = s.ok(count, json!({})).await["tasks"]["totalCount"].clone();
+    for bad in [
+        json!({ "t": 5 }),
+        json!({ "t": null }),
+        json!({ "d": "no title" }),
+        json!({ "t": "x", "d": 7 }),
+        json!({ "t": { "nested": "object" } }),
+    ] {
+        let res = s.gql(create, bad.clone()).await;
+        assert_eq!(error_code(&res), "BAD_USER_INPUT", "{bad}: {res}");
+        assert!(res["data"].is_null(), "{bad}: {res}");
+    }
+    // The same refusal, word for word, as before the document was trusted.
+    let again = s.gql(create, json!({ "t": 5, "d": "x" })).await;
+    assert_eq!(again["errors"][0]["message"], first["errors"][0]["message"]);
+    assert_eq!(s.ok(count, json!({})).await["tasks"]["totalCount"], before);
+    // Guards still run on the trusted path.
+    let refused = s.gql_as(None, create, json!({ "t": "anonymous" })).await;
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED", "{refused}");
+    assert_eq!(s.ok(count, json!({})).await["tasks"]["totalCount"], before);
     env.finish().await;
 }
 

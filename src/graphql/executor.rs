@@ -17,9 +17,11 @@ use std::{
 };
 
 use async_graphql::{
-    Data, Executor, Request, Response, ServerError,
+    Data, Executor, Positioned, Request, Response, ServerError, Value as ConstValue, Variables,
     futures_util::stream::BoxStream,
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    parser::types::{
+        BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+    },
 };
 use futures::StreamExt;
 
@@ -89,8 +91,12 @@ fn finish_errors(errors: &mut [ServerError], request_id: Option<&str>) {
 /// an uncoded error with a path escaped a resolver without going through `AppError`, and is
 /// treated as internal.
 fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
-    const BAD_INPUT: [&str; 3] = [
+    // async-graphql's own wording for a value that does not fit its type: validation's, and
+    // the resolver's when it parses an argument that validation could not check (an input
+    // object holding a variable the request left out is skipped by validation whole).
+    const BAD_INPUT: [&str; 4] = [
         "Failed to parse",
+        "Expected input type",
         "Invalid value for argument",
         "Invalid value for variable",
     ];
@@ -104,6 +110,7 @@ fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
         QUERY_TOO_COMPLEX
     } else if BAD_INPUT.iter().any(|p| message.starts_with(p))
         || (message.starts_with("Variable \"") && message.contains("invalid"))
+        || missing_variable(message)
     {
         "BAD_USER_INPUT"
     } else if !in_resolver {
@@ -111,6 +118,15 @@ fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
     } else {
         INTERNAL_CODE
     }
+}
+
+/// async-graphql's wording for a required variable the request left out (unquoted, unlike
+/// validation's `Variable "$x" is not defined` for a variable the document never declared).
+fn missing_variable(message: &str) -> bool {
+    message
+        .strip_prefix("Variable ")
+        .and_then(|rest| rest.strip_suffix(" is not defined."))
+        .is_some_and(|name| !name.is_empty() && !name.contains(['"', ' ']))
 }
 
 /// Operation names are client-chosen; past this many distinct names, metrics say `other`.
@@ -197,7 +213,8 @@ pub struct Operation {
 pub struct ObservedSchema {
     schema: AurumSchema,
     /// The same schema with `Fast` validation, for cached documents that passed strict
-    /// validation once and declare no variables (nothing about them can change).
+    /// validation once, sent with variables that strict validation could only accept
+    /// (`plain_variables`).
     fast: AurumSchema,
     documents: Arc<DocumentCache>,
     limits: DocumentLimits,
@@ -260,7 +277,8 @@ impl ObservedSchema {
 
     /// Parses the request's document, from the cache when the same text was seen before.
     /// Parsing is most of the cost of a small operation. Also returns the document's
-    /// `validated` flag when it declares no variables: once set, validation is skipped.
+    /// `validated` flag when the request's variables are plain (`plain_variables`; always,
+    /// for a document without variables): once the flag is set, validation is skipped.
     fn parse(
         &self,
         request: &mut Request,
@@ -272,8 +290,10 @@ impl ObservedSchema {
                 .charge
                 .unwrap_or_else(|| limits::charge(&cached.doc, &request.variables, pages));
             let op = operation_of(&cached.doc, wanted.as_deref(), charge);
+            let validated = plain_variables(&cached.doc, wanted.as_deref(), &request.variables)
+                .then_some(cached.validated);
             request.set_parsed_query(cached.doc);
-            return Ok((op, cached.validated));
+            return Ok((op, validated));
         }
         let variables = request.variables.clone();
         let doc = request.parsed_query()?;
@@ -285,14 +305,15 @@ impl ObservedSchema {
             .operations
             .iter()
             .all(|(_, op)| op.node.variable_definitions.is_empty());
-        let validated = without_variables.then(|| Arc::new(AtomicBool::new(false)));
+        let validated = Arc::new(AtomicBool::new(false));
+        let plain = plain_variables(doc, wanted.as_deref(), &variables);
         let cached = Cached {
             doc: doc.clone(),
             charge: without_variables.then_some(charge),
             validated: validated.clone(),
         };
         self.documents.put(&request.query, cached);
-        Ok((op, validated))
+        Ok((op, plain.then_some(validated)))
     }
 }
 
@@ -302,8 +323,9 @@ struct Cached {
     doc: ExecutableDocument,
     /// The charged cost, when the document declares no variables (it cannot change).
     charge: Option<u64>,
-    /// Present when the document declares no variables; set once a strict run of it succeeded.
-    validated: Option<Arc<AtomicBool>>,
+    /// Set once a strict run of the document succeeded: every rule that depends on the
+    /// document alone passed, and only the variables of later requests remain to be checked.
+    validated: Arc<AtomicBool>,
 }
 
 /// Parsed documents by their text. Bounded: when full it is emptied and refilled, so a client
@@ -336,9 +358,12 @@ fn request_id_of(request: &Request) -> Option<String> {
     data_of::<RequestId>(&request.data).map(|r| r.0.clone())
 }
 
-/// The operation the request will run.
-fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Operation {
-    let op = match (&doc.operations, wanted) {
+/// The operation of `doc` a request naming `wanted` runs, with its name.
+fn selected<'a>(
+    doc: &'a ExecutableDocument,
+    wanted: Option<&str>,
+) -> Option<(Option<String>, &'a Positioned<OperationDefinition>)> {
+    match (&doc.operations, wanted) {
         (DocumentOperations::Single(op), _) => Some((None, op)),
         (DocumentOperations::Multiple(ops), Some(name)) => {
             ops.get(name).map(|op| (Some(name.to_owned()), op))
@@ -346,8 +371,50 @@ fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Op
         (DocumentOperations::Multiple(ops), None) => {
             ops.iter().next().map(|(n, op)| (Some(n.to_string()), op))
         }
+    }
+}
+
+/// Whether strict validation could only accept these variables, so that a document which
+/// passed it once may skip it. Of strict validation's rules only one looks at variable values
+/// (`ArgumentsOfCorrectType`, which checks each value against its position, which another
+/// rule already matched to the variable's declared type); everything else depends on the
+/// document alone. Plain: every variable the selected operation declares has a built-in
+/// scalar type (no list, enum, input object or custom scalar) and no directives, and its value
+/// is of that scalar's kind as async-graphql's own `is_valid` tests it, or is absent or null
+/// where the declaration allows. Anything else is validated strictly, so a bad value gets the
+/// same error whether or not the document was seen before.
+fn plain_variables(doc: &ExecutableDocument, wanted: Option<&str>, variables: &Variables) -> bool {
+    let Some((_, op)) = selected(doc, wanted) else {
+        return false;
     };
-    match op {
+    op.node.variable_definitions.iter().all(|def| {
+        let def = &def.node;
+        let ty = &def.var_type.node;
+        let BaseType::Named(scalar) = &ty.base else {
+            return false;
+        };
+        let builtin = ["String", "Int", "Float", "Boolean", "ID"].contains(&scalar.as_str());
+        if !builtin || !def.directives.is_empty() {
+            return false;
+        }
+        match variables.get(&def.name.node) {
+            None => ty.nullable || def.default_value.is_some(),
+            Some(ConstValue::Null) => ty.nullable,
+            Some(value) => match (scalar.as_str(), value) {
+                ("String", ConstValue::String(_))
+                | ("Boolean", ConstValue::Boolean(_))
+                | ("Float", ConstValue::Number(_))
+                | ("ID", ConstValue::String(_)) => true,
+                ("Int" | "ID", ConstValue::Number(n)) => n.is_i64(),
+                _ => false,
+            },
+        }
+    })
+}
+
+/// The operation the request will run.
+fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Operation {
+    match selected(doc, wanted) {
         None => Operation {
             kind: "unknown",
             name: String::new(),
@@ -397,8 +464,8 @@ impl Executor for ObservedSchema {
                 Some(flag) if flag.load(Ordering::Relaxed) => self.fast.execute(request).await,
                 _ => {
                     let response = self.schema.execute(request).await;
-                    // No errors at all: validation passed, and it cannot fail later for a
-                    // document without variables.
+                    // No errors at all: validation passed. What it checked of the document
+                    // cannot fail later; later variables are checked by `plain_variables`.
                     if let Some(flag) = &validated
                         && response.errors.is_empty()
                     {
@@ -450,6 +517,25 @@ mod tests {
             "BAD_USER_INPUT"
         );
         assert_eq!(
+            classify_uncoded(
+                "Expected input type \"String\", found 5. (occurred while parsing \"CreateTaskInput\")",
+                true
+            ),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(
+            classify_uncoded("Variable t is not defined.", true),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(
+            classify_uncoded("Variable n is not defined.", false),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(
+            classify_uncoded("Variable \"$x\" is not defined by operation \"A\"", false),
+            VALIDATION_FAILED
+        );
+        assert_eq!(
             classify_uncoded("Unknown operation named \"X\"", false),
             VALIDATION_FAILED
         );
@@ -465,6 +551,82 @@ mod tests {
         assert_eq!(errs[0].message, "internal error");
         assert_eq!(ext.and_then(|e| e.get("code")), Some(&INTERNAL_CODE.into()));
         assert_eq!(ext.and_then(|e| e.get("requestId")), Some(&"req-1".into()));
+    }
+
+    fn doc(query: &str) -> ExecutableDocument {
+        match async_graphql::parser::parse_query(query) {
+            Ok(doc) => doc,
+            Err(e) => panic!("{query}: {e}"),
+        }
+    }
+
+    #[test]
+    fn only_plain_variables_skip_strict_validation() {
+        let parsed = doc(
+            "mutation($s: String!, $n: Int, $f: Float, $b: Boolean, $id: ID!, $d: Int! = 3) \
+             { a(s: $s, n: $n, f: $f, b: $b, id: $id, d: $d) }",
+        );
+        let vars = |v: serde_json::Value| Variables::from_json(v);
+        let good = serde_json::json!({ "s": "x", "n": 1, "f": 1.5, "b": true, "id": 7 });
+        assert!(plain_variables(&parsed, None, &vars(good.clone())));
+        // Absent or null where nullable; a non-null variable with a default may be absent.
+        assert!(plain_variables(
+            &parsed,
+            None,
+            &vars(serde_json::json!({ "s": "x", "id": "i", "n": null }))
+        ));
+        for bad in [
+            serde_json::json!({ "s": 1, "id": "i" }),
+            serde_json::json!({ "s": "x", "id": "i", "n": 1.5 }),
+            serde_json::json!({ "s": "x", "id": "i", "n": "1" }),
+            serde_json::json!({ "s": "x", "id": "i", "f": "1" }),
+            serde_json::json!({ "s": "x", "id": "i", "b": 1 }),
+            serde_json::json!({ "s": "x", "id": 1.5 }),
+            serde_json::json!({ "s": "x", "id": ["i"] }),
+            serde_json::json!({ "s": null, "id": "i" }),
+            serde_json::json!({ "id": "i" }),
+            serde_json::json!({ "s": "x", "id": "i", "d": null }),
+            serde_json::json!({ "s": { "o": 1 }, "id": "i" }),
+        ] {
+            assert!(!plain_variables(&parsed, None, &vars(bad.clone())), "{bad}");
+        }
+        // Lists, enums, input objects, custom scalars and directives always go strict.
+        for query in [
+            "query($l: [String!]) { a(l: $l) }",
+            "query($e: TaskState) { a(e: $e) }",
+            "mutation($i: CreateTaskInput!) { a(i: $i) }",
+            "query($t: DateTime) { a(t: $t) }",
+            "query($s: String @deprecated) { a(s: $s) }",
+        ] {
+            assert!(
+                !plain_variables(&doc(query), None, &vars(serde_json::json!({}))),
+                "{query}"
+            );
+        }
+        // The selected operation's own declarations count; an unknown operation is not plain.
+        let two = doc("query A($s: String!) { a(s: $s) } query B($l: [Int]) { b(l: $l) }");
+        assert!(plain_variables(
+            &two,
+            Some("A"),
+            &vars(serde_json::json!({ "s": "x" }))
+        ));
+        assert!(!plain_variables(
+            &two,
+            Some("B"),
+            &vars(serde_json::json!({ "l": [1] }))
+        ));
+        assert!(!plain_variables(
+            &two,
+            Some("C"),
+            &vars(serde_json::json!({}))
+        ));
+        // No variables at all: plain.
+        let none = doc("{ a }");
+        assert!(plain_variables(
+            &none,
+            None,
+            &vars(serde_json::json!({ "x": 1 }))
+        ));
     }
 
     #[test]
