@@ -7,18 +7,17 @@
 //!    keep-alive connection per client through hyper's bare client) vs the
 //!    same transactions — the same SQL statements, issued by the same `BudgetService` code —
 //!    called in-process with no HTTP, GraphQL or authentication, at the same concurrency;
-//!    once with keys spread over 1,000 budgets and once on one hot budget; after an
-//!    unmeasured warm-up of each side, phases alternate over several short rounds (the
-//!    side that goes first alternates too), so that drifts of the machine, of PostgreSQL's
-//!    caches and of its background work fall on both sides alike; the ratio is the mean
-//!    GraphQL rate over the mean direct rate, and each round's own ratio is printed as a
-//!    range (min / median / max) to show how much the machine moved;
-//!    The same pairs also go, in the same rounds, to a bare HTTP server: this binary in a
-//!    second process, the same `BudgetService` on the same database behind two plain JSON
-//!    routes (axum, typed bodies, TCP_NODELAY; no GraphQL, authentication or middleware),
-//!    on the same kind of client connection. Its rate over the direct rate is the floor of
-//!    (a) on this machine: what carrying each call over loopback HTTP costs when the server
-//!    does nothing else, and what no GraphQL server can beat;
+//!    once with keys spread over 1,000 budgets and once on one hot budget. The same pairs
+//!    also go to a bare HTTP server: this binary in a second process, the same
+//!    `BudgetService` on the same database behind two plain JSON routes (axum, typed bodies,
+//!    TCP_NODELAY; no GraphQL, authentication or middleware), on the same kind of client
+//!    connection. Its rate over the direct rate is the floor of (a) on this machine: what
+//!    carrying each call over loopback HTTP costs when the server does nothing else, which no
+//!    GraphQL server can beat. After an unmeasured warm-up of each side, the three sides take
+//!    turns over several short rounds (each goes first, second and third equally often), so
+//!    that drifts of the machine, of PostgreSQL's caches and of its background work fall on
+//!    every side alike; the ratios are of mean rates, and each round's own ratios are printed
+//!    as a range (min / median / max) to show how much the machine moved;
 //! b) p50 / p99 latency of `reserveBudget` at 1, 16 and 64 concurrent clients.
 //!
 //! While it measures, a checker samples every budget for `reserved < 0`, `used < 0` or
