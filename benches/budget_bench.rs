@@ -11,7 +11,7 @@
 //!    also go to a bare HTTP server: this binary in a second process, the same
 //!    `BudgetService` on the same database behind two plain JSON routes (axum, typed bodies,
 //!    TCP_NODELAY; no GraphQL, authentication or middleware), on the same kind of client
-//!    connection. Its rate over the direct rate is the floor of (a) on this machine: what
+//!    connection. Its rate over the direct rate is the ceiling of (a) on this machine: what
 //!    carrying each call over loopback HTTP costs when the server does nothing else, which no
 //!    GraphQL server can beat. After an unmeasured warm-up of each side, the three sides take
 //!    turns over several short rounds (each goes first, second and third equally often), so
@@ -61,7 +61,7 @@ const TOTAL: i64 = 1_000_000_000_000;
 const RESERVE: &str = "mutation($t: String!, $p: String!, $r: String!) { reserveBudget(input: { tenantId: $t, projectId: $p, amount: 10, requestId: $r }) { id amount } }";
 const COMMIT: &str = "mutation($id: ID!, $r: String!) { commitBudget(input: { reservationId: $id, actualAmount: 7, requestId: $r }) { id status } }";
 
-/// The flag that makes this binary the bare HTTP server of (a)'s floor; the database URL and
+/// The flag that makes this binary the bare HTTP server of (a)'s ceiling; the database URL and
 /// the first admin's id follow it.
 const BARE_HTTP_FLAG: &str = "--bare-http-server";
 
@@ -651,7 +651,7 @@ async fn measure(db_url: &str) -> bool {
             g / d
         );
         println!(
-            "    floor: bare HTTP {b:.0} pairs/s, bare / direct {:.2}x; GraphQL / bare {:.2}x",
+            "    ceiling: bare HTTP {b:.0} pairs/s, bare / direct {:.2}x; GraphQL / bare {:.2}x",
             b / d,
             g / b
         );
