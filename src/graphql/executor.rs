@@ -509,6 +509,7 @@ impl Executor for ObservedSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graphql::limits::tests::doc;
 
     #[test]
     fn uncoded_errors_are_classified_or_masked() {
@@ -551,13 +552,6 @@ mod tests {
         assert_eq!(errs[0].message, "internal error");
         assert_eq!(ext.and_then(|e| e.get("code")), Some(&INTERNAL_CODE.into()));
         assert_eq!(ext.and_then(|e| e.get("requestId")), Some(&"req-1".into()));
-    }
-
-    fn doc(query: &str) -> ExecutableDocument {
-        match async_graphql::parser::parse_query(query) {
-            Ok(doc) => doc,
-            Err(e) => panic!("{query}: {e}"),
-        }
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<u64, Se
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const PAGES: PageSizes = PageSizes {
@@ -225,10 +225,11 @@ mod tests {
         assert_eq!(charge(&doc(q), &none, PAGES), 1 + 10 * (2 + (1 + 3 * 3)));
     }
 
-    fn doc(q: &str) -> ExecutableDocument {
+    /// A parsed document (the GraphQL module's tests share it).
+    pub(in crate::graphql) fn doc(q: &str) -> ExecutableDocument {
         match async_graphql::parser::parse_query(q) {
             Ok(d) => d,
-            Err(e) => panic!("{e}"),
+            Err(e) => panic!("{q}: {e}"),
         }
     }
 
