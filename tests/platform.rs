@@ -855,3 +855,51 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
     s.stop().await;
     shared.cleanup().await;
 }
+
+/// A pooled PostgreSQL connection that was cut while it sat idle (a PostgreSQL restart, a
+/// proxy's idle timeout) is pinged and replaced before use once it has been idle longer than
+/// `AURUM_DATABASE_PING_AFTER_IDLE_MS`, so the next statement succeeds. With a threshold the
+/// connection never reaches, the same cut reaches the statement: that shows the cut is real
+/// and that the check, not luck, saved the first case.
+#[tokio::test]
+async fn idle_database_connections_are_checked_before_use() {
+    let test = "idle_database_connections_are_checked_before_use";
+    let Some(urls) = services_or_skip(test).await else {
+        return;
+    };
+    let pg = common::PgDatabase::create(&urls).await;
+    let admin = sea_orm::Database::connect(&pg.admin_url).await.unwrap();
+    for (ping_after_idle_ms, survives) in [(50, true), (3_600_000, false)] {
+        let mut config = aurum::config::Config::from_env().unwrap();
+        config.database_url = aurum::config::ServiceUrl::new(pg.url.clone());
+        config.database_max_connections = 1;
+        config.database_ping_after_idle_ms = ping_after_idle_ms;
+        let (db, _) = aurum::infra::db::connect(&config).await.unwrap();
+        db.execute_unprepared("SELECT 1").await.unwrap();
+        let cut = admin
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                format!(
+                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+                     WHERE datname = '{}'",
+                    pg.name
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(cut, 1, "the pool's one connection is cut");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = db.execute_unprepared("SELECT 1").await;
+        assert_eq!(
+            after.is_ok(),
+            survives,
+            "ping after {ping_after_idle_ms} ms idle: {after:?}"
+        );
+        db.close().await.ok();
+    }
+    admin.close().await.ok();
+    pg.drop_db().await;
+}
