@@ -46,7 +46,7 @@ use common::{Sender, connect, login, spawn_server};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Bytes, header::HeaderValue};
 use rand::Rng;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 16;
@@ -447,15 +447,16 @@ async fn bench() -> bool {
     result
 }
 
-/// The in-process side: a pool of the server's default size, the same `BudgetService`, and
-/// the first admin as caller.
+/// The in-process side: a pool opened as the server opens its own (`infra::db::connect`, with
+/// the default configuration: size, pings before use, statement metrics), the same
+/// `BudgetService`, and the first admin as caller.
 async fn baseline(
     db_url: &str,
     admin_id: uuid::Uuid,
 ) -> (DatabaseConnection, BudgetService, RequestMeta) {
-    let mut options = ConnectOptions::new(db_url.to_owned());
-    options.max_connections(16).sqlx_logging(false);
-    let db = Database::connect(options).await.unwrap();
+    let mut config = aurum::config::Config::from_env().unwrap();
+    config.database_url = aurum::config::ServiceUrl::new(db_url);
+    let (db, _) = aurum::infra::db::connect(&config).await.unwrap();
     let svc = BudgetService::new(db.clone(), Bus::local(1024));
     let meta = RequestMeta {
         caller: Caller::User {
