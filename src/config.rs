@@ -24,12 +24,6 @@ pub struct Config {
     #[arg(long, env = "AURUM_DATABASE_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
-    /// A pooled connection that has been idle at least this long (ms) is pinged before it is
-    /// handed out, and replaced if the ping fails; one used more recently is handed out as it
-    /// is, saving a round trip per transaction. 0 pings on every checkout.
-    #[arg(long, env = "AURUM_DATABASE_PING_AFTER_IDLE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub database_ping_after_idle_ms: u64,
-
     /// Run pending migrations when `serve` starts.
     #[arg(long, env = "AURUM_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,

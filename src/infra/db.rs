@@ -34,14 +34,6 @@ pub async fn connect(config: &Config) -> anyhow::Result<(DatabaseConnection, Sta
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false);
-    // A connection just returned by another request is almost never dead; pinging it anyway
-    // costs a round trip per transaction. Idle ones (which a proxy, a firewall or a server
-    // restart may have cut) are still checked, and replaced when the check fails.
-    if config.database_ping_after_idle_ms > 0 {
-        options.test_before_acquire_if_idle_for(Duration::from_millis(
-            config.database_ping_after_idle_ms,
-        ));
-    }
     if config.is_sqlite() {
         // One writer at a time in SQLite; a small pool avoids lock thrash.
         options.max_connections(config.database_max_connections.min(4));
