@@ -266,6 +266,11 @@ impl AppState {
                 }
             });
         }
+        crate::idempotency::spawn_sweeper(
+            db.clone(),
+            crate::idempotency::SWEEP_EVERY,
+            shutdown.clone(),
+        );
         crate::budget::sweeper::spawn(
             services.budgets.clone(),
             std::time::Duration::from_millis(config.budget_sweep_interval_ms),

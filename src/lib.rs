@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod graphql;
+pub mod idempotency;
 pub mod infra;
 pub mod ops;
 pub mod pagination;

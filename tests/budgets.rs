@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aurum::budget::model::lock_key;
+use aurum::idempotency::lock_key;
 use common::{
     Env, JWT_SECRET, Profile, Shared, TestServer, WsClient, error_code, services_or_skip,
 };
@@ -1205,7 +1205,7 @@ async fn assert_quiescent(
     for b in &budgets {
         let committed: i64 = reservations
             .iter()
-            .filter(|r| r.budget_id == b.id && r.status == "committed")
+            .filter(|r| r.budget_id == b.id && r.status == budget_reservation::Status::Committed)
             .map(|r| r.actual_amount.unwrap_or(0))
             .sum();
         assert_eq!(
@@ -1219,7 +1219,10 @@ async fn assert_quiescent(
     let ledger = budget_transaction::Entity::find().all(db).await.unwrap();
     let mut resolutions: HashMap<uuid::Uuid, usize> = HashMap::new();
     for row in &ledger {
-        if let (Some(r), true) = (row.reservation_id, row.kind != "reserve") {
+        if let (Some(r), true) = (
+            row.reservation_id,
+            row.kind != budget_transaction::Kind::Reserve,
+        ) {
             *resolutions.entry(r).or_default() += 1;
         }
     }

@@ -12,8 +12,7 @@ pub struct Model {
     pub total: i64,
     pub used: i64,
     pub reserved: i64,
-    /// `none`, `daily`, `weekly` or `monthly`.
-    pub period: String,
+    pub period: Period,
     pub period_start: DateTimeUtc,
     /// End of the current window; `None` for `none`.
     pub period_end: Option<DateTimeUtc>,
@@ -24,6 +23,34 @@ pub struct Model {
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+}
+
+/// How often a budget's `used` goes back to zero; stored as its lowercase name.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    #[default]
+    #[sea_orm(string_value = "none")]
+    None,
+    #[sea_orm(string_value = "daily")]
+    Daily,
+    #[sea_orm(string_value = "weekly")]
+    Weekly,
+    #[sea_orm(string_value = "monthly")]
+    Monthly,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,8 +12,7 @@ pub struct Model {
     pub project_id: String,
     pub amount: i64,
     pub actual_amount: Option<i64>,
-    /// `reserved`, `committed`, `released` or `expired`.
-    pub status: String,
+    pub status: Status,
     pub expires_at: DateTimeUtc,
     pub task_id: Option<Uuid>,
     pub model: Option<String>,
@@ -22,6 +21,25 @@ pub struct Model {
     pub request_id: String,
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+}
+
+/// Where a reservation is in its one-way life: reserved → committed | released | expired.
+/// Stored as its lowercase name; the serde names are the same, so stored idempotent answers
+/// and published events keep their bytes.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[sea_orm(string_value = "reserved")]
+    Reserved,
+    #[sea_orm(string_value = "committed")]
+    Committed,
+    #[sea_orm(string_value = "released")]
+    Released,
+    #[sea_orm(string_value = "expired")]
+    Expired,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

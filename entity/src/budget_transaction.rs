@@ -10,8 +10,7 @@ pub struct Model {
     pub id: Uuid,
     pub budget_id: Uuid,
     pub reservation_id: Option<Uuid>,
-    /// `reserve`, `commit`, `release`, `expire`, `reset` or `configure`.
-    pub kind: String,
+    pub kind: Kind,
     pub delta_total: i64,
     pub delta_used: i64,
     pub delta_reserved: i64,
@@ -26,6 +25,27 @@ pub struct Model {
     /// The client's `requestId`, for changes a client asked for.
     pub request_id: Option<String>,
     pub at: DateTimeUtc,
+}
+
+/// What a ledger row records; stored as its lowercase name.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[sea_orm(string_value = "reserve")]
+    Reserve,
+    #[sea_orm(string_value = "commit")]
+    Commit,
+    #[sea_orm(string_value = "release")]
+    Release,
+    #[sea_orm(string_value = "expire")]
+    Expire,
+    #[sea_orm(string_value = "reset")]
+    Reset,
+    #[sea_orm(string_value = "configure")]
+    Configure,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

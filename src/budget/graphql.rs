@@ -13,7 +13,8 @@ use futures::{Stream, StreamExt};
 use super::{
     events::BudgetEventKind,
     model::{self, BudgetPeriod, LedgerKind, ReservationStatus},
-    service::{BudgetChanges, NewBudget, ReservationFilter, ReserveRequest, ResolveRequest},
+    reads::ReservationFilter,
+    service::{BudgetChanges, NewBudget, ReserveRequest, ResolveRequest},
 };
 use crate::{
     auth::{guard::Require, permission::Permission},
@@ -25,16 +26,12 @@ use crate::{
     },
 };
 
-fn internal(what: String) -> async_graphql::Error {
-    AppError::Internal(anyhow::anyhow!(what)).extend()
-}
-
 /// A token budget of one (tenant, project).
 pub struct Budget(pub budget::Model);
 
 #[Object]
 impl Budget {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn tenant_id(&self) -> &str {
@@ -59,9 +56,8 @@ impl Budget {
     async fn available(&self) -> i64 {
         model::available(self.0.total, self.0.used, self.0.reserved)
     }
-    async fn period(&self) -> Result<BudgetPeriod> {
-        BudgetPeriod::parse(&self.0.period)
-            .ok_or_else(|| internal(format!("budget {}: bad period", self.0.id)))
+    async fn period(&self) -> BudgetPeriod {
+        self.0.period.into()
     }
     /// Start of the current period window.
     async fn period_start(&self) -> DateTime<Utc> {
@@ -123,7 +119,7 @@ pub struct BudgetReservation(pub budget_reservation::Model);
 
 #[Object]
 impl BudgetReservation {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn budget_id(&self) -> ID {
@@ -143,9 +139,8 @@ impl BudgetReservation {
     async fn actual_amount(&self) -> Option<i64> {
         self.0.actual_amount
     }
-    async fn status(&self) -> Result<ReservationStatus> {
-        ReservationStatus::parse(&self.0.status)
-            .ok_or_else(|| internal(format!("reservation {}: bad status", self.0.id)))
+    async fn status(&self) -> ReservationStatus {
+        self.0.status.into()
     }
     /// When the sweeper releases it if still RESERVED.
     async fn expires_at(&self) -> DateTime<Utc> {
@@ -176,7 +171,7 @@ pub struct BudgetTransaction(pub budget_transaction::Model);
 
 #[Object]
 impl BudgetTransaction {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn budget_id(&self) -> ID {
@@ -185,9 +180,8 @@ impl BudgetTransaction {
     async fn reservation_id(&self) -> Option<ID> {
         self.0.reservation_id.map(|r| ID(r.to_string()))
     }
-    async fn kind(&self) -> Result<LedgerKind> {
-        LedgerKind::parse(&self.0.kind)
-            .ok_or_else(|| internal(format!("ledger row {}: bad kind", self.0.id)))
+    async fn kind(&self) -> LedgerKind {
+        self.0.kind.into()
     }
     async fn delta_total(&self) -> i64 {
         self.0.delta_total

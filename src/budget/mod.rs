@@ -1,6 +1,7 @@
 //! Budgets: an exactly-once token ledger. Agents reserve tokens before an LLM call and
 //! commit the real usage (or release) after it. `model` holds the pure rules, `service` the
-//! transactions, `graphql` the thin resolvers, `events` what is published after commit and
+//! operations clients call, `ledger` the statements on budget rows they share, `reads` the
+//! queries, `graphql` the thin resolvers, `events` what is published after commit and
 //! `sweeper` the background expiry every replica runs.
 //!
 //! # Invariants
@@ -9,28 +10,15 @@
 //! (`budget_transactions`, one row per budget version) replays to the budget row.
 //!
 //! # Idempotency (exactly once under retries and `kill -9`)
-//! `reserveBudget`, `commitBudget` and `releaseBudget` carry a `requestId`, scoped per caller
-//! (user or API key). The key row (`idempotency_keys`, primary key `(caller, request_id)`)
-//! is inserted in the *same* transaction as the effect, first, and the serialised result is
-//! stored in it before commit (a reserve's result is known before its transaction starts, so
-//! its key row is inserted with it; commit and release store theirs once the reservation row
-//! has been updated). So key and effect commit together or not at all: a crash at
-//! any point leaves either both or neither, never an in-progress row, and a retry after a
-//! lost answer replays the stored result byte for byte.
-//! - Same key, same input (SHA-256 fingerprint of the operation and its canonical input):
-//!   the stored first result.
-//! - Same key, different input: `IDEMPOTENCY_KEY_REUSED`.
-//! - Same key while the first call is still running: on PostgreSQL the key insert also takes
-//!   a transaction-scoped advisory lock on a hash of the key (`pg_try_advisory_xact_lock`);
-//!   a second call that cannot take it answers `IDEMPOTENCY_IN_PROGRESS` at once (retry
-//!   shortly; the lock dies with the first transaction, also when its process is killed). On
-//!   SQLite every write transaction takes the write lock first (`BEGIN IMMEDIATE`), so the
-//!   second call waits for the first and then replays its result.
-//! - Nothing is stored for calls that change nothing: validation errors, `NOT_FOUND`,
-//!   `BUDGET_EXCEEDED` (a later retry with the same key may succeed once budget is free),
-//!   `ALREADY_*` and `RESERVATION_EXPIRED`. The database is the only store; there is no
-//!   Redis fast path, so losing Redis changes nothing here.
-//! - Keys are kept 25 hours (`model::KEY_RETENTION_HOURS`), then the sweeper deletes them.
+//! `reserveBudget`, `commitBudget` and `releaseBudget` carry a `requestId`, scoped per caller,
+//! and claim it through the shared `crate::idempotency` module inside their own transaction
+//! (its documentation states the contract: replay, `IDEMPOTENCY_KEY_REUSED`,
+//! `IDEMPOTENCY_IN_PROGRESS`, retention). A reserve's answer is known before its transaction
+//! starts, so it is stored with the claim; commit and release store theirs once the
+//! reservation row has been updated. Nothing is stored for calls that change nothing:
+//! validation errors, `NOT_FOUND`, `BUDGET_EXCEEDED` (a later retry with the same key may
+//! succeed once budget is free), `ALREADY_*` and `RESERVATION_EXPIRED` (whose expiry commits,
+//! with the key given back). There is no Redis fast path, so losing Redis changes nothing here.
 //!
 //! # Lock window
 //! The budget row's lock (taken by the conditional UPDATE) is what serialises all writers of
@@ -61,6 +49,8 @@
 
 pub mod events;
 pub mod graphql;
+mod ledger;
 pub mod model;
+pub mod reads;
 pub mod service;
 pub mod sweeper;

@@ -1,8 +1,8 @@
-//! Budget types and their pure rules: period windows, alert thresholds, input limits, the
-//! idempotency fingerprint. No I/O here; `service` applies these inside transactions.
+//! Budget types and their pure rules: period windows, alert thresholds, input limits. No I/O
+//! here; `service` applies these inside transactions. The GraphQL enums mirror the stored
+//! active enums of `entity` (`#[graphql(remote)]` derives the conversions both ways).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use sha2::{Digest, Sha256};
 
 /// Largest total, amount or actual amount accepted (keeps every sum far from `i64::MAX`).
 pub const MAX_TOKENS: i64 = 1_000_000_000_000_000;
@@ -10,10 +10,7 @@ pub const MAX_TOKENS: i64 = 1_000_000_000_000_000;
 pub const DEFAULT_TTL_SECONDS: i64 = 300;
 /// Longest reservation lifetime a caller may ask for (one day).
 pub const MAX_TTL_SECONDS: i64 = 86_400;
-/// How long an idempotency key (and its stored result) is kept; at least 24 h by contract.
-pub const KEY_RETENTION_HOURS: i64 = 25;
-/// Longest accepted `requestId`, `tenantId`, `projectId`, `model`.
-pub const REQUEST_ID_MAX: usize = 128;
+/// Longest accepted `tenantId`, `projectId`, `model`.
 pub const TENANT_ID_MAX: usize = 64;
 pub const PROJECT_ID_MAX: usize = 128;
 pub const MODEL_MAX: usize = 128;
@@ -34,6 +31,7 @@ pub const DEFAULT_THRESHOLDS: [i32; 3] = [50, 80, 100];
     serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[graphql(remote = "entity::budget::Period")]
 pub enum BudgetPeriod {
     /// Never: the total is a lifetime limit.
     #[default]
@@ -47,26 +45,6 @@ pub enum BudgetPeriod {
 }
 
 impl BudgetPeriod {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Daily => "daily",
-            Self::Weekly => "weekly",
-            Self::Monthly => "monthly",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "none" => Self::None,
-            "daily" => Self::Daily,
-            "weekly" => Self::Weekly,
-            "monthly" => Self::Monthly,
-            _ => return None,
-        })
-    }
-
     /// Start of the window containing `at`; for `None`, `at` itself.
     pub fn window_start(self, at: DateTime<Utc>) -> DateTime<Utc> {
         let date = at.date_naive();
@@ -103,6 +81,7 @@ impl BudgetPeriod {
     async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[graphql(remote = "entity::budget_reservation::Status")]
 pub enum ReservationStatus {
     /// Holding tokens until committed, released or expired.
     Reserved,
@@ -114,32 +93,12 @@ pub enum ReservationStatus {
     Expired,
 }
 
-impl ReservationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reserved => "reserved",
-            Self::Committed => "committed",
-            Self::Released => "released",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "reserved" => Self::Reserved,
-            "committed" => Self::Committed,
-            "released" => Self::Released,
-            "expired" => Self::Expired,
-            _ => return None,
-        })
-    }
-}
-
 /// What a ledger row records.
 #[derive(
     async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[graphql(remote = "entity::budget_transaction::Kind")]
 pub enum LedgerKind {
     /// Tokens moved into `reserved`.
     Reserve,
@@ -155,40 +114,13 @@ pub enum LedgerKind {
     Configure,
 }
 
-impl LedgerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reserve => "reserve",
-            Self::Commit => "commit",
-            Self::Release => "release",
-            Self::Expire => "expire",
-            Self::Reset => "reset",
-            Self::Configure => "configure",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "reserve" => Self::Reserve,
-            "commit" => Self::Commit,
-            "release" => Self::Release,
-            "expire" => Self::Expire,
-            "reset" => Self::Reset,
-            "configure" => Self::Configure,
-            _ => return None,
-        })
-    }
-}
-
 /// The budget as the reset at `now` will leave it: once its period has ended, `used` is 0 in
 /// the window containing `now`, announced thresholds are cleared and live reservations stay.
 /// Reads show this view, so nobody sees last period's spend between the window's end and the
 /// reset itself (done by the sweeper or the next write, both with this same arithmetic).
 pub fn as_of(mut b: entity::budget::Model, now: DateTime<Utc>) -> entity::budget::Model {
-    if b.period_end.is_some_and(|end| end <= now)
-        && let Some(period) = BudgetPeriod::parse(&b.period)
-    {
-        let (start, end) = period.window(now);
+    if b.period_end.is_some_and(|end| end <= now) {
+        let (start, end) = BudgetPeriod::from(b.period).window(now);
         b.used = 0;
         b.alerts_sent = String::new();
         b.period_start = start;
@@ -306,30 +238,6 @@ pub fn newly_crossed(thresholds: &[i32], sent: &[i32], used: i64, total: i64) ->
         .collect()
 }
 
-/// SHA-256 (hex) of an operation name and its canonical input (a struct serialised with a
-/// fixed field order). Equal inputs give equal fingerprints; any change gives another one.
-pub fn fingerprint(operation: &str, canonical: &serde_json::Value) -> String {
-    let mut h = Sha256::new();
-    h.update(operation.as_bytes());
-    h.update([0]);
-    h.update(canonical.to_string().as_bytes());
-    hex::encode(h.finalize())
-}
-
-/// The 64-bit key of the PostgreSQL advisory lock held while a call with this (caller,
-/// request id) runs. A collision of two keys only makes one of them answer
-/// `IDEMPOTENCY_IN_PROGRESS` while the other runs.
-pub fn lock_key(caller: &str, request_id: &str) -> i64 {
-    let mut h = Sha256::new();
-    h.update(caller.as_bytes());
-    h.update([0]);
-    h.update(request_id.as_bytes());
-    let digest = h.finalize();
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,7 +257,7 @@ mod tests {
             total: 100,
             used: 70,
             reserved: 20,
-            period: "daily".into(),
+            period: entity::budget::Period::Daily,
             period_start: at("2026-11-24T00:00:00Z"),
             period_end: Some(at("2026-11-25T00:00:00Z")),
             alert_thresholds: "50,80,100".into(),
@@ -369,7 +277,7 @@ mod tests {
         assert_eq!(after.period_end, Some(at("2026-11-27T00:00:00Z")));
         // A lifetime budget never rolls over.
         let lifetime = entity::budget::Model {
-            period: "none".into(),
+            period: entity::budget::Period::None,
             period_end: None,
             ..row
         };
@@ -407,7 +315,7 @@ mod tests {
             BudgetPeriod::Weekly,
             BudgetPeriod::Monthly,
         ] {
-            assert_eq!(BudgetPeriod::parse(p.as_str()), Some(p));
+            assert_eq!(BudgetPeriod::from(entity::budget::Period::from(p)), p);
             let (start, end) = p.window(t);
             assert!(start <= t);
             assert!(end.is_none_or(|e| e > t));
@@ -461,24 +369,5 @@ mod tests {
         assert!(identifier("  ", 8).is_err());
         assert_eq!(identifier(" a ", 8), Ok("a".into()));
         assert!(identifier("123456789", 8).is_err());
-    }
-
-    #[test]
-    fn fingerprints_follow_the_input() {
-        let a = fingerprint("reserve", &serde_json::json!({ "amount": 1 }));
-        assert_eq!(
-            a,
-            fingerprint("reserve", &serde_json::json!({ "amount": 1 }))
-        );
-        assert_ne!(
-            a,
-            fingerprint("reserve", &serde_json::json!({ "amount": 2 }))
-        );
-        assert_ne!(
-            a,
-            fingerprint("commit", &serde_json::json!({ "amount": 1 }))
-        );
-        assert_eq!(lock_key("user:a", "r1"), lock_key("user:a", "r1"));
-        assert_ne!(lock_key("user:a", "r1"), lock_key("user:b", "r1"));
     }
 }

@@ -1,13 +1,26 @@
-//! The background sweeper every replica runs: expires reservations past their TTL, starts
-//! new period windows and drops idempotency keys past retention (`BudgetService::sweep`).
+//! The background sweeper every replica runs: expires reservations past their TTL and starts
+//! new period windows (`BudgetService::sweep`).
 //! It stops when the server's shutdown token is cancelled; a failed sweep is logged and the
 //! next tick tries again.
 
 use std::time::Duration;
 
+use entity::{budget, budget_reservation};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{LockBehavior, LockType},
+};
 use tokio_util::sync::CancellationToken;
 
-use super::service::BudgetService;
+use super::{events::BudgetEventKind, service::BudgetService};
+use crate::{clock, error::AppResult, infra::db};
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub expired: u64,
+    pub reset: u64,
+}
 
 /// Reservations (and budgets) one sweep handles at most; the next tick takes the rest.
 const BATCH: u64 = 200;
@@ -23,11 +36,10 @@ pub fn spawn(service: BudgetService, every: Duration, shutdown: CancellationToke
                 _ = tick.tick() => {}
             }
             match service.sweep(BATCH).await {
-                Ok(report) if report.expired + report.reset + report.keys_deleted > 0 => {
+                Ok(report) if report.expired + report.reset > 0 => {
                     tracing::info!(
                         budget.expired = report.expired,
                         budget.reset = report.reset,
-                        budget.keys_deleted = report.keys_deleted,
                         "budget sweep"
                     );
                 }
@@ -38,4 +50,55 @@ pub fn spawn(service: BudgetService, every: Duration, shutdown: CancellationToke
             }
         }
     });
+}
+
+impl BudgetService {
+    /// One sweep: expires up to `limit` reservations past their TTL, starts the new window
+    /// of budgets whose period ended.
+    /// Safe on every replica at once: rows another sweeper holds are skipped (PostgreSQL
+    /// `FOR UPDATE SKIP LOCKED`; SQLite has one writer), and every change is conditional on
+    /// the state it found, so nothing is released twice.
+    pub async fn sweep(&self, limit: u64) -> AppResult<SweepReport> {
+        let mut report = SweepReport::default();
+        let now = clock::now();
+        let mut events = Vec::new();
+
+        let txn = db::begin_write(&self.db).await?;
+        let mut due = budget_reservation::Entity::find()
+            .filter(budget_reservation::Column::Status.eq(budget_reservation::Status::Reserved))
+            .filter(budget_reservation::Column::ExpiresAt.lte(now))
+            // One lock order over budgets for every sweeper.
+            .order_by_asc(budget_reservation::Column::BudgetId)
+            .limit(limit);
+        if self.postgres {
+            due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        for r in due.all(&txn).await? {
+            if let Some(event) = self.expire(&txn, r.id, now).await? {
+                report.expired += 1;
+                events.push(event);
+            }
+        }
+        txn.commit().await?;
+
+        let txn = db::begin_write(&self.db).await?;
+        let mut ended = budget::Entity::find()
+            .filter(budget::Column::PeriodEnd.is_not_null())
+            .filter(budget::Column::PeriodEnd.lte(now))
+            .order_by_asc(budget::Column::Id)
+            .limit(limit);
+        if self.postgres {
+            ended = ended.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        for b in ended.all(&txn).await? {
+            let after = self.reset(&txn, &b, now).await?;
+            report.reset += 1;
+            events.push(Self::event(BudgetEventKind::Reset, &after, None));
+        }
+        txn.commit().await?;
+
+        metrics::counter!("aurum_budget_reservations_expired_total").increment(report.expired);
+        self.publish(events).await;
+        Ok(report)
+    }
 }
