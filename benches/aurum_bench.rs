@@ -151,7 +151,7 @@ impl Kind {
     fn accepts(&self, v: &Value) -> bool {
         match self {
             Self::Health => v["status"] == "ok",
-            Self::Typename => v.get("errors").is_none() && v["data"]["__typename"] == "QueryRoot",
+            Self::Typename => v.get("errors").is_none() && v["data"]["__typename"] == "Query",
             Self::Me(Some(_)) => v.get("errors").is_none() && v["data"]["me"]["id"].is_string(),
             Self::Me(None) => v["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED",
         }
@@ -464,12 +464,12 @@ async fn refusals() -> bool {
     let mut fragments = String::from("query { ...f0 }\n");
     for i in 0..24 {
         fragments.push_str(&format!(
-            "fragment f{i} on QueryRoot {{ ...f{} ...f{} }}\n",
+            "fragment f{i} on Query {{ ...f{} ...f{} }}\n",
             i + 1,
             i + 1
         ));
     }
-    fragments.push_str("fragment f24 on QueryRoot { __typename }\n");
+    fragments.push_str("fragment f24 on Query { __typename }\n");
     let deep = format!(
         "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
         "ofType { ".repeat(12),
@@ -994,7 +994,7 @@ fn bare_http_server() {
         use axum::response::IntoResponse;
         match serde_json::from_slice::<Value>(&body) {
             Ok(request) if request["query"].is_string() => {
-                axum::Json(json!({"data": {"__typename": "QueryRoot"}})).into_response()
+                axum::Json(json!({"data": {"__typename": "Query"}})).into_response()
             }
             _ => axum::http::StatusCode::BAD_REQUEST.into_response(),
         }

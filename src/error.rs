@@ -43,10 +43,44 @@ pub enum AppError {
     IdempotencyKeyReused,
     /// The request id is being processed by another call right now; retry shortly.
     IdempotencyInProgress,
+    /// The HTTP request is not a GraphQL request (a body that is not one, a WebSocket upgrade
+    /// without a GraphQL subprotocol); the message says what is wrong.
+    BadRequest(String),
+    /// The body's content type is not `application/json` (other types skip CORS preflight).
+    UnsupportedMediaType,
+    /// The request body is larger than the configured cap (bytes).
+    PayloadTooLarge { limit: usize },
+    /// A batched POST holds no operation, or more than the cap.
+    BatchTooLarge { max: usize },
+    /// A page from an origin that is not allowed tried to open a WebSocket.
+    ForbiddenOrigin,
+    /// The client's address holds as many WebSockets as it may.
+    TooManyConnections,
+    /// The document does not parse; the message is the parser's.
+    GraphqlParseFailed(String),
+    /// The document breaks a validation rule, or names an operation it does not hold.
+    GraphqlValidationFailed(String),
+    /// The document is over one of the configured limits.
+    QueryLimit { limit: QueryLimit, message: String },
     /// A database failure; the cause is logged, never shown.
     Database(DbErr),
     /// Any other unexpected failure; the cause is logged, never shown.
     Internal(anyhow::Error),
+}
+
+/// Which document limit refused a request (each has its own code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryLimit {
+    /// Nested deeper than the depth limit (or async-graphql's recursion limit).
+    Depth,
+    /// More directives on one field than allowed.
+    Directives,
+    /// More complex than the complexity limit.
+    Complexity,
+    /// Expands to more fields than allowed (fragments counted where they are spread).
+    Size,
+    /// More aliases than allowed.
+    Aliases,
 }
 
 /// Short-hand for results that fail with `AppError`.
@@ -102,6 +136,15 @@ impl AppError {
             Self::IdempotencyInProgress => {
                 "a call with this requestId is still in progress; retry shortly".into()
             }
+            Self::BadRequest(message)
+            | Self::GraphqlParseFailed(message)
+            | Self::GraphqlValidationFailed(message)
+            | Self::QueryLimit { message, .. } => message.clone(),
+            Self::UnsupportedMediaType => "send operations as application/json".into(),
+            Self::PayloadTooLarge { limit } => format!("request body exceeds {limit} bytes"),
+            Self::BatchTooLarge { max } => format!("a batch holds 1 to {max} operations"),
+            Self::ForbiddenOrigin => "this origin may not open WebSockets here".into(),
+            Self::TooManyConnections => "too many WebSockets from this address".into(),
             Self::Database(_) | Self::Internal(_) => "internal error".into(),
         }
     }
@@ -123,6 +166,22 @@ impl AppError {
             Self::ReservationExpired => "RESERVATION_EXPIRED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
+            Self::ForbiddenOrigin => "FORBIDDEN_ORIGIN",
+            // The same code as the other rate limits: clients back off the same way.
+            Self::TooManyConnections => "RATE_LIMITED",
+            Self::GraphqlParseFailed(_) => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed(_) => "GRAPHQL_VALIDATION_FAILED",
+            Self::QueryLimit { limit, .. } => match limit {
+                QueryLimit::Depth => "QUERY_TOO_DEEP",
+                QueryLimit::Directives => "TOO_MANY_DIRECTIVES",
+                QueryLimit::Complexity => "QUERY_TOO_COMPLEX",
+                QueryLimit::Size => "QUERY_TOO_LARGE",
+                QueryLimit::Aliases => "TOO_MANY_ALIASES",
+            },
             Self::Database(_) | Self::Internal(_) => INTERNAL_CODE,
         }
     }
@@ -144,6 +203,15 @@ impl AppError {
             }
             Self::ReservationExpired => StatusCode::GONE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_)
+            | Self::BatchTooLarge { .. }
+            | Self::GraphqlParseFailed(_)
+            | Self::GraphqlValidationFailed(_)
+            | Self::QueryLimit { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -173,11 +241,21 @@ impl From<anyhow::Error> for AppError {
     }
 }
 
+impl AppError {
+    /// The error as a GraphQL error at no particular position (one that refuses a whole
+    /// request rather than a field).
+    pub fn into_server_error(self) -> async_graphql::ServerError {
+        self.extend()
+            .into_server_error(async_graphql::Pos::default())
+    }
+}
+
 impl ErrorExtensions for AppError {
     fn extend(&self) -> async_graphql::Error {
         if self.is_internal() {
-            // Logged here, once; the request id is attached by the GraphQL error extension,
-            // which also logs the masked error's id alongside.
+            // Logged here, once. Every request and WebSocket operation runs inside a tracing
+            // span holding its request id, caller and operation (`telemetry`), so this line
+            // carries the `extensions.requestId` the client receives.
             tracing::error!(error.code = INTERNAL_CODE, error.cause = ?self, "internal error");
         }
         async_graphql::Error::new(self.message()).extend_with(|_, ext| {
@@ -235,6 +313,34 @@ mod tests {
             AppError::ReservationExpired,
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyInProgress,
+            AppError::BadRequest("not json".into()),
+            AppError::UnsupportedMediaType,
+            AppError::PayloadTooLarge { limit: 10 },
+            AppError::BatchTooLarge { max: 10 },
+            AppError::ForbiddenOrigin,
+            AppError::TooManyConnections,
+            AppError::GraphqlParseFailed("unexpected }".into()),
+            AppError::GraphqlValidationFailed("unknown field".into()),
+            AppError::QueryLimit {
+                limit: QueryLimit::Depth,
+                message: "deep".into(),
+            },
+            AppError::QueryLimit {
+                limit: QueryLimit::Directives,
+                message: "directives".into(),
+            },
+            AppError::QueryLimit {
+                limit: QueryLimit::Complexity,
+                message: "complex".into(),
+            },
+            AppError::QueryLimit {
+                limit: QueryLimit::Size,
+                message: "large".into(),
+            },
+            AppError::QueryLimit {
+                limit: QueryLimit::Aliases,
+                message: "aliases".into(),
+            },
             AppError::Database(DbErr::Custom("secret table detail".into())),
             AppError::Internal(anyhow::anyhow!("secret internal detail")),
         ]
@@ -259,7 +365,22 @@ mod tests {
             );
             codes.insert(code);
         }
-        assert_eq!(codes.len(), 15, "codes: {codes:?}");
+        assert_eq!(codes.len(), 27, "codes: {codes:?}");
+    }
+
+    /// The README's list of codes is complete: every code a client can receive is named there.
+    #[test]
+    fn every_code_is_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let missing: Vec<&str> = every_variant()
+            .iter()
+            .map(AppError::code)
+            .filter(|code| !readme.contains(&format!("`{code}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from README.md: {missing:?}"
+        );
     }
 
     #[test]

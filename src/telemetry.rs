@@ -1,6 +1,13 @@
 //! Observability plumbing: JSON logs, the Prometheus recorder, and the request-id and
 //! HTTP-metrics middleware. Request ids come from a valid client `x-request-id` or are
 //! generated (UUIDv7), and are echoed on every response.
+//!
+//! Every request runs inside a `request` span holding `request.id`, and, once known,
+//! `caller` (set by the transport after authentication) and `operation.kind` /
+//! `operation.name` (set by the executor). Every log line written while it runs carries those
+//! fields (JSON: the `spans` list), so the `extensions.requestId` a client receives finds the
+//! server's lines. WebSocket connections and their operations have spans of their own
+//! (`graphql::ws`).
 
 use std::{
     collections::HashMap,
@@ -26,12 +33,15 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,async_nats=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
+        // The span list holds the request's fields (request id, caller, operation) on every
+        // line logged inside it.
         LogFormat::Json => registry
             .with(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false),
+                    .with_current_span(false)
+                    .with_span_list(true),
             )
             .try_init(),
         LogFormat::Text => registry.with(fmt::layer()).try_init(),
@@ -150,8 +160,23 @@ impl<S> tower::Layer<S> for RequestContextLayer {
     }
 }
 
-/// Middleware: attaches the request id, echoes it, and records HTTP metrics. A service of its
-/// own rather than `middleware::from_fn`, which clones the whole inner stack on every request.
+/// Records who is calling on the current request's (or operation's) span.
+pub fn record_caller(label: &str) {
+    tracing::Span::current().record("caller", label);
+}
+
+/// Records the operation on the current request's (or WebSocket operation's) span.
+pub fn record_operation(kind: &str, name: &str) {
+    let span = tracing::Span::current();
+    span.record("operation.kind", kind);
+    if !name.is_empty() {
+        span.record("operation.name", name);
+    }
+}
+
+/// Middleware: attaches the request id, echoes it, runs the request inside its `request` span
+/// and records HTTP metrics. A service of its own rather than `middleware::from_fn`, which
+/// clones the whole inner stack on every request.
 #[derive(Clone)]
 pub struct RequestContext<S> {
     inner: S,
@@ -182,23 +207,33 @@ where
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let header = HeaderValue::from_str(&id).ok();
+        let span = tracing::info_span!(
+            "request",
+            request.id = %id,
+            caller = tracing::field::Empty,
+            operation.kind = tracing::field::Empty,
+            operation.name = tracing::field::Empty,
+        );
         request.extensions_mut().insert(RequestIdValue(id));
         // The matched path template (bounded by the router), not the request's own path.
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = method_label(request.method());
         let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            if let Some(value) = header {
-                response.headers_mut().insert(REQUEST_ID.clone(), value);
-            }
-            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            let metrics = http_metrics(route, method, response.status().as_u16());
-            metrics.count.increment(1);
-            metrics.duration.record(started.elapsed().as_secs_f64());
-            Ok(response)
-        })
+        let response = span.in_scope(|| self.inner.call(request));
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut response = response.await?;
+                if let Some(value) = header {
+                    response.headers_mut().insert(REQUEST_ID.clone(), value);
+                }
+                let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+                let metrics = http_metrics(route, method, response.status().as_u16());
+                metrics.count.increment(1);
+                metrics.duration.record(started.elapsed().as_secs_f64());
+                Ok(response)
+            },
+            span,
+        ))
     }
 }
 

@@ -358,6 +358,127 @@ async fn serve_with_nothing_configured() {
     assert!(again.terminate().success());
 }
 
+/// The next JSON log line of `server` that mentions `request_id`, within 10 s.
+fn log_line_with(server: &Served, request_id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let Ok(line) = server.lines.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if line.contains(request_id)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+        {
+            return v;
+        }
+    }
+    panic!("no log line mentions request id {request_id}");
+}
+
+/// The fields of the span named `name` in a JSON log line's span list.
+fn span<'a>(line: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    line["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} span in {line}"))
+}
+
+/// A client's `extensions.requestId` finds the server's log line. The database is broken
+/// under a running server (the tasks table renamed away behind its back); a query over HTTP
+/// and one over a WebSocket fail with a masked INTERNAL_SERVER_ERROR, and the JSON log holds,
+/// for each, a line with that request id, the caller, the operation and the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_finds_its_log_line() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Served::start(dir.path());
+    let out = server.output_so_far();
+    let password = out
+        .split("Password: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let token = login(&client, &base, &password).await;
+
+    let file = dir.path().join("aurum.db");
+    let breaker = sea_orm::Database::connect(format!("sqlite://{}?mode=rw", file.display()))
+        .await
+        .unwrap();
+    breaker
+        .execute_unprepared("ALTER TABLE tasks RENAME TO tasks_moved_away")
+        .await
+        .unwrap();
+
+    // HTTP, with the client's own request id.
+    let answer: serde_json::Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .header("x-request-id", "trace-me-0001")
+        .json(&serde_json::json!({ "query": "query BrokenTasks { tasks { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let error = &answer["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{answer}"
+    );
+    assert_eq!(error["message"], "internal error", "{answer}");
+    assert_eq!(
+        error["extensions"]["requestId"], "trace-me-0001",
+        "{answer}"
+    );
+    let line = log_line_with(&server, "trace-me-0001");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(
+        line["error.cause"].as_str().unwrap_or("").contains("tasks"),
+        "the cause names the table: {line}"
+    );
+    let request = span(&line, "request");
+    assert_eq!(request["request.id"], "trace-me-0001", "{line}");
+    assert_eq!(request["caller"], "user:admin", "{line}");
+    assert_eq!(request["operation.kind"], "query", "{line}");
+    assert_eq!(request["operation.name"], "BrokenTasks", "{line}");
+
+    // WebSocket: the connection's request id, on an operation's line.
+    let mut ws = common::WsClient::connect(
+        &format!("ws://{}/graphql", server.addr),
+        "graphql-transport-ws",
+        Some(&token),
+    )
+    .await;
+    ws.subscribe(
+        "q1",
+        "query WsBrokenTasks { tasks { totalCount } }",
+        serde_json::json!({}),
+    )
+    .await;
+    let reply = ws.next_json().await.expect("a reply");
+    let error = &reply["payload"]["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{reply}"
+    );
+    let request_id = error["extensions"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let line = log_line_with(&server, &request_id);
+    assert_eq!(span(&line, "websocket")["caller"], "user:admin", "{line}");
+    let operation = span(&line, "operation");
+    assert_eq!(operation["operation.id"], "q1", "{line}");
+    assert_eq!(operation["operation.name"], "WsBrokenTasks", "{line}");
+    assert!(
+        line["error.cause"].as_str().unwrap_or("").contains("tasks"),
+        "{line}"
+    );
+}
+
 #[test]
 fn readme_documents_every_setting() {
     let config =

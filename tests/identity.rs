@@ -156,6 +156,11 @@ async fn login_and_tokens(profile: Profile, name: &str) {
 const MATRIX: &[(&str, Option<Permission>, &str)] = &[
     ("Query.me", None, "{ me { id } }"),
     (
+        "Query.node",
+        None,
+        "{ node(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
         "Query.tasks",
         Some(Permission::TaskView),
         "{ tasks { totalCount } }",
@@ -370,12 +375,9 @@ fn guarded_fields() -> BTreeSet<String> {
             continue;
         };
         let ty = t.node.name.node.to_string();
-        let root = match ty.as_str() {
-            "QueryRoot" => Some("Query"),
-            "MutationRoot" => Some("Mutation"),
-            "SubscriptionRoot" => Some("Subscription"),
-            _ => None,
-        };
+        let root = ["Query", "Mutation", "Subscription"]
+            .into_iter()
+            .find(|r| *r == ty);
         for f in &object.fields {
             let name = f.node.name.node.to_string();
             if let Some(root) = root {

@@ -139,7 +139,7 @@ async fn per_caller_limits_count_cost_and_mutations(profile: Profile, name: &str
     assert_eq!(done["type"], "complete", "{done}");
     ws.subscribe("2", "{ __typename }", json!({})).await;
     let msg = ws.next_json().await.unwrap();
-    assert_eq!(msg["payload"]["data"]["__typename"], "QueryRoot", "{msg}");
+    assert_eq!(msg["payload"]["data"]["__typename"], "Query", "{msg}");
     env.finish().await;
 }
 

@@ -442,6 +442,14 @@ impl UserService {
         Ok(keyset_page(api_key::Entity::find(), api_key::Column::Id, page, &self.db).await?)
     }
 
+    /// One API key (never its secret) by id.
+    pub async fn api_key(&self, id: Uuid) -> AppResult<api_key::Model> {
+        api_key::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("ApiKey", id))
+    }
+
     pub async fn count_api_keys(&self) -> AppResult<u64> {
         Ok(api_key::Entity::find().count(&self.db).await?)
     }

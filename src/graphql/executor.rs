@@ -32,27 +32,17 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    error::{AppError, INTERNAL_CODE},
+    error::{AppError, QueryLimit},
     rate_limit::{ActionLimiter, LimitedAction},
     telemetry::MetricPair,
 };
 
-/// Code of documents that do not parse.
-pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-/// Code of documents that break a validation rule.
-pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-/// Code of documents nested deeper than the limit.
-pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
-/// Code of fields carrying more directives than the limit.
-pub const TOO_MANY_DIRECTIVES: &str = "TOO_MANY_DIRECTIVES";
-/// Code of documents more complex than the limit.
-pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
-
-/// Sets `code` unless the error already carries one.
-fn with_default_code(mut err: ServerError, code: &'static str) -> ServerError {
+/// A document that did not parse (or failed a limit while parsing): the parser's errors carry
+/// no code, so they get the parse code; a limit's refusal keeps its own.
+fn parse_failure(mut err: ServerError) -> ServerError {
     let ext = err.extensions.get_or_insert_with(Default::default);
     if ext.get("code").is_none() {
-        ext.set("code", code);
+        ext.set("code", AppError::GraphqlParseFailed(String::new()).code());
     }
     err
 }
@@ -65,18 +55,18 @@ fn finish_errors(errors: &mut [ServerError], request_id: Option<&str>) {
             .as_ref()
             .is_some_and(|e| e.get("code").is_some());
         if !has_code {
-            let code = classify_uncoded(&err.message, !err.path.is_empty());
-            if code == INTERNAL_CODE {
+            let classified = classify_uncoded(&err.message, !err.path.is_empty());
+            if classified.is_internal() {
                 tracing::error!(
                     request.id = request_id.unwrap_or(""),
                     error.message = %err.message,
                     "masked an uncoded GraphQL error"
                 );
-                err.message = "internal error".into();
+                err.message = classified.message();
             }
             err.extensions
                 .get_or_insert_with(Default::default)
-                .set("code", code);
+                .set("code", classified.code());
         }
         if let Some(id) = request_id {
             err.extensions
@@ -89,8 +79,8 @@ fn finish_errors(errors: &mut [ServerError], request_id: Option<&str>) {
 /// Errors raised by async-graphql itself carry no code. Limits and bad values are the
 /// client's; an uncoded error without a path comes from validation or operation selection;
 /// an uncoded error with a path escaped a resolver without going through `AppError`, and is
-/// treated as internal.
-fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
+/// treated as internal. The error's code and masking come from the returned `AppError`.
+fn classify_uncoded(message: &str, in_resolver: bool) -> AppError {
     // async-graphql's own wording for a value that does not fit its type: validation's, and
     // the resolver's when it parses an argument that validation could not check (an input
     // object holding a variable the request left out is skipped by validation whole).
@@ -100,23 +90,27 @@ fn classify_uncoded(message: &str, in_resolver: bool) -> &'static str {
         "Invalid value for argument",
         "Invalid value for variable",
     ];
+    let limit = |limit| AppError::QueryLimit {
+        limit,
+        message: message.to_owned(),
+    };
     if message == "Query is nested too deep."
         || message.starts_with("The recursion depth of the query")
     {
-        QUERY_TOO_DEEP
+        limit(QueryLimit::Depth)
     } else if message.starts_with("The number of directives on the field") {
-        TOO_MANY_DIRECTIVES
+        limit(QueryLimit::Directives)
     } else if message == "Query is too complex." {
-        QUERY_TOO_COMPLEX
+        limit(QueryLimit::Complexity)
     } else if BAD_INPUT.iter().any(|p| message.starts_with(p))
         || (message.starts_with("Variable \"") && message.contains("invalid"))
         || missing_variable(message)
     {
-        "BAD_USER_INPUT"
+        AppError::bad_input(message)
     } else if !in_resolver {
-        VALIDATION_FAILED
+        AppError::GraphqlValidationFailed(message.to_owned())
     } else {
-        INTERNAL_CODE
+        AppError::Internal(anyhow::anyhow!("uncoded resolver error: {message}"))
     }
 }
 
@@ -260,9 +254,7 @@ impl ObservedSchema {
             let roots = u32::try_from(op.roots).unwrap_or(u32::MAX);
             result = self.rate.check(LimitedAction::Mutation, &key, roots).await;
         }
-        result.map_err(|e: AppError| {
-            async_graphql::Error::from(e).into_server_error(async_graphql::Pos::default())
-        })
+        result.map_err(AppError::into_server_error)
     }
 
     /// The unwrapped schema (for SDL export and tests).
@@ -450,13 +442,13 @@ impl Executor for ObservedSchema {
         let (op, validated) = match self.parse(&mut request) {
             Ok(parsed) => parsed,
             Err(err) => {
-                let mut response =
-                    Response::from_errors(vec![with_default_code(err, PARSE_FAILED)]);
+                let mut response = Response::from_errors(vec![parse_failure(err)]);
                 finish_errors(&mut response.errors, request_id.as_deref());
                 record("unknown", "", &response, started);
                 return response;
             }
         };
+        crate::telemetry::record_operation(op.kind, &op.name);
         let caller = data_of::<Caller>(&request.data).unwrap_or(&Caller::Anonymous);
         let client = data_of::<ClientAddr>(&request.data).map(|c| c.0.as_str());
         let mut response = match self.charge(&op, caller, client).await {
@@ -493,7 +485,7 @@ impl Executor for ObservedSchema {
                 .map(|r| r.0.clone())
         });
         if let Err(err) = self.parse(&mut request) {
-            let mut response = Response::from_errors(vec![with_default_code(err, PARSE_FAILED)]);
+            let mut response = Response::from_errors(vec![parse_failure(err)]);
             finish_errors(&mut response.errors, request_id.as_deref());
             return futures::stream::once(async move { response }).boxed();
         }
@@ -509,39 +501,44 @@ impl Executor for ObservedSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::INTERNAL_CODE;
+
+    fn code_of(message: &str, in_resolver: bool) -> &'static str {
+        classify_uncoded(message, in_resolver).code()
+    }
     use crate::graphql::limits::tests::doc;
 
     #[test]
     fn uncoded_errors_are_classified_or_masked() {
         assert_eq!(
-            classify_uncoded("Failed to parse \"Int\": x", true),
+            code_of("Failed to parse \"Int\": x", true),
             "BAD_USER_INPUT"
         );
         assert_eq!(
-            classify_uncoded(
+            code_of(
                 "Expected input type \"String\", found 5. (occurred while parsing \"CreateTaskInput\")",
                 true
             ),
             "BAD_USER_INPUT"
         );
         assert_eq!(
-            classify_uncoded("Variable t is not defined.", true),
+            code_of("Variable t is not defined.", true),
             "BAD_USER_INPUT"
         );
         assert_eq!(
-            classify_uncoded("Variable n is not defined.", false),
+            code_of("Variable n is not defined.", false),
             "BAD_USER_INPUT"
         );
         assert_eq!(
-            classify_uncoded("Variable \"$x\" is not defined by operation \"A\"", false),
-            VALIDATION_FAILED
+            code_of("Variable \"$x\" is not defined by operation \"A\"", false),
+            "GRAPHQL_VALIDATION_FAILED"
         );
         assert_eq!(
-            classify_uncoded("Unknown operation named \"X\"", false),
-            VALIDATION_FAILED
+            code_of("Unknown operation named \"X\"", false),
+            "GRAPHQL_VALIDATION_FAILED"
         );
         assert_eq!(
-            classify_uncoded("connection refused (10.0.0.3)", true),
+            code_of("connection refused (10.0.0.3)", true),
             INTERNAL_CODE
         );
         let mut err = ServerError::new("pool timed out: secret", None);
@@ -626,16 +623,13 @@ mod tests {
     #[test]
     fn limit_messages_have_their_own_codes() {
         assert_eq!(
-            classify_uncoded("Query is nested too deep.", false),
-            QUERY_TOO_DEEP
+            code_of("Query is nested too deep.", false),
+            "QUERY_TOO_DEEP"
         );
+        assert_eq!(code_of("Query is too complex.", false), "QUERY_TOO_COMPLEX");
         assert_eq!(
-            classify_uncoded("Query is too complex.", false),
-            QUERY_TOO_COMPLEX
-        );
-        assert_eq!(
-            classify_uncoded("Unknown field \"x\"", false),
-            VALIDATION_FAILED
+            code_of("Unknown field \"x\"", false),
+            "GRAPHQL_VALIDATION_FAILED"
         );
     }
 

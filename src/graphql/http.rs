@@ -20,16 +20,26 @@ use crate::{app::AppState, auth::Caller, error::AppError, telemetry::RequestIdEx
 /// Largest number of operations in one batched POST.
 pub const MAX_BATCH: usize = 10;
 
-fn error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
-    let body = json!({
-        "errors": [{ "message": message, "extensions": { "code": code, "requestId": request_id } }]
-    });
-    (
-        status,
+/// A request refused before any operation ran: the error's HTTP status, a GraphQL-shaped
+/// body with its code, extensions and the request id, and `Retry-After` for rate limits.
+pub fn refusal(err: &AppError, request_id: &str) -> Response {
+    let mut gql = async_graphql::ErrorExtensions::extend(err);
+    gql.extensions
+        .get_or_insert_with(Default::default)
+        .set("requestId", request_id);
+    let body = json!({ "errors": [gql.into_server_error(async_graphql::Pos::default())] });
+    let mut response = (
+        err.status(),
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    if let AppError::RateLimited { retry_after_secs } = err
+        && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// Same origin as the request's `Host`, or one of the configured origins.
@@ -93,31 +103,15 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet])
     client
 }
 
-/// 429 with `Retry-After` and a coded body.
-fn rate_limited(retry: u64, request_id: &str) -> Response {
-    let err = AppError::RateLimited {
-        retry_after_secs: retry,
-    };
-    let body = json!({
-        "errors": [{ "message": err.message(), "extensions": {
-            "code": err.code(), "retryAfter": retry, "requestId": request_id } }]
-    });
-    let mut response = (
-        err.status(),
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
-}
-
 /// The edge rate limit on the client's address.
 fn over_limit(state: &AppState, ip: Option<IpAddr>, request_id: &str) -> Option<Response> {
     let retry = state.edge.check(ip?).err()?;
-    Some(rate_limited(retry, request_id))
+    Some(refusal(
+        &AppError::RateLimited {
+            retry_after_secs: retry,
+        },
+        request_id,
+    ))
 }
 
 /// `retryAfter` of a response refused whole by a per-caller limit (no data, one
@@ -130,7 +124,10 @@ fn refused_retry_after(response: &BatchResponse) -> Option<u64> {
         return None;
     }
     let ext = r.errors[0].extensions.as_ref()?;
-    if ext.get("code") != Some(&async_graphql::Value::from("RATE_LIMITED")) {
+    let rate_limited = AppError::RateLimited {
+        retry_after_secs: 0,
+    };
+    if ext.get("code") != Some(&async_graphql::Value::from(rate_limited.code())) {
         return None;
     }
     match ext.get("retryAfter") {
@@ -159,32 +156,18 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     // Only JSON: `text/plain` and form types can be sent cross-site without a CORS preflight.
     if !is_json(&parts.headers) {
-        return error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "send operations as application/json",
-            &request_id,
-        );
+        return refusal(&AppError::UnsupportedMediaType, &request_id);
     }
     let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                &format!("request body exceeds {limit} bytes"),
-                &request_id,
-            );
-        }
+        Err(_) => return refusal(&AppError::PayloadTooLarge { limit }, &request_id),
     };
     let batch = match parse_batch(&bytes) {
         Ok(b) => b,
         Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                &format!("the body is not a GraphQL request: {e}"),
+            return refusal(
+                &AppError::BadRequest(format!("the body is not a GraphQL request: {e}")),
                 &request_id,
             );
         }
@@ -192,12 +175,7 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     if let BatchRequest::Batch(items) = &batch
         && (items.is_empty() || items.len() > MAX_BATCH)
     {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "BATCH_TOO_LARGE",
-            &format!("a batch holds 1 to {MAX_BATCH} operations"),
-            &request_id,
-        );
+        return refusal(&AppError::BatchTooLarge { max: MAX_BATCH }, &request_id);
     }
     let caller = match bearer(&parts.headers) {
         None => Caller::Anonymous,
@@ -205,16 +183,15 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
         // but keeping it out of this handler's state keeps every request's future small.
         Some(token) => match Box::pin(state.services.users.authenticate(token)).await {
             Ok(caller) => caller,
-            Err(err) => {
-                return error_response(
-                    StatusCode::UNAUTHORIZED,
-                    err.code(),
-                    &err.message(),
-                    &request_id,
-                );
-            }
+            Err(err) => return refusal(&err, &request_id),
         },
     };
+    // The operations take the request id with them; a failure to encode their answer still
+    // needs it.
+    let answer_id = request_id.clone();
+    if !matches!(caller, Caller::Anonymous) {
+        crate::telemetry::record_caller(&caller.audit_label());
+    }
     let response: BatchResponse = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(
             Box::pin(
@@ -255,10 +232,10 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
             }
             http
         }
-        Err(e) => {
-            tracing::error!(error = %e, "encoding GraphQL response");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        Err(e) => refusal(
+            &AppError::Internal(anyhow::anyhow!("encoding a GraphQL response: {e}")),
+            &answer_id,
+        ),
     }
 }
 
@@ -285,24 +262,12 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         && !origin_allowed(origin, request.headers(), &state.config.cors_origins)
     {
-        return error_response(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN_ORIGIN",
-            "this origin may not open WebSockets here",
-            &request_id,
-        );
+        return refusal(&AppError::ForbiddenOrigin, &request_id);
     }
     let address_slot = match ip {
         Some(ip) => match state.ws_per_address.take(ip) {
             Some(slot) => Some(slot),
-            None => {
-                return error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RATE_LIMITED",
-                    "too many WebSockets from this address",
-                    &request_id,
-                );
-            }
+            None => return refusal(&AppError::TooManyConnections, &request_id),
         },
         None => None,
     };

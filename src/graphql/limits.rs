@@ -12,10 +12,7 @@ use async_graphql::{
 };
 use async_graphql_value::{ConstValue, Value};
 
-/// Code of documents that expand to too many fields.
-pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
-/// Code of documents with too many aliases.
-pub const TOO_MANY_ALIASES: &str = "TOO_MANY_ALIASES";
+use crate::error::{AppError, QueryLimit};
 
 /// The document limits.
 #[derive(Debug, Clone, Copy)]
@@ -145,12 +142,8 @@ impl<'a> Counter<'a> {
     }
 }
 
-fn refused(code: &'static str, message: String) -> ServerError {
-    let mut err = ServerError::new(message, None);
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code);
-    err
+fn refused(limit: QueryLimit, message: String) -> ServerError {
+    AppError::QueryLimit { limit, message }.into_server_error()
 }
 
 /// Checks `doc` against `limits`; returns how many fields it expands to (its cost).
@@ -159,7 +152,7 @@ pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<u64, Se
     let selections = counter.document(doc);
     if selections > limits.max_selections {
         return Err(refused(
-            QUERY_TOO_LARGE,
+            QueryLimit::Size,
             format!(
                 "the document expands to {selections} fields; at most {} are allowed",
                 limits.max_selections
@@ -169,7 +162,7 @@ pub fn check(doc: &ExecutableDocument, limits: DocumentLimits) -> Result<u64, Se
     // Aliases inside fragments count once per fragment definition, in document order.
     if counter.aliases > limits.max_aliases {
         return Err(refused(
-            TOO_MANY_ALIASES,
+            QueryLimit::Aliases,
             format!(
                 "the document uses {} aliases; at most {} are allowed",
                 counter.aliases, limits.max_aliases
@@ -239,12 +232,12 @@ pub(super) mod tests {
         let mut q = String::from("query { ...f0 }\n");
         for i in 0..24 {
             q.push_str(&format!(
-                "fragment f{i} on QueryRoot {{ ...f{} ...f{} }}\n",
+                "fragment f{i} on Query {{ ...f{} ...f{} }}\n",
                 i + 1,
                 i + 1
             ));
         }
-        q.push_str("fragment f24 on QueryRoot { __typename }\n");
+        q.push_str("fragment f24 on Query { __typename }\n");
         let d = doc(&q);
         let started = std::time::Instant::now();
         let err = check(&d, LIMITS).err().map(|e| e.message);

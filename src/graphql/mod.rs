@@ -6,6 +6,7 @@ pub mod executor;
 pub mod graphiql;
 pub mod http;
 pub mod limits;
+pub mod node;
 pub mod ws;
 pub mod ws_caps;
 
@@ -25,18 +26,18 @@ use crate::{
 
 /// Every query root field.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(AuthQuery, TaskQuery, BudgetQuery);
+pub struct Query(AuthQuery, TaskQuery, BudgetQuery, node::NodeQuery);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(AuthMutation, TaskMutation, BudgetMutation);
+pub struct Mutation(AuthMutation, TaskMutation, BudgetMutation);
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(TaskSubscription, BudgetSubscription);
+pub struct Subscription(TaskSubscription, BudgetSubscription);
 
 /// The Aurum schema.
-pub type AurumSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+pub type AurumSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits applied to every document.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,12 @@ pub struct SchemaLimits {
     pub dataloader_delay: std::time::Duration,
 }
 
+/// Runs a DataLoader batch in the span of the request that started it, so its log lines
+/// carry that request's id.
+fn spawn(batch: futures::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(tracing::Instrument::in_current_span(batch))
+}
+
 /// Builds the executable schema over `services`. `Fast` validation checks only the limits; the
 /// executor uses such a schema only for documents a strict one has already accepted.
 pub fn build_schema(
@@ -59,21 +66,18 @@ pub fn build_schema(
 ) -> AurumSchema {
     let tasks = services.tasks.clone();
     let mut builder = Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        SubscriptionRoot::default(),
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
     )
     .validation_mode(validation)
     .limit_depth(limits.depth)
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(32)
     .limit_directives(16)
-    .data(DataLoader::new(TaskLoader(tasks.clone()), tokio::spawn).delay(limits.dataloader_delay))
-    .data(DataLoader::new(AgentLoader(tasks.clone()), tokio::spawn).delay(limits.dataloader_delay))
-    .data(
-        DataLoader::new(EscalationsByTaskLoader(tasks), tokio::spawn)
-            .delay(limits.dataloader_delay),
-    )
+    .data(DataLoader::new(TaskLoader(tasks.clone()), spawn).delay(limits.dataloader_delay))
+    .data(DataLoader::new(AgentLoader(tasks.clone()), spawn).delay(limits.dataloader_delay))
+    .data(DataLoader::new(EscalationsByTaskLoader(tasks), spawn).delay(limits.dataloader_delay))
     .data(services);
     if !limits.introspection {
         builder = builder.disable_introspection();
@@ -87,9 +91,9 @@ pub fn build_schema(
 /// The schema's SDL, as committed in `schema.graphql` and printed by `aurum schema`.
 pub fn sdl() -> String {
     Schema::build(
-        QueryRoot::default(),
-        MutationRoot::default(),
-        SubscriptionRoot::default(),
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
     )
     .finish()
     .sdl()

@@ -26,8 +26,7 @@ use async_graphql::{
 };
 use axum::{
     extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
-    http::StatusCode,
-    response::{IntoResponse, Response as HttpResponse},
+    response::Response as HttpResponse,
 };
 use futures::{SinkExt, Stream, StreamExt, stream::BoxStream};
 use tokio::sync::broadcast;
@@ -38,7 +37,11 @@ use super::{
     context::{ClientAddr, RequestId},
     executor::{ObservedSchema, data_of},
 };
-use crate::{app::AppState, auth::Caller, error::AppError};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    error::{AppError, INTERNAL_CODE},
+};
 
 /// Close code sent to every open socket when the server shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -63,28 +66,42 @@ pub fn upgrade(
         .and_then(|p| p.to_str().ok())
         .and_then(|p| p.parse::<WebSocketProtocols>().ok())
     else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Protocol must be graphql-transport-ws or graphql-ws",
-        )
-            .into_response();
+        return super::http::refusal(
+            &AppError::BadRequest(
+                "Sec-WebSocket-Protocol must be graphql-transport-ws or graphql-ws".into(),
+            ),
+            &request_id,
+        );
     };
     let config = &state.config;
     let read_buffer = usize::try_from(config.ws_read_buffer_bytes).unwrap_or(4096);
     let max_message = usize::try_from(config.ws_max_message_bytes).unwrap_or(65_536);
     let tracked = state.ws_tracker.token();
+    // The connection's span: every line logged while it runs (and, through their own child
+    // spans, while its operations run) carries the upgrade's request id and, once
+    // `connection_init` authenticated it, the caller.
+    let span = tracing::info_span!(
+        "websocket",
+        request.id = %request_id,
+        caller = tracing::field::Empty,
+    );
     ws.read_buffer_size(read_buffer)
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| async move {
-            metrics::gauge!("aurum_websocket_connections").increment(1.0);
-            Connection::new(state, protocol, request_id, client)
-                .serve(socket)
-                .await;
-            metrics::gauge!("aurum_websocket_connections").decrement(1.0);
-            drop(address_slot);
-            drop(tracked);
+        .on_upgrade(move |socket| {
+            tracing::Instrument::instrument(
+                async move {
+                    metrics::gauge!("aurum_websocket_connections").increment(1.0);
+                    Connection::new(state, protocol, request_id, client)
+                        .serve(socket)
+                        .await;
+                    metrics::gauge!("aurum_websocket_connections").decrement(1.0);
+                    drop(address_slot);
+                    drop(tracked);
+                },
+                span,
+            )
         })
 }
 
@@ -263,6 +280,9 @@ impl Connection {
                                 self.registration = Some(registration);
                                 self.pending_watch = Some((cancel, expires));
                             }
+                            if !matches!(caller, Caller::Anonymous) {
+                                crate::telemetry::record_caller(&caller.audit_label());
+                            }
                             self.caller = caller;
                         }
                         Err(_) => return Err(End::Close(CLOSE_FORBIDDEN, "Forbidden".into())),
@@ -300,7 +320,20 @@ impl Connection {
                 // Every operation's stream ends with its `complete` message; the map drops
                 // finished streams by itself.
                 let done = futures::stream::once(futures::future::ready(envelope_complete(&id)));
-                let stream = self.start(id.clone(), payload, session).chain(done).boxed();
+                // The operation's span, a child of the connection's: its lines carry the
+                // connection's request id and caller, the operation's id and what it runs.
+                let span = tracing::info_span!(
+                    "operation",
+                    operation.id = %id,
+                    operation.kind = tracing::field::Empty,
+                    operation.name = tracing::field::Empty,
+                );
+                let stream = span.in_scope(|| self.start(id.clone(), payload, session));
+                let stream = InSpan {
+                    inner: stream.chain(done),
+                    span,
+                }
+                .boxed();
                 self.operations.insert(id, stream);
                 Ok(Vec::new())
             }
@@ -334,7 +367,11 @@ impl Connection {
         };
         let hub = self.state.subscriptions.clone();
         let mut request = request;
-        match hub.schema.operation(&mut request) {
+        let parsed = hub.schema.operation(&mut request);
+        if let Ok(op) = &parsed {
+            crate::telemetry::record_operation(op.kind, &op.name);
+        }
+        match parsed {
             Ok(op) if op.kind == "subscription" => {
                 // Charged per subscriber (joining a shared feed costs the same), before it
                 // joins: a refused subscription gets one error and completes.
@@ -377,6 +414,26 @@ impl Connection {
                 .boxed()
             }
         }
+    }
+}
+
+/// A stream polled inside `span`: the WebSocket operations' streams are polled by their
+/// connection's loop, so their lines would otherwise carry only the connection's fields.
+struct InSpan<S> {
+    inner: S,
+    span: tracing::Span,
+}
+
+impl<S: Stream + Unpin> Stream for InSpan<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        let this = self.get_mut();
+        let _entered = this.span.enter();
+        this.inner.poll_next_unpin(cx)
     }
 }
 
@@ -478,8 +535,9 @@ fn envelope_complete(id: &str) -> String {
 
 fn serialize(response: &Response) -> String {
     serde_json::to_string(response).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "encoding a GraphQL response");
-        r#"{"data":null,"errors":[{"message":"internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_owned()
+        let err = AppError::Internal(anyhow::anyhow!("encoding a GraphQL response: {e}"));
+        let masked = Response::from_errors(vec![err.into_server_error()]);
+        serde_json::to_string(&masked).unwrap_or_default()
     })
 }
 
@@ -510,7 +568,16 @@ fn with_request_id<'a>(payload: &'a str, request_id: Option<&str>) -> Cow<'a, st
             .entry("extensions")
             .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
         if let Some(extensions) = extensions.as_object_mut() {
-            extensions.insert("requestId".into(), id.into());
+            let previous = extensions.insert("requestId".into(), id.into());
+            if extensions.get("code").and_then(serde_json::Value::as_str) == Some(INTERNAL_CODE) {
+                // The cause was logged once, by the shared execution, under the request id of
+                // the subscriber that started it: this line leads from this subscriber's id
+                // to that one.
+                tracing::error!(
+                    feed.request_id = previous.as_ref().and_then(serde_json::Value::as_str),
+                    "a shared subscription delivered a masked internal error"
+                );
+            }
         }
     }
     Cow::Owned(response.to_string())
@@ -646,7 +713,9 @@ impl SubscriptionHub {
         let hub = Arc::clone(self);
         request.data = clone_session(&session);
         let upstream = hub.schema.execute_stream(request, Some(session));
-        tokio::spawn(async move {
+        // The feed runs in the span of the subscriber that started it, so its lines carry
+        // that subscriber's request id; `with_request_id` links later subscribers to it.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             run_feed(upstream, tx, stop).await;
             if let Ok(mut feeds) = hub.feeds.lock()
                 && feeds.get(&key).is_some_and(|f| f.strong_count() == 0)
@@ -654,7 +723,7 @@ impl SubscriptionHub {
                 feeds.remove(&key);
             }
             metrics::gauge!("aurum_subscription_feeds_active").decrement(1.0);
-        });
+        }));
         (feed, rx)
     }
 }

@@ -47,7 +47,7 @@ pub struct Task(pub task::Model);
 
 #[Object]
 impl Task {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn title(&self) -> &str {
@@ -120,7 +120,7 @@ pub struct Agent(pub agent::Model);
 
 #[Object]
 impl Agent {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn name(&self) -> &str {
@@ -166,7 +166,7 @@ pub struct Escalation(pub escalation::Model);
 
 #[Object]
 impl Escalation {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     async fn reason(&self) -> &str {

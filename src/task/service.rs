@@ -430,6 +430,14 @@ impl TaskService {
             .ok_or_else(|| AppError::not_found("Agent", id))
     }
 
+    pub async fn escalation(&self, scope: Option<&str>, id: Uuid) -> AppResult<escalation::Model> {
+        escalation::Entity::find_by_id(id)
+            .filter(tenant_condition(escalation::Column::TenantId, scope))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("Escalation", id))
+    }
+
     /// Batch lookup for DataLoaders; the caller applies tenant visibility.
     pub async fn agents_by_ids(&self, ids: &[Uuid]) -> AppResult<Vec<agent::Model>> {
         Ok(agent::Entity::find()
