@@ -259,7 +259,7 @@ impl UserService {
                 }
                 other => other,
             })?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -272,6 +272,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok(model)
     }
 
@@ -328,7 +329,7 @@ impl UserService {
         change(&mut active);
         active.updated_at = Set(clock::now());
         let updated = active.update(&txn).await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -341,6 +342,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.revoked(id, None).await;
         Ok(updated)
     }
@@ -386,7 +388,7 @@ impl UserService {
         api_key::Entity::insert(api_key::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -399,6 +401,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok((model, secret))
     }
 
@@ -419,7 +422,7 @@ impl UserService {
         if res.rows_affected != 1 {
             return Err(AppError::Conflict("the API key is already revoked".into()));
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -432,6 +435,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         current.revoked_at = Some(now);
         self.revoked(id, None).await;
         Ok(current)
@@ -605,7 +609,7 @@ impl UserService {
             request_id: meta.request_id.clone(),
             client: meta.client.clone(),
         };
-        audit::record(
+        let audit = audit::record(
             &txn,
             &login_meta,
             AuditEntry {
@@ -618,6 +622,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok(session)
     }
 
@@ -761,7 +766,7 @@ impl UserService {
                 .exec(&txn)
                 .await?;
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -774,6 +779,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.revoked(*id, token.as_ref().map(|(jti, _)| jti.clone()))
             .await;
         Ok(())

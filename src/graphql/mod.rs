@@ -15,6 +15,7 @@ use async_graphql::{
 
 use crate::{
     app::Services,
+    audit::graphql::{AuditQuery, AuditSubscription},
     auth::graphql::{AuthMutation, AuthQuery},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
     task::{
@@ -25,7 +26,7 @@ use crate::{
 
 /// Every query root field.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(AuthQuery, TaskQuery, BudgetQuery);
+pub struct QueryRoot(AuthQuery, TaskQuery, BudgetQuery, AuditQuery);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
@@ -33,7 +34,7 @@ pub struct MutationRoot(AuthMutation, TaskMutation, BudgetMutation);
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(TaskSubscription, BudgetSubscription);
+pub struct SubscriptionRoot(TaskSubscription, BudgetSubscription, AuditSubscription);
 
 /// The Aurum schema.
 pub type AurumSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -515,9 +515,10 @@ impl TaskSubscription {
                             task: e.task.clone(),
                         }))
                     }
-                    DomainEvent::Task(_) | DomainEvent::Identity(_) | DomainEvent::Budget(_) => {
-                        None
-                    }
+                    DomainEvent::Task(_)
+                    | DomainEvent::Identity(_)
+                    | DomainEvent::Budget(_)
+                    | DomainEvent::Audit(_) => None,
                 },
             };
             futures::future::ready(out)

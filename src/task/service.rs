@@ -187,7 +187,7 @@ impl TaskService {
         task::Entity::insert(task::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -200,6 +200,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.publish(TaskEventKind::Created, model.clone()).await;
         Ok(model)
     }
@@ -256,7 +257,7 @@ impl TaskService {
         {
             Self::free_agent(&txn, agent_id, id).await?;
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -269,6 +270,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         current.state = next.as_str().into();
         current.updated_at = now;
         self.publish(TaskEventKind::StateChanged, current.clone())
@@ -372,7 +374,7 @@ impl TaskService {
                 "the task changed concurrently; reload it and retry".into(),
             ));
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -385,6 +387,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         current.state = TaskState::Assigned.as_str().into();
         current.assignee_id = Some(agent_id);
         current.updated_at = now;
@@ -471,7 +474,7 @@ impl TaskService {
                 other => other,
             });
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -484,6 +487,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok(model)
     }
 
@@ -576,7 +580,7 @@ impl TaskService {
         escalation::Entity::insert(escalation::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -589,6 +593,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.publish(TaskEventKind::Escalated, task).await;
         Ok(model)
     }
@@ -631,7 +636,7 @@ impl TaskService {
                 "the escalation is already resolved".into(),
             ));
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -645,6 +650,7 @@ impl TaskService {
         .await?;
         let task = task::Entity::find_by_id(current.task_id).one(&txn).await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         current.status = EscalationStatus::Resolved.as_str().into();
         current.resolution = Some(resolution);
         current.resolved_by = Some(meta.caller.audit_label());
