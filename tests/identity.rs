@@ -312,6 +312,16 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "subscription { budgetThresholdReached(tenantId: \"matrix\") { threshold } }",
     ),
     (
+        "Query.auditLog",
+        Some(Permission::AuditView),
+        "{ auditLog(filter: { action: \"task.create\" }) { totalCount edges { node { id } } } }",
+    ),
+    (
+        "Subscription.auditLogAdded",
+        Some(Permission::AuditView),
+        "subscription { auditLogAdded(filter: { resourceType: \"matrix\" }) { id } }",
+    ),
+    (
         "Task.assignee",
         Some(Permission::AgentView),
         "{ tasks { edges { node { assignee { id } } } } }",
