@@ -37,7 +37,7 @@ async fn user_with_role(s: &TestServer, name: &str, role: Role, disabled: bool) 
         id: Set(uuid::Uuid::now_v7()),
         username: Set(name.into()),
         password_hash: Set(hash),
-        role: Set(role.name().into()),
+        role: Set(role.into()),
         tenant_id: Set(None),
         disabled: Set(disabled),
         created_at: Set(now),

@@ -243,7 +243,7 @@ impl UserService {
             id: Uuid::now_v7(),
             username,
             password_hash: hash,
-            role: role.name().into(),
+            role: role.into(),
             tenant_id: tenant,
             disabled: false,
             created_at: now,
@@ -286,7 +286,7 @@ impl UserService {
         let role = assignable(role)?;
         let details = serde_json::json!({ "role": role.name() });
         self.update_user(meta, id, "user.set_role", details, |m| {
-            m.role = Set(role.name().into());
+            m.role = Set(role.into());
         })
         .await
     }
@@ -377,7 +377,7 @@ impl UserService {
             id: Uuid::now_v7(),
             name: name.to_owned(),
             secret_hash: sha256_hex(&secret),
-            role: role.name().into(),
+            role: role.into(),
             tenant_id: tenant,
             created_by: meta.caller.audit_label(),
             expires_at: input.expires_at,
@@ -460,7 +460,7 @@ impl UserService {
         if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
             return Err(AppError::Unauthenticated);
         }
-        let role: Role = key.role.parse().map_err(|_| AppError::Unauthenticated)?;
+        let role = Role::from(key.role);
         let caller = Caller::User {
             id: key.id,
             username: format!("apikey:{}", key.name),
@@ -496,7 +496,7 @@ impl UserService {
             id: Set(Uuid::now_v7()),
             username: Set(FIRST_ADMIN.into()),
             password_hash: Set(hash),
-            role: Set(Role::Admin.name().into()),
+            role: Set(Role::Admin.into()),
             tenant_id: Set(None),
             disabled: Set(false),
             created_at: Set(now),
@@ -601,7 +601,7 @@ impl UserService {
             caller: Caller::User {
                 id: session.user.id,
                 username: session.user.username.clone(),
-                role: session.user.role.parse().unwrap_or(Role::Anonymous),
+                role: session.user.role.into(),
                 tenant: session.user.tenant_id.clone(),
                 token: None,
                 principal: Principal::Person,
@@ -811,7 +811,7 @@ impl UserService {
             .await?
             .filter(|u| !u.disabled)
             .ok_or(AppError::Unauthenticated)?;
-        let role: Role = user.role.parse().map_err(|_| AppError::Unauthenticated)?;
+        let role = Role::from(user.role);
         self.cache.put_user(&user);
         let caller = Caller::User {
             id: user.id,
