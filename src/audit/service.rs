@@ -33,9 +33,10 @@ pub struct AuditEntry<'a> {
 
 /// An entry written in a transaction that may not have committed yet. Publish it with
 /// [`Recorded::publish`] once the transaction has committed; dropping it announces nothing.
-// Not `#[must_use]` while the budget service, which does not publish its entries yet, discards it.
+// Not `#[must_use]` while the budget service, which does not publish its entries yet,
+// discards it.
 #[derive(Debug, Clone)]
-pub struct Recorded(pub audit_log::Model);
+pub struct Recorded(audit_log::Model);
 
 impl Recorded {
     /// Announces the entry to `auditLogAdded` subscribers on every replica. Call it only after
