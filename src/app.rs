@@ -10,6 +10,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    audit::AuditService,
     auth::{
         service::{Bootstrap, UserService},
         sessions::LiveSessions,
@@ -33,6 +34,7 @@ pub struct Services {
     pub tasks: TaskService,
     pub users: UserService,
     pub budgets: BudgetService,
+    pub audit: AuditService,
     pub bus: Bus,
     /// Per-caller limits on named actions.
     pub limits: Arc<ActionLimiter>,
@@ -214,6 +216,7 @@ impl AppState {
             tasks: TaskService::new(db.clone(), bus.clone()),
             users,
             budgets: BudgetService::new(db.clone(), bus.clone()),
+            audit: AuditService::new(db.clone()),
             bus,
             limits: Arc::clone(&limits),
             max_page_size: config.max_page_size,

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    auth::service::IdentityEvent, budget::events::BudgetEvent, infra::event_bus::BusEvent,
-    task::events::TaskEvent,
+    audit::events::AuditEvent, auth::service::IdentityEvent, budget::events::BudgetEvent,
+    infra::event_bus::BusEvent, task::events::TaskEvent,
 };
 
 /// One event on the bus.
@@ -17,6 +17,8 @@ pub enum DomainEvent {
     Identity(IdentityEvent),
     /// A budget changed (spend, expiry, reset, configuration) or crossed a threshold.
     Budget(BudgetEvent),
+    /// An audit entry was committed.
+    Audit(AuditEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -25,6 +27,7 @@ impl BusEvent for DomainEvent {
             Self::Task(e) => format!("task.{}.{}", e.task.id, e.kind.as_str()),
             Self::Identity(e) => format!("identity.{}.revoked", e.subject),
             Self::Budget(e) => format!("budget.{}.{}", e.budget.id, e.kind.as_str()),
+            Self::Audit(e) => format!("audit.{}.added", e.entry.id),
         }
     }
 }

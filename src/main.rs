@@ -277,7 +277,9 @@ async fn user(action: UserAction, db: DbArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{} ({})", e.message(), e.code()))?;
     println!(
         "created user {} ({}) with role {}",
-        created.username, created.id, created.role
+        created.username,
+        created.id,
+        Role::from(created.role).name()
     );
     if generated {
         println!("password (shown once): {password}");

@@ -1,5 +1,6 @@
 //! Keyset pagination shared by every list: ordered by a time-ordered UUIDv7 id, `after` is the
-//! last id seen. No offsets, so pages stay stable while rows are added.
+//! last id seen. No offsets, so pages stay stable while rows are added. Lists are oldest first;
+//! a log read from its end (the audit log) is newest first.
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
@@ -46,6 +47,25 @@ where
     let mut query = select.order_by_asc(id).limit(page.first + 1);
     if let Some(after) = page.after {
         query = query.filter(id.gt(after));
+    }
+    Ok(Page::from_overfetch(query.all(conn).await?, page.first))
+}
+
+/// Like [`keyset_page`], newest first: `after` is the last (oldest) id seen, so the next page
+/// holds older rows and rows added meanwhile never shift it.
+pub async fn keyset_page_newest_first<E, C>(
+    select: Select<E>,
+    id: E::Column,
+    page: PageRequest,
+    conn: &C,
+) -> Result<Page<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut query = select.order_by_desc(id).limit(page.first + 1);
+    if let Some(after) = page.after {
+        query = query.filter(id.lt(after));
     }
     Ok(Page::from_overfetch(query.all(conn).await?, page.first))
 }

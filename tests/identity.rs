@@ -37,7 +37,7 @@ async fn user_with_role(s: &TestServer, name: &str, role: Role, disabled: bool) 
         id: Set(uuid::Uuid::now_v7()),
         username: Set(name.into()),
         password_hash: Set(hash),
-        role: Set(role.name().into()),
+        role: Set(role.into()),
         tenant_id: Set(None),
         disabled: Set(disabled),
         created_at: Set(now),
@@ -315,6 +315,16 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "Subscription.budgetThresholdReached",
         Some(Permission::BudgetView),
         "subscription { budgetThresholdReached(tenantId: \"matrix\") { threshold } }",
+    ),
+    (
+        "Query.auditLog",
+        Some(Permission::AuditView),
+        "{ auditLog(filter: { action: \"task.create\" }) { totalCount edges { node { id } } } }",
+    ),
+    (
+        "Subscription.auditLogAdded",
+        Some(Permission::AuditView),
+        "subscription { auditLogAdded(filter: { resourceType: \"matrix\" }) { id } }",
     ),
     (
         "Task.assignee",

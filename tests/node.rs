@@ -75,6 +75,14 @@ async fn node_refetches_every_type(profile: Profile, name: &str) {
         .await["budgetTransactions"]["edges"][0]["node"]
         .clone();
 
+    let entry = s
+        .ok(
+            "query($t: String!) { auditLog(filter: { resourceId: $t }) { edges { node { id } } } }",
+            json!({ "t": id_of(&task) }),
+        )
+        .await["auditLog"]["edges"][0]["node"]
+        .clone();
+
     let token = Some(s.token.as_str());
     let cases = [
         (&task, "Task", "title", json!("refetch me")),
@@ -92,6 +100,8 @@ async fn node_refetches_every_type(profile: Profile, name: &str) {
     }
     let node = node_as(&env, token, &id_of(&ledger)).await;
     assert_eq!(node["__typename"], "BudgetTransaction", "{node}");
+    let node = node_as(&env, token, &id_of(&entry)).await;
+    assert_eq!(node["__typename"], "AuditLogEntry", "{node}");
 
     // An id nobody holds is null, not an error; a malformed one is the client's error.
     let unknown = node_as(&env, token, "01a214a0-d3e9-720f-a444-8e7b40e5ec5b").await;

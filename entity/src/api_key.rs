@@ -11,7 +11,8 @@ pub struct Model {
     pub name: String,
     #[sea_orm(unique)]
     pub secret_hash: String,
-    pub role: String,
+    /// Stored like a user's role.
+    pub role: crate::user::Role,
     pub tenant_id: Option<String>,
     pub created_by: String,
     pub expires_at: Option<DateTimeUtc>,

@@ -11,14 +11,44 @@ pub struct Model {
     pub agent_id: Option<Uuid>,
     #[sea_orm(column_type = "Text")]
     pub reason: String,
-    pub severity: String,
-    pub status: String,
+    pub severity: Severity,
+    pub status: EscalationStatus,
     pub resolution: Option<String>,
     pub resolved_by: Option<String>,
     pub tenant_id: Option<String>,
     pub created_by: String,
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+}
+
+/// `escalations.severity`, stored as its upper-case name.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    #[sea_orm(string_value = "LOW")]
+    Low,
+    #[sea_orm(string_value = "MEDIUM")]
+    Medium,
+    #[sea_orm(string_value = "HIGH")]
+    High,
+    #[sea_orm(string_value = "CRITICAL")]
+    Critical,
+}
+
+/// `escalations.status`, stored as its upper-case name.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EscalationStatus {
+    #[sea_orm(string_value = "OPEN")]
+    Open,
+    #[sea_orm(string_value = "RESOLVED")]
+    Resolved,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

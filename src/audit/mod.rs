@@ -1,40 +1,22 @@
-//! The audit log: every mutation appends one row in the same transaction as its change, so
-//! a change without its audit entry (or the reverse) cannot be committed.
+//! The audit log: one row per change, readable by those holding `audit.view`. `model` holds
+//! the list filter and who may see an entry, `service` the writer and the reads, `graphql`
+//! the `auditLog` connection and the `auditLogAdded` subscription, `events` what is published.
+//!
+//! # Invariants
+//! - An entry is written by [`record`] through the changing service's own transaction, so a
+//!   change without its entry (or the reverse) cannot be committed.
+//! - Its `auditLogAdded` event is published only after that transaction commits: `record`
+//!   returns the entry as [`Recorded`], and the service publishes it next to its own events
+//!   once `commit` has returned. A rolled-back entry is never announced; a committed one whose
+//!   publish fails is still listed (subscribers re-read the list).
+//! - Every entry carries the tenant of what it concerns (the object's tenant, else the
+//!   caller's); a tenant-scoped reader sees only its tenant's entries, in the list and live.
+//!   Untenanted readers (admins) see every entry.
+//! - Entries are never updated or deleted through the API.
 
-use entity::audit_log;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+pub mod events;
+pub mod graphql;
+pub mod model;
+pub mod service;
 
-use crate::{auth::RequestMeta, clock};
-
-/// One audit entry, before it is written.
-pub struct AuditEntry<'a> {
-    /// Dotted action name, `<domain>.<verb>` (`task.create`).
-    pub action: &'static str,
-    pub entity_type: &'static str,
-    pub entity_id: Option<String>,
-    pub tenant_id: Option<&'a str>,
-    pub details: serde_json::Value,
-}
-
-/// Appends `entry` through `conn`, which must be the mutation's own transaction.
-pub async fn record<C: ConnectionTrait>(
-    conn: &C,
-    meta: &RequestMeta,
-    entry: AuditEntry<'_>,
-) -> Result<(), sea_orm::DbErr> {
-    let row = audit_log::ActiveModel {
-        id: Set(uuid::Uuid::now_v7()),
-        actor: Set(meta.caller.audit_label()),
-        action: Set(entry.action.into()),
-        entity_type: Set(entry.entity_type.into()),
-        entity_id: Set(entry.entity_id),
-        tenant_id: Set(entry.tenant_id.map(str::to_owned)),
-        request_id: Set(Some(meta.request_id.clone())),
-        details: Set(entry.details),
-        created_at: Set(clock::now()),
-    };
-    audit_log::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
-}
+pub use service::{AuditEntry, AuditService, Recorded, record};

@@ -34,7 +34,7 @@ impl User {
         &self.0.username
     }
     async fn role(&self) -> Role {
-        self.0.role.parse().unwrap_or(Role::Anonymous)
+        self.0.role.into()
     }
     async fn tenant_id(&self) -> Option<&str> {
         self.0.tenant_id.as_deref()
@@ -59,7 +59,7 @@ impl ApiKey {
         &self.0.name
     }
     async fn role(&self) -> Role {
-        self.0.role.parse().unwrap_or(Role::Anonymous)
+        self.0.role.into()
     }
     async fn tenant_id(&self) -> Option<&str> {
         self.0.tenant_id.as_deref()

@@ -64,7 +64,11 @@ impl fmt::Display for Permission {
 }
 
 /// A caller's role. Stored as its lowercase name.
+// Stored through the active enum `entity::user::Role` (entity/ has no GraphQL derives);
+// `remote` derives the `From` conversions both ways, so storage never parses a name. `name`
+// and `FromStr` stay for the catalogue, the README table, visibility keys and `--role`.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[graphql(remote = "entity::user::Role")]
 pub enum Role {
     /// Everything.
     Admin,

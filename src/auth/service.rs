@@ -243,7 +243,7 @@ impl UserService {
             id: Uuid::now_v7(),
             username,
             password_hash: hash,
-            role: role.name().into(),
+            role: role.into(),
             tenant_id: tenant,
             disabled: false,
             created_at: now,
@@ -259,7 +259,7 @@ impl UserService {
                 }
                 other => other,
             })?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -272,6 +272,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok(model)
     }
 
@@ -285,7 +286,7 @@ impl UserService {
         let role = assignable(role)?;
         let details = serde_json::json!({ "role": role.name() });
         self.update_user(meta, id, "user.set_role", details, |m| {
-            m.role = Set(role.name().into());
+            m.role = Set(role.into());
         })
         .await
     }
@@ -328,7 +329,7 @@ impl UserService {
         change(&mut active);
         active.updated_at = Set(clock::now());
         let updated = active.update(&txn).await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -341,6 +342,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.revoked(id, None).await;
         Ok(updated)
     }
@@ -375,7 +377,7 @@ impl UserService {
             id: Uuid::now_v7(),
             name: name.to_owned(),
             secret_hash: sha256_hex(&secret),
-            role: role.name().into(),
+            role: role.into(),
             tenant_id: tenant,
             created_by: meta.caller.audit_label(),
             expires_at: input.expires_at,
@@ -386,7 +388,7 @@ impl UserService {
         api_key::Entity::insert(api_key::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -399,6 +401,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok((model, secret))
     }
 
@@ -419,7 +422,7 @@ impl UserService {
         if res.rows_affected != 1 {
             return Err(AppError::Conflict("the API key is already revoked".into()));
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -432,6 +435,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         current.revoked_at = Some(now);
         self.revoked(id, None).await;
         Ok(current)
@@ -464,7 +468,7 @@ impl UserService {
         if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
             return Err(AppError::Unauthenticated);
         }
-        let role: Role = key.role.parse().map_err(|_| AppError::Unauthenticated)?;
+        let role = Role::from(key.role);
         let caller = Caller::User {
             id: key.id,
             username: format!("apikey:{}", key.name),
@@ -500,7 +504,7 @@ impl UserService {
             id: Set(Uuid::now_v7()),
             username: Set(FIRST_ADMIN.into()),
             password_hash: Set(hash),
-            role: Set(Role::Admin.name().into()),
+            role: Set(Role::Admin.into()),
             tenant_id: Set(None),
             disabled: Set(false),
             created_at: Set(now),
@@ -605,7 +609,7 @@ impl UserService {
             caller: Caller::User {
                 id: session.user.id,
                 username: session.user.username.clone(),
-                role: session.user.role.parse().unwrap_or(Role::Anonymous),
+                role: session.user.role.into(),
                 tenant: session.user.tenant_id.clone(),
                 token: None,
                 principal: Principal::Person,
@@ -613,7 +617,7 @@ impl UserService {
             request_id: meta.request_id.clone(),
             client: meta.client.clone(),
         };
-        audit::record(
+        let audit = audit::record(
             &txn,
             &login_meta,
             AuditEntry {
@@ -626,6 +630,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok(session)
     }
 
@@ -769,7 +774,7 @@ impl UserService {
                 .exec(&txn)
                 .await?;
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -782,6 +787,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.revoked(*id, token.as_ref().map(|(jti, _)| jti.clone()))
             .await;
         Ok(())
@@ -813,7 +819,7 @@ impl UserService {
             .await?
             .filter(|u| !u.disabled)
             .ok_or(AppError::Unauthenticated)?;
-        let role: Role = user.role.parse().map_err(|_| AppError::Unauthenticated)?;
+        let role = Role::from(user.role);
         self.cache.put_user(&user);
         let caller = Caller::User {
             id: user.id,

@@ -42,3 +42,22 @@ pub struct BudgetEvent {
     /// The percentage reached, for `ThresholdReached`.
     pub threshold: Option<i32>,
 }
+
+/// What a budget transaction announces once it has committed: its budget events and the
+/// `auditLogAdded` entries of the audit rows it wrote.
+pub enum Announcement {
+    Budget(BudgetEvent),
+    Audit(crate::audit::Recorded),
+}
+
+impl From<BudgetEvent> for Announcement {
+    fn from(event: BudgetEvent) -> Self {
+        Self::Budget(event)
+    }
+}
+
+impl From<crate::audit::Recorded> for Announcement {
+    fn from(entry: crate::audit::Recorded) -> Self {
+        Self::Audit(entry)
+    }
+}

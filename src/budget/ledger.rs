@@ -18,7 +18,7 @@ use super::{
     service::BudgetService,
 };
 use crate::{
-    audit::{self, AuditEntry},
+    audit::{self, AuditEntry, Recorded},
     auth::{Caller, RequestMeta},
     error::{AppError, AppResult},
 };
@@ -72,10 +72,12 @@ pub(super) struct Move<'a> {
 
 /// What a balance move conditional on the current period did.
 pub(super) enum Moved {
-    /// The UPDATE applied; `reset` is the new period window that had to start first.
+    /// The UPDATE applied; `reset` is the new period window that had to start first, with
+    /// the audit entry of that reset.
     Done {
         after: budget::Model,
-        reset: Option<budget::Model>,
+        /// Boxed: rare, and large next to the other variants.
+        reset: Option<Box<(budget::Model, Recorded)>>,
     },
     /// The row's condition refused it: the row as it stands (after a reset, if one was due).
     Refused(budget::Model),
@@ -274,9 +276,9 @@ impl BudgetService {
             {
                 Some(after) => Moved::Done {
                     after,
-                    reset: Some(reset),
+                    reset: Some(Box::new(reset)),
                 },
-                None => Moved::Refused(reset),
+                None => Moved::Refused(reset.0),
             },
         )
     }
@@ -343,7 +345,7 @@ impl BudgetService {
         conn: &C,
         current: &budget::Model,
         now: DateTime<Utc>,
-    ) -> AppResult<budget::Model> {
+    ) -> AppResult<(budget::Model, Recorded)> {
         let period = BudgetPeriod::from(current.period);
         let (start, end) = period.window(now);
         let row = conn
@@ -374,7 +376,7 @@ impl BudgetService {
             },
         )
         .await?;
-        audit::record(
+        let audit = audit::record(
             conn,
             &RequestMeta::system("budget-period"),
             AuditEntry {
@@ -386,17 +388,18 @@ impl BudgetService {
             },
         )
         .await?;
-        Ok(after)
+        Ok((after, audit))
     }
 
     /// Expires a live reservation past its TTL: status `expired`, its amount out of
-    /// `reserved`. `None` when someone else resolved it first.
+    /// `reserved`. `None` when someone else resolved it first; else its event and audit entry,
+    /// to publish after commit.
     pub(super) async fn expire(
         &self,
         txn: &DatabaseTransaction,
         reservation: Uuid,
         now: DateTime<Utc>,
-    ) -> AppResult<Option<BudgetEvent>> {
+    ) -> AppResult<Option<(BudgetEvent, Recorded)>> {
         let row = txn
             .query_one_raw(self.stmt(
                 &format!(
@@ -431,7 +434,7 @@ impl BudgetService {
             .ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("reservation {} lost its budget", r.id))
             })?;
-        audit::record(
+        let audit = audit::record(
             txn,
             &RequestMeta::system("budget-expiry"),
             AuditEntry {
@@ -443,10 +446,9 @@ impl BudgetService {
             },
         )
         .await?;
-        Ok(Some(Self::event(
-            BudgetEventKind::Expired,
-            &after,
-            Some(r.id),
+        Ok(Some((
+            Self::event(BudgetEventKind::Expired, &after, Some(r.id)),
+            audit,
         )))
     }
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    events::{BudgetEvent, BudgetEventKind},
+    events::{Announcement, BudgetEvent, BudgetEventKind},
     ledger::{Ledger, Move, Moved, RESERVATION_COLUMNS, RESERVE_SQL, RESOLVE_SQL, SETTLE_SQL},
     model::{self, BudgetPeriod, LedgerKind, ReservationStatus, available, format_percentages},
 };
@@ -75,7 +75,7 @@ pub struct ResolveRequest {
 struct Refusal {
     error: AppError,
     /// Events of an expiry done on the way; `Some` = commit the transaction.
-    expired: Option<Vec<BudgetEvent>>,
+    expired: Option<Vec<Announcement>>,
 }
 
 /// The budget domain's operations.
@@ -142,8 +142,16 @@ impl BudgetService {
             .remove(&(tenant_id.to_owned(), project_id.to_owned()));
     }
 
-    pub(super) async fn publish(&self, events: Vec<BudgetEvent>) {
-        for event in events {
+    /// Publishes what a committed transaction announces; call only after `commit`.
+    pub(super) async fn publish(&self, announcements: Vec<Announcement>) {
+        for announcement in announcements {
+            let event = match announcement {
+                Announcement::Budget(event) => event,
+                Announcement::Audit(entry) => {
+                    entry.publish(&self.bus).await;
+                    continue;
+                }
+            };
             let id = event.budget.id;
             if let Err(e) = self.bus.publish(DomainEvent::Budget(event)).await {
                 // The change is committed; subscribers miss this one event and can re-read.
@@ -226,7 +234,7 @@ impl BudgetService {
             },
         )
         .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -239,8 +247,11 @@ impl BudgetService {
         )
         .await?;
         txn.commit().await?;
-        self.publish(vec![Self::event(BudgetEventKind::Created, &model, None)])
-            .await;
+        self.publish(vec![
+            Self::event(BudgetEventKind::Created, &model, None).into(),
+            audit.into(),
+        ])
+        .await;
         Ok(model)
     }
 
@@ -325,9 +336,15 @@ impl BudgetService {
             },
         )
         .await?;
-        let mut events = vec![Self::event(BudgetEventKind::Updated, &after, None)];
-        events.extend(self.thresholds(&txn, &mut after).await?);
-        audit::record(
+        let mut events: Vec<Announcement> =
+            vec![Self::event(BudgetEventKind::Updated, &after, None).into()];
+        events.extend(
+            self.thresholds(&txn, &mut after)
+                .await?
+                .into_iter()
+                .map(Announcement::from),
+        );
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -339,6 +356,7 @@ impl BudgetService {
             },
         )
         .await?;
+        events.push(audit.into());
         txn.commit().await?;
         self.publish(events).await;
         Ok(after)
@@ -404,7 +422,7 @@ impl BudgetService {
             count("reserve", "replayed");
             return Ok(previous);
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -435,15 +453,17 @@ impl BudgetService {
                 now,
             )
             .await?;
-        let mut events = Vec::new();
+        let mut events: Vec<Announcement> = Vec::new();
         match moved {
             Moved::Done { after, reset } => {
-                events.extend(reset.map(|r| Self::event(BudgetEventKind::Reset, &r, None)));
-                events.push(Self::event(
-                    BudgetEventKind::Reserved,
-                    &after,
-                    Some(reservation.id),
-                ));
+                if let Some((reset, reset_audit)) = reset.map(|r| *r) {
+                    events.push(Self::event(BudgetEventKind::Reset, &reset, None).into());
+                    events.push(reset_audit.into());
+                }
+                events.push(
+                    Self::event(BudgetEventKind::Reserved, &after, Some(reservation.id)).into(),
+                );
+                events.push(audit.into());
             }
             Moved::Refused(current) => {
                 count("reserve", "exceeded");
@@ -548,7 +568,7 @@ impl BudgetService {
         // SETTLE takes the budget row's lock, which is then held for SETTLE with its ledger
         // row (one statement on PostgreSQL), a threshold mark when one is crossed, and the
         // COMMIT.
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -599,12 +619,19 @@ impl BudgetService {
                 resolved.budget_id
             )));
         };
-        let mut events: Vec<BudgetEvent> = reset
-            .map(|r| Self::event(BudgetEventKind::Reset, &r, None))
-            .into_iter()
-            .collect();
-        events.push(Self::event(event_kind, &after, Some(resolved.id)));
-        events.extend(self.thresholds(&txn, &mut after).await?);
+        let mut events: Vec<Announcement> = Vec::new();
+        if let Some((reset, reset_audit)) = reset.map(|r| *r) {
+            events.push(Self::event(BudgetEventKind::Reset, &reset, None).into());
+            events.push(reset_audit.into());
+        }
+        events.push(Self::event(event_kind, &after, Some(resolved.id)).into());
+        events.push(audit.into());
+        events.extend(
+            self.thresholds(&txn, &mut after)
+                .await?
+                .into_iter()
+                .map(Announcement::from),
+        );
         txn.commit().await?;
         count(label, "ok");
         self.publish(events).await;
@@ -635,11 +662,15 @@ impl BudgetService {
             ReservationStatus::Released => AppError::AlreadyReleased,
             ReservationStatus::Expired => AppError::ReservationExpired,
             ReservationStatus::Reserved if current.expires_at <= now => {
-                let event = self.expire(txn, current.id, now).await?;
+                let expired = self.expire(txn, current.id, now).await?;
                 idempotency::release(txn, key).await?;
                 return Ok(Refusal {
                     error: AppError::ReservationExpired,
-                    expired: Some(event.into_iter().collect()),
+                    expired: Some(
+                        expired
+                            .map(|(event, audit)| vec![event.into(), audit.into()])
+                            .unwrap_or_default(),
+                    ),
                 });
             }
             ReservationStatus::Reserved => {

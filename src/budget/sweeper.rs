@@ -12,7 +12,10 @@ use sea_orm::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{events::BudgetEventKind, service::BudgetService};
+use super::{
+    events::{Announcement, BudgetEventKind},
+    service::BudgetService,
+};
 use crate::{clock, error::AppResult, infra::db};
 
 /// What one sweep did.
@@ -61,7 +64,7 @@ impl BudgetService {
     pub async fn sweep(&self, limit: u64) -> AppResult<SweepReport> {
         let mut report = SweepReport::default();
         let now = clock::now();
-        let mut events = Vec::new();
+        let mut events: Vec<Announcement> = Vec::new();
 
         let txn = db::begin_write(&self.db).await?;
         let mut due = budget_reservation::Entity::find()
@@ -74,12 +77,16 @@ impl BudgetService {
             due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
         for r in due.all(&txn).await? {
-            if let Some(event) = self.expire(&txn, r.id, now).await? {
+            if let Some((event, audit)) = self.expire(&txn, r.id, now).await? {
                 report.expired += 1;
-                events.push(event);
+                events.push(event.into());
+                events.push(audit.into());
             }
         }
         txn.commit().await?;
+        metrics::counter!("aurum_budget_reservations_expired_total").increment(report.expired);
+        // Announced now: the resets below are a transaction of their own.
+        self.publish(std::mem::take(&mut events)).await;
 
         let txn = db::begin_write(&self.db).await?;
         let mut ended = budget::Entity::find()
@@ -91,13 +98,12 @@ impl BudgetService {
             ended = ended.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
         for b in ended.all(&txn).await? {
-            let after = self.reset(&txn, &b, now).await?;
+            let (after, audit) = self.reset(&txn, &b, now).await?;
             report.reset += 1;
-            events.push(Self::event(BudgetEventKind::Reset, &after, None));
+            events.push(Self::event(BudgetEventKind::Reset, &after, None).into());
+            events.push(audit.into());
         }
         txn.commit().await?;
-
-        metrics::counter!("aurum_budget_reservations_expired_total").increment(report.expired);
         self.publish(events).await;
         Ok(report)
     }

@@ -16,6 +16,7 @@ use async_graphql::{
 
 use crate::{
     app::Services,
+    audit::graphql::{AuditQuery, AuditSubscription},
     auth::graphql::{AuthMutation, AuthQuery},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
     task::{
@@ -26,7 +27,13 @@ use crate::{
 
 /// Every query root field.
 #[derive(MergedObject, Default)]
-pub struct Query(AuthQuery, TaskQuery, BudgetQuery, node::NodeQuery);
+pub struct Query(
+    AuthQuery,
+    TaskQuery,
+    BudgetQuery,
+    AuditQuery,
+    node::NodeQuery,
+);
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
@@ -34,7 +41,7 @@ pub struct Mutation(AuthMutation, TaskMutation, BudgetMutation);
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(TaskSubscription, BudgetSubscription);
+pub struct Subscription(TaskSubscription, BudgetSubscription, AuditSubscription);
 
 /// The Aurum schema.
 pub type AurumSchema = Schema<Query, Mutation, Subscription>;

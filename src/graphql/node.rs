@@ -10,6 +10,7 @@
 use async_graphql::{Context, ID, Interface, Object, Result};
 
 use crate::{
+    audit::graphql::AuditLogEntry,
     auth::{
         Caller,
         graphql::{ApiKey, User},
@@ -34,6 +35,7 @@ pub enum Node {
     BudgetTransaction(BudgetTransaction),
     User(User),
     ApiKey(ApiKey),
+    AuditLogEntry(AuditLogEntry),
 }
 
 /// `NOT_FOUND` is "try the next type"; any other error ends the lookup.
@@ -82,6 +84,11 @@ impl NodeQuery {
             if let Some(row) = found(svc.budgets.transaction(scope, id).await)? {
                 return Ok(Some(Node::BudgetTransaction(BudgetTransaction(row))));
             }
+        }
+        if who.can(Permission::AuditView)
+            && let Some(row) = found(svc.audit.entry(scope, id).await)?
+        {
+            return Ok(Some(Node::AuditLogEntry(AuditLogEntry(row))));
         }
         // Every user may refetch themselves (`me`); other users need `user.manage`.
         let own = matches!(who, Caller::User { id: me, .. } if *me == id);

@@ -56,11 +56,8 @@ impl Task {
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
-    async fn state(&self) -> Result<TaskState> {
-        self.0
-            .state
-            .parse()
-            .map_err(|e: String| AppError::Internal(anyhow::anyhow!(e)).extend())
+    async fn state(&self) -> TaskState {
+        self.0.state.into()
     }
     /// Higher runs first; 0 by default.
     async fn priority(&self) -> i32 {
@@ -130,10 +127,8 @@ impl Agent {
     async fn role(&self) -> &str {
         &self.0.role
     }
-    async fn status(&self) -> Result<AgentStatus> {
-        AgentStatus::parse(&self.0.status).ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("agent {}: bad status", self.0.id)).extend()
-        })
+    async fn status(&self) -> AgentStatus {
+        self.0.status.into()
     }
     async fn tenant_id(&self) -> Option<&str> {
         self.0.tenant_id.as_deref()
@@ -172,15 +167,11 @@ impl Escalation {
     async fn reason(&self) -> &str {
         &self.0.reason
     }
-    async fn severity(&self) -> Result<Severity> {
-        Severity::parse(&self.0.severity).ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("escalation {}: bad severity", self.0.id)).extend()
-        })
+    async fn severity(&self) -> Severity {
+        self.0.severity.into()
     }
-    async fn status(&self) -> Result<EscalationStatus> {
-        EscalationStatus::parse(&self.0.status).ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("escalation {}: bad status", self.0.id)).extend()
-        })
+    async fn status(&self) -> EscalationStatus {
+        self.0.status.into()
     }
     /// How it was resolved; null while open.
     async fn resolution(&self) -> Option<&str> {
@@ -515,9 +506,10 @@ impl TaskSubscription {
                             task: e.task.clone(),
                         }))
                     }
-                    DomainEvent::Task(_) | DomainEvent::Identity(_) | DomainEvent::Budget(_) => {
-                        None
-                    }
+                    DomainEvent::Task(_)
+                    | DomainEvent::Identity(_)
+                    | DomainEvent::Budget(_)
+                    | DomainEvent::Audit(_) => None,
                 },
             };
             futures::future::ready(out)

@@ -1,20 +1,16 @@
 //! Task, agent and escalation types and their pure rules (state machine, input limits).
+//!
+//! The state and status enums are stored through SeaORM active enums in `entity` (which has
+//! no GraphQL derives). Each enum here is the GraphQL enum and carries the rules; its
+//! `#[graphql(remote = …)]` makes async-graphql generate the `From` conversions to and from
+//! the stored enum, variant by variant and checked by the compiler, so no name is ever
+//! parsed or spelled twice.
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
 /// Lifecycle of a task.
-#[derive(
-    async_graphql::Enum,
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[graphql(remote = "entity::task::TaskState")]
 pub enum TaskState {
     /// Created, waiting for an agent.
     Pending,
@@ -42,19 +38,6 @@ impl TaskState {
         Self::Failed,
         Self::Cancelled,
     ];
-
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Assigned => "ASSIGNED",
-            Self::InProgress => "IN_PROGRESS",
-            Self::Blocked => "BLOCKED",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
 
     /// States `updateTaskState` may move to from `self`. `ASSIGNED` is reached only through
     /// `assignTask`, which also names the agent.
@@ -85,24 +68,16 @@ impl TaskState {
     }
 }
 
+/// The GraphQL name (`IN_PROGRESS`), for messages and audit details.
 impl fmt::Display for TaskState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown task state `{s}`"))
+        write!(f, "{}", async_graphql::resolver_utils::enum_value(*self))
     }
 }
 
 /// Availability of an agent.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::agent::AgentStatus")]
 pub enum AgentStatus {
     /// Registered, no current task.
     Idle,
@@ -110,25 +85,9 @@ pub enum AgentStatus {
     Busy,
 }
 
-impl AgentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "IDLE",
-            Self::Busy => "BUSY",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "IDLE" => Some(Self::Idle),
-            "BUSY" => Some(Self::Busy),
-            _ => None,
-        }
-    }
-}
-
 /// How urgent an escalation is.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[graphql(remote = "entity::escalation::Severity")]
 pub enum Severity {
     Low,
     #[default]
@@ -137,45 +96,12 @@ pub enum Severity {
     Critical,
 }
 
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "LOW",
-            Self::Medium => "MEDIUM",
-            Self::High => "HIGH",
-            Self::Critical => "CRITICAL",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Low, Self::Medium, Self::High, Self::Critical]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
 /// Whether an escalation still needs a human.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::escalation::EscalationStatus")]
 pub enum EscalationStatus {
     Open,
     Resolved,
-}
-
-impl EscalationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "OPEN",
-            Self::Resolved => "RESOLVED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "OPEN" => Some(Self::Open),
-            "RESOLVED" => Some(Self::Resolved),
-            _ => None,
-        }
-    }
 }
 
 /// Input limits, checked before anything is written.
@@ -229,11 +155,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn states_round_trip_through_their_names() {
+    fn states_are_stored_under_their_graphql_names() {
+        use sea_orm::{ActiveEnum, Iterable};
         for s in TaskState::ALL {
-            assert_eq!(s.as_str().parse::<TaskState>(), Ok(s));
+            let stored = entity::task::TaskState::from(s);
+            assert_eq!(stored.to_value(), s.to_string());
+            assert_eq!(TaskState::from(stored), s);
         }
-        assert!("DONE".parse::<TaskState>().is_err());
+        assert_eq!(
+            entity::task::TaskState::iter().count(),
+            TaskState::ALL.len()
+        );
+        assert!(entity::task::TaskState::try_from_value(&"DONE".to_owned()).is_err());
     }
 
     #[test]

@@ -79,12 +79,6 @@ pub struct TaskService {
     bus: Bus,
 }
 
-fn stored_state(task: &task::Model) -> AppResult<TaskState> {
-    task.state
-        .parse()
-        .map_err(|e: String| AppError::Internal(anyhow::anyhow!("task {}: {e}", task.id)))
-}
-
 fn text(field: &'static str, value: &str, max: usize) -> AppResult<String> {
     required_text(field, value, max).map_err(|m| AppError::bad_field(field, m))
 }
@@ -111,7 +105,7 @@ impl TaskService {
     fn task_condition(scope: Option<&str>, filter: &TaskFilter) -> Condition {
         let mut cond = tenant_condition(task::Column::TenantId, scope);
         if let Some(state) = filter.state {
-            cond = cond.add(task::Column::State.eq(state.as_str()));
+            cond = cond.add(task::Column::State.eq(task::TaskState::from(state)));
         }
         if let Some(agent) = filter.assignee_id {
             cond = cond.add(task::Column::AssigneeId.eq(agent));
@@ -175,7 +169,7 @@ impl TaskService {
             id: Uuid::now_v7(),
             title,
             description,
-            state: TaskState::Pending.as_str().into(),
+            state: TaskState::Pending.into(),
             priority,
             assignee_id: None,
             tenant_id: meta.caller.tenant().map(str::to_owned),
@@ -187,7 +181,7 @@ impl TaskService {
         task::Entity::insert(task::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -200,6 +194,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.publish(TaskEventKind::Created, model.clone()).await;
         Ok(model)
     }
@@ -217,9 +212,13 @@ impl TaskService {
             .one(&txn)
             .await?
             .ok_or_else(|| AppError::not_found("Task", id))?;
-        let from = stored_state(&current)?;
+        let from = TaskState::from(current.state);
         if !from.can_move_to(next) {
-            let allowed: Vec<&str> = from.allowed_next().iter().map(|s| s.as_str()).collect();
+            let allowed: Vec<String> = from
+                .allowed_next()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             return Err(AppError::bad_field(
                 "state",
                 format!(
@@ -235,7 +234,10 @@ impl TaskService {
         let now = clock::now();
         let previous_agent = current.assignee_id;
         let mut update = task::Entity::update_many()
-            .col_expr(task::Column::State, Expr::value(next.as_str()))
+            .col_expr(
+                task::Column::State,
+                Expr::value(task::TaskState::from(next)),
+            )
             .col_expr(task::Column::UpdatedAt, Expr::value(now));
         if next == TaskState::Pending {
             update = update.col_expr(task::Column::AssigneeId, Expr::value(Option::<Uuid>::None));
@@ -243,7 +245,7 @@ impl TaskService {
         }
         let res = update
             .filter(task::Column::Id.eq(id))
-            .filter(task::Column::State.eq(from.as_str()))
+            .filter(task::Column::State.eq(task::TaskState::from(from)))
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
@@ -256,7 +258,7 @@ impl TaskService {
         {
             Self::free_agent(&txn, agent_id, id).await?;
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -264,12 +266,13 @@ impl TaskService {
                 entity_type: "task",
                 entity_id: Some(id.to_string()),
                 tenant_id: current.tenant_id.as_deref(),
-                details: json!({ "from": from.as_str(), "to": next.as_str() }),
+                details: json!({ "from": from.to_string(), "to": next.to_string() }),
             },
         )
         .await?;
         txn.commit().await?;
-        current.state = next.as_str().into();
+        audit.publish(&self.bus).await;
+        current.state = next.into();
         current.updated_at = now;
         self.publish(TaskEventKind::StateChanged, current.clone())
             .await;
@@ -287,10 +290,7 @@ impl TaskService {
                 agent::Column::CurrentTaskId,
                 Expr::value(Option::<Uuid>::None),
             )
-            .col_expr(
-                agent::Column::Status,
-                Expr::value(AgentStatus::Idle.as_str()),
-            )
+            .col_expr(agent::Column::Status, Expr::value(agent::AgentStatus::Idle))
             .col_expr(agent::Column::UpdatedAt, Expr::value(clock::now()))
             .filter(agent::Column::Id.eq(agent_id))
             .filter(agent::Column::CurrentTaskId.eq(task_id))
@@ -312,7 +312,7 @@ impl TaskService {
             .one(&txn)
             .await?
             .ok_or_else(|| AppError::not_found("Task", task_id))?;
-        let state = stored_state(&current)?;
+        let state = TaskState::from(current.state);
         if !state.is_assignable() {
             return Err(AppError::bad_field(
                 "taskId",
@@ -339,10 +339,7 @@ impl TaskService {
         let now = clock::now();
         let claimed = agent::Entity::update_many()
             .col_expr(agent::Column::CurrentTaskId, Expr::value(Some(task_id)))
-            .col_expr(
-                agent::Column::Status,
-                Expr::value(AgentStatus::Busy.as_str()),
-            )
+            .col_expr(agent::Column::Status, Expr::value(agent::AgentStatus::Busy))
             .col_expr(agent::Column::UpdatedAt, Expr::value(now))
             .filter(agent::Column::Id.eq(agent_id))
             .filter(agent::Column::CurrentTaskId.is_null())
@@ -357,14 +354,11 @@ impl TaskService {
             Self::free_agent(&txn, previous, task_id).await?;
         }
         let res = task::Entity::update_many()
-            .col_expr(
-                task::Column::State,
-                Expr::value(TaskState::Assigned.as_str()),
-            )
+            .col_expr(task::Column::State, Expr::value(task::TaskState::Assigned))
             .col_expr(task::Column::AssigneeId, Expr::value(Some(agent_id)))
             .col_expr(task::Column::UpdatedAt, Expr::value(now))
             .filter(task::Column::Id.eq(task_id))
-            .filter(task::Column::State.eq(state.as_str()))
+            .filter(task::Column::State.eq(task::TaskState::from(state)))
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
@@ -372,7 +366,7 @@ impl TaskService {
                 "the task changed concurrently; reload it and retry".into(),
             ));
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -385,7 +379,8 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
-        current.state = TaskState::Assigned.as_str().into();
+        audit.publish(&self.bus).await;
+        current.state = task::TaskState::Assigned;
         current.assignee_id = Some(agent_id);
         current.updated_at = now;
         self.publish(TaskEventKind::Assigned, current.clone()).await;
@@ -400,7 +395,7 @@ impl TaskService {
             cond = cond.add(agent::Column::Role.eq(role.as_str()));
         }
         if let Some(status) = filter.status {
-            cond = cond.add(agent::Column::Status.eq(status.as_str()));
+            cond = cond.add(agent::Column::Status.eq(agent::AgentStatus::from(status)));
         }
         cond
     }
@@ -459,7 +454,7 @@ impl TaskService {
             id: Uuid::now_v7(),
             name,
             role,
-            status: AgentStatus::Idle.as_str().into(),
+            status: agent::AgentStatus::Idle,
             current_task_id: None,
             scope_key: tenant.clone().unwrap_or_default(),
             tenant_id: tenant,
@@ -479,7 +474,7 @@ impl TaskService {
                 other => other,
             });
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -492,6 +487,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         Ok(model)
     }
 
@@ -500,7 +496,8 @@ impl TaskService {
     fn escalation_condition(scope: Option<&str>, filter: &EscalationFilter) -> Condition {
         let mut cond = tenant_condition(escalation::Column::TenantId, scope);
         if let Some(status) = filter.status {
-            cond = cond.add(escalation::Column::Status.eq(status.as_str()));
+            cond =
+                cond.add(escalation::Column::Status.eq(escalation::EscalationStatus::from(status)));
         }
         if let Some(task) = filter.task_id {
             cond = cond.add(escalation::Column::TaskId.eq(task));
@@ -572,8 +569,8 @@ impl TaskService {
             task_id: task.id,
             agent_id: input.agent_id,
             reason,
-            severity: input.severity.as_str().into(),
-            status: EscalationStatus::Open.as_str().into(),
+            severity: input.severity.into(),
+            status: escalation::EscalationStatus::Open,
             resolution: None,
             resolved_by: None,
             tenant_id: task.tenant_id.clone(),
@@ -584,7 +581,7 @@ impl TaskService {
         escalation::Entity::insert(escalation::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -597,6 +594,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
+        audit.publish(&self.bus).await;
         self.publish(TaskEventKind::Escalated, task).await;
         Ok(model)
     }
@@ -619,7 +617,7 @@ impl TaskService {
         let res = escalation::Entity::update_many()
             .col_expr(
                 escalation::Column::Status,
-                Expr::value(EscalationStatus::Resolved.as_str()),
+                Expr::value(escalation::EscalationStatus::Resolved),
             )
             .col_expr(
                 escalation::Column::Resolution,
@@ -631,7 +629,7 @@ impl TaskService {
             )
             .col_expr(escalation::Column::ResolvedAt, Expr::value(now))
             .filter(escalation::Column::Id.eq(id))
-            .filter(escalation::Column::Status.eq(EscalationStatus::Open.as_str()))
+            .filter(escalation::Column::Status.eq(escalation::EscalationStatus::Open))
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
@@ -639,7 +637,7 @@ impl TaskService {
                 "the escalation is already resolved".into(),
             ));
         }
-        audit::record(
+        let audit = audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -653,7 +651,8 @@ impl TaskService {
         .await?;
         let task = task::Entity::find_by_id(current.task_id).one(&txn).await?;
         txn.commit().await?;
-        current.status = EscalationStatus::Resolved.as_str().into();
+        audit.publish(&self.bus).await;
+        current.status = escalation::EscalationStatus::Resolved;
         current.resolution = Some(resolution);
         current.resolved_by = Some(meta.caller.audit_label());
         current.resolved_at = Some(now);

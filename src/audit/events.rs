@@ -1,0 +1,11 @@
+//! Events the audit domain publishes after the commit of the transaction that wrote the
+//! entry; subject `audit.<entryId>.added`. They travel over NATS between replicas, so they
+//! carry the plain row.
+
+use serde::{Deserialize, Serialize};
+
+/// An audit entry was committed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub entry: entity::audit_log::Model,
+}
