@@ -9,13 +9,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
-use std::net::IpAddr;
 
 use super::{
     context::{ClientAddr, RequestId},
     graphiql, ws,
 };
-use crate::{app::AppState, auth::Caller, error::AppError, telemetry::RequestIdExt};
+use crate::{app::AppState, auth::Caller, rate_limit::edge::client_ip, telemetry::RequestIdExt};
 
 /// Largest number of operations in one batched POST.
 pub const MAX_BATCH: usize = 10;
@@ -58,68 +57,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the right-most
-/// `X-Forwarded-For` address that is not itself a trusted proxy (addresses left of it were
-/// written by the client and prove nothing). No trusted proxies = the header is ignored.
-pub fn client_ip(request: &Request, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())?;
-    Some(forwarded_client(peer, request.headers(), trusted))
-}
-
-fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let values: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
-    let mut client = peer;
-    for value in values.into_iter().rev() {
-        let Ok(value) = value.to_str() else {
-            return client;
-        };
-        for hop in value.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-                return client;
-            };
-            client = ip;
-            if !is_trusted(&ip) {
-                return ip;
-            }
-        }
-    }
-    client
-}
-
-/// 429 with `Retry-After` and a coded body.
-fn rate_limited(retry: u64, request_id: &str) -> Response {
-    let err = AppError::RateLimited {
-        retry_after_secs: retry,
-    };
-    let body = json!({
-        "errors": [{ "message": err.message(), "extensions": {
-            "code": err.code(), "retryAfter": retry, "requestId": request_id } }]
-    });
-    let mut response = (
-        err.status(),
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
-}
-
-/// The edge rate limit on the client's address.
-fn over_limit(state: &AppState, ip: Option<IpAddr>, request_id: &str) -> Option<Response> {
-    let retry = state.edge.check(ip?).err()?;
-    Some(rate_limited(retry, request_id))
-}
-
 /// `retryAfter` of a response refused whole by a per-caller limit (no data, one
 /// `RATE_LIMITED` error): such a response goes out as HTTP 429 with `Retry-After`.
 fn refused_retry_after(response: &BatchResponse) -> Option<u64> {
@@ -152,9 +89,6 @@ fn parse_batch(bytes: &[u8]) -> serde_json::Result<BatchRequest> {
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
     let ip = client_ip(&request, &state.config.trusted_proxies);
-    if let Some(refused) = over_limit(&state, ip, &request_id) {
-        return refused;
-    }
     let client = ClientAddr(ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()));
     let (parts, body) = request.into_parts();
     // Only JSON: `text/plain` and form types can be sent cross-site without a CORS preflight.
@@ -266,9 +200,6 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
     let ip = client_ip(&request, &state.config.trusted_proxies);
-    if let Some(refused) = over_limit(&state, ip, &request_id) {
-        return refused;
-    }
     let wants_upgrade = request
         .headers()
         .get(header::UPGRADE)
@@ -313,67 +244,5 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             ws::upgrade(state, upgrade, request_id, client, address_slot)
         }
         Err(rejection) => rejection.into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.append("x-forwarded-for", v);
-            }
-        }
-        h
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
-    }
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<ipnet::IpNet> = ["10.0.0.0/8", "192.168.1.1/32"]
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let spoofed = headers(&["6.6.6.6"]);
-        // An untrusted peer's header is ignored.
-        assert_eq!(
-            forwarded_client(ip("8.8.8.8"), &spoofed, &trusted),
-            ip("8.8.8.8")
-        );
-        // No trusted proxies: the header is always ignored.
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &spoofed, &[]),
-            ip("10.0.0.5")
-        );
-        // Trusted peer: the right-most address that is not a trusted proxy; what the client
-        // wrote to the left is ignored.
-        let chain = headers(&["6.6.6.6, 1.2.3.4, 192.168.1.1"]);
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &chain, &trusted),
-            ip("1.2.3.4")
-        );
-        // Several headers are one list, in order.
-        let split = headers(&["6.6.6.6", "1.2.3.4", "10.1.1.1"]);
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &split, &trusted),
-            ip("1.2.3.4")
-        );
-        // Garbage stops the walk at the last good hop.
-        let bad = headers(&["not-an-ip, 10.2.2.2"]);
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &bad, &trusted),
-            ip("10.2.2.2")
-        );
-        // No header: the proxy itself.
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &HeaderMap::new(), &trusted),
-            ip("10.0.0.5")
-        );
     }
 }
