@@ -104,6 +104,8 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Folder holding the npm-installed GraphiQL assets (`web/node_modules` after `npm ci --prefix web`).
+    /// A relative path is looked for in the working directory, next to the binary, then in
+    /// the checkout the binary was built from.
     #[arg(
         long,
         env = "AURUM_GRAPHIQL_ASSETS",
