@@ -24,7 +24,7 @@ use crate::{
         ws::SubscriptionHub, ws_caps::Slots,
     },
     infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
-    rate_limit::{ActionLimiter, EdgeLimiter},
+    rate_limit::{ActionLimiter, EdgeLimit},
     task::service::TaskService,
 };
 
@@ -64,8 +64,8 @@ pub struct Inner {
     pub subscriptions: Arc<SubscriptionHub>,
     /// Authenticated sockets of this replica, closed on revocation.
     pub sessions: Arc<LiveSessions>,
-    /// Requests per client address on `/graphql`.
-    pub edge: Arc<EdgeLimiter>,
+    /// Requests per client address on `/graphql` (the route's layer).
+    pub edge: EdgeLimit,
     /// Open WebSockets per client address.
     pub ws_per_address: Arc<Slots<std::net::IpAddr>>,
     /// Open WebSockets per user or API key.
@@ -248,12 +248,13 @@ impl AppState {
             services.users.auth_cache(),
             shutdown.clone(),
         );
-        let edge = Arc::new(EdgeLimiter::new(
+        let edge = EdgeLimit::new(
             config.http_rate_per_second,
             config.http_rate_burst,
-        ));
+            &config.trusted_proxies,
+        )?;
         {
-            let edge = Arc::clone(&edge);
+            let edge = edge.clone();
             let limits = Arc::clone(&limits);
             let stop = shutdown.clone();
             tokio::spawn(async move {

@@ -28,7 +28,8 @@ pub struct Config {
     #[arg(long, env = "AURUM_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
 
-    /// Redis URL (`redis://…`); unset = in-process rate limits, lockouts and idempotency cache.
+    /// Redis URL (`redis://…`): per-caller rate-limit buckets shared by every replica; unset =
+    /// each replica holds them in process. Login lockouts and idempotency are in the database.
     #[arg(long, env = "AURUM_REDIS_URL", value_parser = parse_redis_url)]
     pub redis_url: Option<ServiceUrl>,
 
@@ -103,6 +104,8 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Folder holding the npm-installed GraphiQL assets (`web/node_modules` after `npm ci --prefix web`).
+    /// A relative path is looked for in the working directory, next to the binary, then in
+    /// the checkout the binary was built from.
     #[arg(
         long,
         env = "AURUM_GRAPHIQL_ASSETS",

@@ -242,6 +242,35 @@ impl From<anyhow::Error> for AppError {
 }
 
 impl AppError {
+    /// The answer to an HTTP request refused before any operation ran: this error's status, a
+    /// GraphQL-shaped body with its code, extensions and the request id, and `Retry-After` for
+    /// rate limits. Every transport-level refusal (body, content type, batch, edge limit,
+    /// origin, WebSocket caps) goes out through here.
+    pub fn http_response(&self, request_id: &str) -> axum::response::Response {
+        use axum::{
+            http::{HeaderValue, header},
+            response::IntoResponse,
+        };
+        let mut gql = self.extend();
+        gql.extensions
+            .get_or_insert_with(Default::default)
+            .set("requestId", request_id);
+        let error = gql.into_server_error(async_graphql::Pos::default());
+        let body = serde_json::json!({ "errors": [error] });
+        let mut response = (
+            self.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        response
+    }
+
     /// The error as a GraphQL error at no particular position (one that refuses a whole
     /// request rather than a field).
     pub fn into_server_error(self) -> async_graphql::ServerError {

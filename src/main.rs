@@ -1,5 +1,5 @@
-//! The `aurum` command: `serve`, `migrate`, `schema`. It reads configuration and calls into the
-//! library; no logic of its own.
+//! The `aurum` command: `serve`, `migrate up|down|status`, `schema`, `roles` and `user create`.
+//! It reads configuration and arguments and calls into the library; no logic of its own.
 
 use std::process::ExitCode;
 

@@ -40,7 +40,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::http::get).post(graphql::http::post),
+            get(graphql::http::get)
+                .post(graphql::http::post)
+                .route_layer(state.edge.layer()),
         )
         .route("/graphiql/assets/{name}", get(graphql::graphiql::asset))
         .route("/health", get(ops::health))

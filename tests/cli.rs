@@ -113,17 +113,24 @@ impl Drop for Served {
 impl Served {
     /// Starts `aurum serve` in `dir` with no configuration but a free port and the assets
     /// folder, and waits for its "serving" log line.
+    fn start(dir: &std::path::Path) -> Self {
+        let mut cmd = aurum();
+        cmd.env(
+            "AURUM_GRAPHIQL_ASSETS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/web/node_modules"),
+        );
+        Self::spawn(cmd, dir)
+    }
+
+    /// Starts `cmd serve` in `dir` on a free port, with whatever else `cmd` sets, and waits
+    /// for its "serving" log line.
     #[expect(
         clippy::zombie_processes,
         reason = "Drop kills and waits for the child"
     )]
-    fn start(dir: &std::path::Path) -> Self {
-        let mut child = aurum()
+    fn spawn(mut cmd: Command, dir: &std::path::Path) -> Self {
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env(
-                "AURUM_GRAPHIQL_ASSETS",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/web/node_modules"),
-            )
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -477,6 +484,97 @@ async fn a_request_id_finds_its_log_line() {
         line["error.cause"].as_str().unwrap_or("").contains("tasks"),
         "{line}"
     );
+}
+
+/// The value of `field` in the first JSON log line that has it.
+fn log_field(out: &str, field: &str) -> String {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v[field].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no log line with {field} in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_started_elsewhere_finds_graphiql_or_says_where_it_looked() {
+    let checkout_assets = concat!(env!("CARGO_MANIFEST_DIR"), "/web/node_modules");
+    if !std::path::Path::new(checkout_assets)
+        .join("graphiql/graphiql.min.js")
+        .exists()
+    {
+        let msg = "serve_started_elsewhere_finds_graphiql_or_says_where_it_looked: needs web/node_modules (run scripts/setup)";
+        assert!(!common::services_required(), "{msg}");
+        common::record_skip(msg);
+        return;
+    }
+    let client = reqwest::Client::new();
+    let asset = |addr: String| {
+        let req = client.get(format!("http://{addr}/graphiql/assets/graphiql.min.js"));
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.bytes().await.unwrap().len())
+        }
+    };
+
+    // Started in an unrelated folder with nothing configured: the checkout the binary was
+    // built from.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Served::spawn(aurum(), dir.path());
+    let out = server.output_so_far();
+    assert_eq!(log_field(&out, "graphiql.assets"), checkout_assets);
+    let (status, len) = asset(server.addr.clone()).await;
+    assert!(status == 200 && len > 500_000, "{status} {len}");
+    assert!(server.terminate().success());
+
+    // Installed next to the binary: found there, before the checkout.
+    let install = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target")).unwrap();
+    let bin = install.path().join("aurum");
+    if std::fs::hard_link(BIN, &bin).is_err() {
+        std::fs::copy(BIN, &bin).unwrap();
+    }
+    std::fs::create_dir(install.path().join("web")).unwrap();
+    std::os::unix::fs::symlink(checkout_assets, install.path().join("web/node_modules")).unwrap();
+    let mut installed = Command::new(&bin);
+    installed
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let mut server = Served::spawn(installed, dir.path());
+    let out = server.output_so_far();
+    assert_eq!(
+        log_field(&out, "graphiql.assets"),
+        install
+            .path()
+            .join("web/node_modules")
+            .display()
+            .to_string()
+    );
+    let (status, len) = asset(server.addr.clone()).await;
+    assert!(status == 200 && len > 500_000, "{status} {len}");
+    assert!(server.terminate().success());
+
+    // Nowhere: the log names every folder tried, and the page says how to install them.
+    let mut cmd = aurum();
+    cmd.env("AURUM_GRAPHIQL_ASSETS", "no/such/assets");
+    let mut server = Served::spawn(cmd, dir.path());
+    let out = server.output_so_far();
+    let searched = log_field(&out, "graphiql.searched");
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    for folder in [
+        dir.path().join("no/such/assets"),
+        bin_dir.join("no/such/assets"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("no/such/assets"),
+    ] {
+        assert!(
+            searched.contains(&folder.display().to_string()),
+            "{folder:?} not in {searched}"
+        );
+    }
+    let page = client
+        .get(format!("http://{}/graphql", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+    assert!(server.terminate().success());
 }
 
 #[test]

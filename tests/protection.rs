@@ -383,6 +383,34 @@ async fn trusted_proxy_chain_names_the_client(profile: Profile, name: &str) {
     }
     assert_eq!(status("203.0.113.7").await, 429);
     assert_eq!(status("198.51.100.1, 203.0.113.7").await, 429);
+    // GET (GraphiQL, WebSocket upgrades) counts against the same bucket, and the refusal is
+    // coded like any other, with the request id the response carries.
+    let refused = s
+        .client
+        .get(s.url("/graphql"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-request-id", "edge-refusal-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-request-id"], "edge-refusal-1");
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["requestId"],
+        "edge-refusal-1"
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["retryAfter"].as_u64(),
+        Some(retry)
+    );
+    assert!(retry >= 1);
     assert_eq!(status("203.0.113.8").await, 200);
     env.finish().await;
     // Without trusted proxies the header is ignored: one bucket for the peer.

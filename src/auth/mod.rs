@@ -105,7 +105,8 @@ pub enum Principal {
 pub struct RequestMeta {
     pub caller: Caller,
     pub request_id: String,
-    /// The client's address as the TCP peer (never a header), when known.
+    /// The client's address, when known: the TCP peer, or the `X-Forwarded-For` client when
+    /// the peer is a trusted proxy (`AURUM_TRUSTED_PROXIES`).
     pub client: Option<String>,
 }
 

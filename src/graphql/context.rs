@@ -18,7 +18,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// The client's address: the TCP peer of the connection.
+/// The client's address: the TCP peer of the connection, or, when that peer is a trusted
+/// proxy (`AURUM_TRUSTED_PROXIES`), the client it names in `X-Forwarded-For`.
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub String);
 

@@ -2,7 +2,10 @@
 //! npm-installed folder (`npm ci --prefix web`), read once at start-up. No CDN URL is ever
 //! emitted; when the assets are missing the page says how to install them.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use axum::{
     body::Bytes,
@@ -40,36 +43,153 @@ const FILES: [(&str, &str, &str); 4] = [
 /// The GraphiQL assets held in memory.
 pub struct GraphiqlAssets {
     files: HashMap<&'static str, (Bytes, &'static str)>,
-    missing: Vec<String>,
+    /// Folders searched in vain (empty once the assets are loaded).
+    searched: Vec<PathBuf>,
+}
+
+/// Folders tried for `dir`, in order. An absolute `dir` is the only one. A relative one is
+/// looked up in the working directory, then next to the binary (an install that copied
+/// `web/node_modules` beside `aurum`), then in the checkout the binary was built from, so
+/// `aurum serve` started elsewhere still finds `npm ci --prefix web`'s folder.
+fn candidates(dir: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
+    if dir.is_absolute() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut tried = vec![std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())];
+    if let Some(folder) = exe.and_then(Path::parent) {
+        tried.push(folder.join(dir));
+    }
+    tried.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    let mut unique = Vec::with_capacity(tried.len());
+    for path in tried {
+        if !unique.contains(&path) {
+            unique.push(path);
+        }
+    }
+    unique
+}
+
+/// All four files under `dir`, or what is missing there.
+fn read_all(dir: &Path) -> Result<HashMap<&'static str, (Bytes, &'static str)>, Vec<String>> {
+    let mut files = HashMap::new();
+    let mut missing = Vec::new();
+    for (name, rel, content_type) in FILES {
+        let path = dir.join(rel);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                files.insert(name, (Bytes::from(bytes), content_type));
+            }
+            Err(e) => missing.push(format!("{} ({e})", path.display())),
+        }
+    }
+    if missing.is_empty() {
+        Ok(files)
+    } else {
+        Err(missing)
+    }
 }
 
 impl GraphiqlAssets {
-    /// Reads the assets from `dir`; missing files are logged and reported by the page.
+    /// Reads the assets from the first folder of [`candidates`] that holds all of them; when
+    /// none does, logs every folder tried and what was missing there, and the page says so.
     pub fn load(dir: &Path) -> Self {
-        let mut files = HashMap::new();
+        let exe = std::env::current_exe().ok();
+        let searched = candidates(dir, exe.as_deref());
         let mut missing = Vec::new();
-        for (name, rel, content_type) in FILES {
-            let path = dir.join(rel);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    files.insert(name, (Bytes::from(bytes), content_type));
+        for folder in &searched {
+            match read_all(folder) {
+                Ok(files) => {
+                    tracing::info!(graphiql.assets = %folder.display(), "GraphiQL assets loaded");
+                    return Self {
+                        files,
+                        searched: Vec::new(),
+                    };
                 }
-                Err(e) => missing.push(format!("{} ({e})", path.display())),
+                Err(not_there) => missing.extend(not_there),
             }
         }
-        if !missing.is_empty() {
-            tracing::warn!(
-                graphiql.missing = ?missing,
-                "GraphiQL assets not found; run `npm ci --prefix web` (or set AURUM_GRAPHIQL_ASSETS)"
-            );
+        tracing::warn!(
+            graphiql.searched = ?searched,
+            graphiql.missing = ?missing,
+            "GraphiQL assets not found in any folder tried; run `npm ci --prefix web` in the \
+             checkout (or set AURUM_GRAPHIQL_ASSETS to an installed node_modules)"
+        );
+        Self {
+            files: HashMap::new(),
+            searched,
         }
-        Self { files, missing }
     }
 
     pub fn is_complete(&self) -> bool {
-        self.missing.is_empty()
+        self.searched.is_empty()
     }
 }
+
+/// What a first visit to GraphiQL shows (GraphiQL's `defaultQuery`: later visits keep their
+/// own tabs): how to log in and pass the token, a first query and a first subscription.
+const STARTER: &str = r#"# Welcome to Aurum.
+#
+# 1. Log in: put the admin password in `Login` below (`aurum serve` printed it on its
+#    first start, or it is AURUM_ADMIN_PASSWORD) and run `Login` (the run button asks
+#    which operation when there are several).
+# 2. Copy `token` from the result into the Headers tab, below this editor:
+#      { "Authorization": "Bearer <token>" }
+#    Every operation from then on runs as that user.
+# 3. Run `FirstQuery`.
+# 4. Run `WatchTasks`: it stays open and shows each task change as it happens. Run
+#    `CreateTask` in a new tab (with the same header) and see it arrive here.
+#
+# The Docs button (top left) lists every query, mutation and subscription.
+
+mutation Login {
+  login(username: "admin", password: "the password printed at first start") {
+    token
+    expiresAt
+    user {
+      username
+      role
+    }
+  }
+}
+
+query FirstQuery {
+  me {
+    username
+    role
+  }
+  tasks(first: 10) {
+    totalCount
+    nodes {
+      id
+      title
+      state
+    }
+  }
+}
+
+subscription WatchTasks {
+  taskChanged {
+    kind
+    task {
+      id
+      title
+      state
+    }
+  }
+}
+
+mutation CreateTask {
+  createTask(input: { title: "My first task" }) {
+    id
+    title
+    state
+  }
+}
+"#;
+
+/// The page, with [`STARTER`] in place of `{{STARTER}}`.
+static PAGE_HTML: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| PAGE.replace("{{STARTER}}", STARTER));
 
 const PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
@@ -86,6 +206,7 @@ const PAGE: &str = r#"<!DOCTYPE html>
 </head>
 <body>
   <div id="graphiql">Loading…</div>
+  <script type="application/graphql" id="starter">{{STARTER}}</script>
   <script src="/graphiql/assets/graphiql.min.js"></script>
   <script>
     const url = new URL('/graphql', window.location.href);
@@ -101,6 +222,7 @@ const PAGE: &str = r#"<!DOCTYPE html>
       React.createElement(GraphiQL, {
         fetcher,
         defaultEditorToolsVisibility: true,
+        defaultQuery: document.getElementById('starter').textContent,
         query: params.get('query') ?? undefined,
         variables: params.get('variables') ?? undefined,
         headers: params.get('headers') ?? undefined,
@@ -114,14 +236,15 @@ const PAGE: &str = r#"<!DOCTYPE html>
 /// The GraphiQL page, or an explanation of how to install its assets.
 pub fn page(state: &AppState) -> Response {
     if state.graphiql.is_complete() {
-        return Html(PAGE).into_response();
+        return Html(PAGE_HTML.as_str()).into_response();
     }
     let body = format!(
         "<!DOCTYPE html><html><body><h1>GraphiQL assets are not installed</h1>\
          <p>Run <code>npm ci --prefix web</code> in the Aurum checkout (or point \
          AURUM_GRAPHIQL_ASSETS at an installed <code>node_modules</code>) and restart. \
-         {} file(s) missing. POST /graphql works without them.</p></body></html>",
-        state.graphiql.missing.len()
+         {} folder(s) searched; the server log lists them. POST /graphql works without \
+         them.</p></body></html>",
+        state.graphiql.searched.len()
     );
     (StatusCode::SERVICE_UNAVAILABLE, Html(body)).into_response()
 }
@@ -143,8 +266,66 @@ pub async fn asset(State(state): State<AppState>, UrlPath(name): UrlPath<String>
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
     #[test]
     fn page_names_no_remote_host() {
-        assert!(!super::PAGE.contains("https://") && !super::PAGE.contains("http://"));
+        let page = PAGE_HTML.as_str();
+        assert!(!page.contains("https://") && !page.contains("http://"));
+        assert!(page.contains("subscription WatchTasks") && !page.contains("{{STARTER}}"));
+        // The starter sits in a script element: it must not close it.
+        assert!(!STARTER.contains("</"));
+    }
+
+    /// Every operation of the starter passes the schema's validation (a renamed field
+    /// fails here, not in a newcomer's first minute). Without services the resolvers fail,
+    /// and their errors carry a path; validation errors have none.
+    #[tokio::test]
+    async fn starter_operations_validate_against_the_schema() {
+        use async_graphql::{Request, futures_util::StreamExt};
+        let schema = crate::graphql::AurumSchema::build(
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+        .finish();
+        for operation in ["Login", "FirstQuery", "CreateTask", "WatchTasks"] {
+            let request = Request::new(STARTER).operation_name(operation);
+            let response = if operation == "WatchTasks" {
+                schema.execute_stream(request).next().await
+            } else {
+                Some(schema.execute(request).await)
+            };
+            let response = response.unwrap_or_default();
+            let invalid: Vec<_> = response
+                .errors
+                .iter()
+                .filter(|e| e.path.is_empty())
+                .collect();
+            assert!(invalid.is_empty(), "{operation}: {invalid:?}");
+        }
+    }
+
+    #[test]
+    fn relative_asset_folders_are_searched_in_three_places() {
+        let exe = Path::new("/opt/aurum/bin/aurum");
+        let found = candidates(Path::new("web/node_modules"), Some(exe));
+        let cwd = std::env::current_dir().unwrap_or_default();
+        // The working directory and the checkout are one folder when tests run, tried once.
+        let mut expected = vec![
+            cwd.join("web/node_modules"),
+            PathBuf::from("/opt/aurum/bin/web/node_modules"),
+        ];
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/node_modules");
+        if checkout != expected[0] {
+            expected.push(checkout);
+        }
+        assert_eq!(found, expected);
+        assert_eq!(
+            candidates(Path::new("/srv/assets"), Some(exe)),
+            [PathBuf::from("/srv/assets")]
+        );
     }
 }

@@ -1,6 +1,14 @@
 //! `/graphql` over HTTP: POST runs operations (JSON only, body capped, batches capped), GET
 //! serves GraphiQL or upgrades to a WebSocket.
 
+use super::{
+    context::{ClientAddr, RequestId},
+    graphiql, ws,
+};
+use crate::{
+    app::AppState, auth::Caller, error::AppError, rate_limit::edge::client_ip,
+    telemetry::RequestIdExt,
+};
 use async_graphql::{BatchRequest, BatchResponse, Executor};
 use axum::{
     body::Bytes,
@@ -8,38 +16,13 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
-use std::net::IpAddr;
-
-use super::{
-    context::{ClientAddr, RequestId},
-    graphiql, ws,
-};
-use crate::{app::AppState, auth::Caller, error::AppError, telemetry::RequestIdExt};
 
 /// Largest number of operations in one batched POST.
 pub const MAX_BATCH: usize = 10;
 
-/// A request refused before any operation ran: the error's HTTP status, a GraphQL-shaped
-/// body with its code, extensions and the request id, and `Retry-After` for rate limits.
+/// A request refused before any operation ran (see [`AppError::http_response`]).
 pub fn refusal(err: &AppError, request_id: &str) -> Response {
-    let mut gql = async_graphql::ErrorExtensions::extend(err);
-    gql.extensions
-        .get_or_insert_with(Default::default)
-        .set("requestId", request_id);
-    let body = json!({ "errors": [gql.into_server_error(async_graphql::Pos::default())] });
-    let mut response = (
-        err.status(),
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
-    if let AppError::RateLimited { retry_after_secs } = err
-        && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
+    err.http_response(request_id)
 }
 
 /// Same origin as the request's `Host`, or one of the configured origins.
@@ -66,52 +49,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().eq_ignore_ascii_case("application/json"))
         .unwrap_or(false)
-}
-
-/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the right-most
-/// `X-Forwarded-For` address that is not itself a trusted proxy (addresses left of it were
-/// written by the client and prove nothing). No trusted proxies = the header is ignored.
-pub fn client_ip(request: &Request, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())?;
-    Some(forwarded_client(peer, request.headers(), trusted))
-}
-
-fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let values: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
-    let mut client = peer;
-    for value in values.into_iter().rev() {
-        let Ok(value) = value.to_str() else {
-            return client;
-        };
-        for hop in value.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-                return client;
-            };
-            client = ip;
-            if !is_trusted(&ip) {
-                return ip;
-            }
-        }
-    }
-    client
-}
-
-/// The edge rate limit on the client's address.
-fn over_limit(state: &AppState, ip: Option<IpAddr>, request_id: &str) -> Option<Response> {
-    let retry = state.edge.check(ip?).err()?;
-    Some(refusal(
-        &AppError::RateLimited {
-            retry_after_secs: retry,
-        },
-        request_id,
-    ))
 }
 
 /// `retryAfter` of a response refused whole by a per-caller limit (no data, one
@@ -149,9 +86,6 @@ fn parse_batch(bytes: &[u8]) -> serde_json::Result<BatchRequest> {
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
     let ip = client_ip(&request, &state.config.trusted_proxies);
-    if let Some(refused) = over_limit(&state, ip, &request_id) {
-        return refused;
-    }
     let client = ClientAddr(ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()));
     let (parts, body) = request.into_parts();
     // Only JSON: `text/plain` and form types can be sent cross-site without a CORS preflight.
@@ -243,9 +177,6 @@ pub async fn post(State(state): State<AppState>, request: Request) -> Response {
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     let request_id = request.request_id();
     let ip = client_ip(&request, &state.config.trusted_proxies);
-    if let Some(refused) = over_limit(&state, ip, &request_id) {
-        return refused;
-    }
     let wants_upgrade = request
         .headers()
         .get(header::UPGRADE)
@@ -278,67 +209,5 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
             ws::upgrade(state, upgrade, request_id, client, address_slot)
         }
         Err(rejection) => rejection.into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.append("x-forwarded-for", v);
-            }
-        }
-        h
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
-    }
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<ipnet::IpNet> = ["10.0.0.0/8", "192.168.1.1/32"]
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let spoofed = headers(&["6.6.6.6"]);
-        // An untrusted peer's header is ignored.
-        assert_eq!(
-            forwarded_client(ip("8.8.8.8"), &spoofed, &trusted),
-            ip("8.8.8.8")
-        );
-        // No trusted proxies: the header is always ignored.
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &spoofed, &[]),
-            ip("10.0.0.5")
-        );
-        // Trusted peer: the right-most address that is not a trusted proxy; what the client
-        // wrote to the left is ignored.
-        let chain = headers(&["6.6.6.6, 1.2.3.4, 192.168.1.1"]);
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &chain, &trusted),
-            ip("1.2.3.4")
-        );
-        // Several headers are one list, in order.
-        let split = headers(&["6.6.6.6", "1.2.3.4", "10.1.1.1"]);
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &split, &trusted),
-            ip("1.2.3.4")
-        );
-        // Garbage stops the walk at the last good hop.
-        let bad = headers(&["not-an-ip, 10.2.2.2"]);
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &bad, &trusted),
-            ip("10.2.2.2")
-        );
-        // No header: the proxy itself.
-        assert_eq!(
-            forwarded_client(ip("10.0.0.5"), &HeaderMap::new(), &trusted),
-            ip("10.0.0.5")
-        );
     }
 }
