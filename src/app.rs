@@ -1,12 +1,11 @@
-//! `AppState`: the services and connections, built once from `Config` and shared by every
-//! request. Nothing here handles a request; `server` and `graphql` do.
+//! Assembly: connects to what `Config` names, migrates, builds the services, the schema and
+//! the transports' state, and returns the `AppState` the server runs on. The top of the
+//! dependency graph: it may use every module; nothing but `main`, `lib` and tests use it.
 
 use std::sync::Arc;
 
 use async_graphql::ValidationMode;
-use metrics_exporter_prometheus::PrometheusHandle;
 use migration::MigratorTrait;
-use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -18,65 +17,14 @@ use crate::{
     },
     budget::service::BudgetService,
     config::{Config, JwtAlgorithm},
-    events::{Bus, DomainEvent},
-    graphql::{
-        SchemaLimits, build_schema, executor::ObservedSchema, graphiql::GraphiqlAssets,
-        ws::SubscriptionHub, ws_caps::Slots,
-    },
-    infra::{self, db::StatementCounter, docker::DockerState, event_bus::Subscription},
+    events::Bus,
+    graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
+    infra,
     rate_limit::{ActionLimiter, EdgeLimit},
+    server::{AppState, Inner, graphiql::GraphiqlAssets, ws::SubscriptionHub, ws_caps::Slots},
+    services::Services,
     task::service::TaskService,
 };
-
-/// The domain services, as resolvers reach them (schema data).
-#[derive(Clone)]
-pub struct Services {
-    pub tasks: TaskService,
-    pub users: UserService,
-    pub budgets: BudgetService,
-    pub audit: AuditService,
-    pub bus: Bus,
-    /// Per-caller limits on named actions.
-    pub limits: Arc<ActionLimiter>,
-    /// Largest page a connection returns.
-    pub max_page_size: u64,
-}
-
-impl Services {
-    /// A subscription to this replica's event bus.
-    pub fn subscribe(&self) -> Subscription<DomainEvent> {
-        self.bus.subscribe()
-    }
-}
-
-/// Everything a running server holds.
-pub struct Inner {
-    pub config: Config,
-    pub db: DatabaseConnection,
-    pub statements: StatementCounter,
-    pub redis: Option<redis::aio::ConnectionManager>,
-    pub nats: Option<async_nats::Client>,
-    pub docker: DockerState,
-    pub services: Services,
-    /// The schema, wrapped so every transport gets coded errors and metrics.
-    pub schema: ObservedSchema,
-    /// Shared subscription executions of this replica.
-    pub subscriptions: Arc<SubscriptionHub>,
-    /// Authenticated sockets of this replica, closed on revocation.
-    pub sessions: Arc<LiveSessions>,
-    /// Requests per client address on `/graphql` (the route's layer).
-    pub edge: EdgeLimit,
-    /// Open WebSockets per client address.
-    pub ws_per_address: Arc<Slots<std::net::IpAddr>>,
-    /// Open WebSockets per user or API key.
-    pub ws_per_user: Arc<Slots<uuid::Uuid>>,
-    pub metrics: PrometheusHandle,
-    pub graphiql: GraphiqlAssets,
-    /// Cancelled when the server starts shutting down; long-lived tasks watch it.
-    pub shutdown: CancellationToken,
-    /// Open WebSocket connections, awaited on shutdown.
-    pub ws_tracker: TaskTracker,
-}
 
 /// Signing keys from configuration. Without a configured secret a random one is used, which
 /// only works for a single replica (tokens from one replica fail on another).
@@ -144,17 +92,6 @@ fn token_keys(config: &Config) -> anyhow::Result<TokenKeys> {
         &config.jwt_audience,
         ttl,
     ))
-}
-
-/// Shared, cheaply cloned application state.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
 }
 
 impl AppState {
@@ -283,7 +220,7 @@ impl AppState {
         let ws_per_address = Slots::new(config.ws_max_per_address);
         let ws_per_user = Slots::new(config.ws_max_per_user);
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
-        let state = Self(Arc::new(Inner {
+        let state = Self::new(Inner {
             config,
             db,
             statements,
@@ -301,7 +238,7 @@ impl AppState {
             graphiql,
             shutdown,
             ws_tracker: TaskTracker::new(),
-        }));
+        });
         Ok((state, bootstrap))
     }
 }

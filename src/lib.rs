@@ -1,7 +1,9 @@
 //! Aurum: a control plane for fleets of LLM agents, served as one GraphQL API.
 //!
-//! Module map (dependencies point down): `server` → `graphql` → `<domain>::graphql` →
-//! `<domain>::service` → `infra`, `entity`. `app` builds the state once from `config`.
+//! Module map (dependencies point down): `app` (assembly, from `config`) → `server`
+//! (router, handlers, `AppState`) → `graphql` (schema, executor) → `<domain>::graphql` →
+//! `<domain>::service` → `idempotency`, `audit`, `infra`, `entity`. `services` is the leaf the
+//! schema reaches the domains through; `error` and `telemetry` are used by every layer.
 
 pub mod app;
 pub mod audit;
@@ -14,10 +16,10 @@ pub mod events;
 pub mod graphql;
 pub mod idempotency;
 pub mod infra;
-pub mod ops;
 pub mod pagination;
 pub mod rate_limit;
 pub mod server;
+pub mod services;
 pub mod task;
 pub mod telemetry;
 
@@ -25,7 +27,7 @@ use std::{future::Future, net::SocketAddr};
 
 use tokio::net::TcpListener;
 
-pub use app::AppState;
+pub use server::AppState;
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight HTTP requests finish, closes WebSockets with 1001 and waits (up to the

@@ -7,7 +7,7 @@
 //! `operation.name` (set by the executor). Every log line written while it runs carries those
 //! fields (JSON: the `spans` list), so the `extensions.requestId` a client receives finds the
 //! server's lines. WebSocket connections and their operations have spans of their own
-//! (`graphql::ws`).
+//! (`server::ws`).
 
 use std::{
     collections::HashMap,

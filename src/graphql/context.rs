@@ -8,10 +8,10 @@ use async_graphql::{
 use uuid::Uuid;
 
 use crate::{
-    app::Services,
     auth::{Caller, RequestMeta},
     error::{AppError, AppResult},
     pagination::{Page, PageRequest},
+    services::Services,
 };
 
 /// The request id of the current operation (set by the HTTP layer or the WebSocket).

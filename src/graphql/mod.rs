@@ -1,24 +1,21 @@
 //! Schema assembly: the per-domain roots merged into one schema, its limits and extensions.
-//! Transport (HTTP, WebSocket, GraphiQL) lives in `http`, `ws` and `graphiql`.
+//! Transport (HTTP, WebSocket, GraphiQL) lives on the server side (`crate::server`), which
+//! runs this schema; nothing here knows it.
 
 pub mod context;
 pub mod executor;
-pub mod graphiql;
-pub mod http;
 pub mod limits;
 pub mod node;
-pub mod ws;
-pub mod ws_caps;
 
 use async_graphql::{
     MergedObject, MergedSubscription, Schema, ValidationMode, dataloader::DataLoader,
 };
 
 use crate::{
-    app::Services,
     audit::graphql::{AuditQuery, AuditSubscription},
     auth::graphql::{AuthMutation, AuthQuery},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
+    services::Services,
     task::{
         graphql::{TaskMutation, TaskQuery, TaskSubscription},
         loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},

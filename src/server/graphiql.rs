@@ -14,7 +14,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::app::AppState;
+use super::AppState;
 
 /// (route name, path under the assets folder, content type)
 const FILES: [(&str, &str, &str); 4] = [

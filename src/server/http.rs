@@ -1,12 +1,12 @@
 //! `/graphql` over HTTP: POST runs operations (JSON only, body capped, batches capped), GET
 //! serves GraphiQL or upgrades to a WebSocket.
 
-use super::{
-    context::{ClientAddr, RequestId},
-    graphiql, ws,
-};
+use super::{AppState, graphiql, ws};
 use crate::{
-    app::AppState, auth::Caller, error::AppError, rate_limit::edge::client_ip,
+    auth::Caller,
+    error::AppError,
+    graphql::context::{ClientAddr, RequestId},
+    rate_limit::edge::client_ip,
     telemetry::RequestIdExt,
 };
 use async_graphql::{BatchRequest, BatchResponse, Executor};

@@ -33,14 +33,14 @@ use tokio::sync::broadcast;
 use tokio_stream::{StreamMap, wrappers::BroadcastStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    context::{ClientAddr, RequestId},
-    executor::{ObservedSchema, data_of},
-};
+use super::AppState;
 use crate::{
-    app::AppState,
     auth::Caller,
     error::{AppError, INTERNAL_CODE},
+    graphql::{
+        context::{ClientAddr, RequestId},
+        executor::{ObservedSchema, data_of},
+    },
 };
 
 /// Close code sent to every open socket when the server shuts down.

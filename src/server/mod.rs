@@ -1,6 +1,17 @@
-//! The axum router and its layers: request context (id, metrics; a tower service of its own),
-//! compression, CORS from configuration and security headers. Handlers live with what they
-//! serve (`graphql::http`, `graphql::graphiql`, `ops`).
+//! The server side: the axum router and its layers (request context with id, span and
+//! metrics; compression, CORS from configuration and security headers), the handlers of every
+//! route (`http` for `/graphql` POST and GET, `ws` for GraphQL over WebSocket with its caps in
+//! `ws_caps`, `graphiql`, `ops` for `/health`, `/ready`, `/metrics`) and the state they share
+//! (`state::AppState`). It runs the schema that `graphql` assembles and never the reverse.
+
+pub mod graphiql;
+pub mod http;
+pub mod ops;
+pub mod state;
+pub mod ws;
+pub mod ws_caps;
+
+pub use state::{AppState, Inner};
 
 use axum::{
     Router,
@@ -13,7 +24,7 @@ use tower_http::{
     set_header::SetResponseHeaderLayer,
 };
 
-use crate::{app::AppState, graphql, ops, telemetry};
+use crate::telemetry;
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
@@ -40,11 +51,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(graphql::http::get)
-                .post(graphql::http::post)
+            get(http::get)
+                .post(http::post)
                 .route_layer(state.edge.layer()),
         )
-        .route("/graphiql/assets/{name}", get(graphql::graphiql::asset))
+        .route("/graphiql/assets/{name}", get(graphiql::asset))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

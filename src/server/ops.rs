@@ -10,8 +10,8 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    app::AppState,
     infra::{self, DependencyStatus},
+    server::AppState,
 };
 
 /// `GET /health`: liveness only; touches no dependency.

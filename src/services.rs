@@ -1,0 +1,36 @@
+//! `Services`: the domain services as resolvers reach them (schema data). A leaf over the
+//! domains: it knows no transport, so the schema (`graphql`) depends on it and not on the
+//! server that assembles everything (`app`, `server`).
+
+use std::sync::Arc;
+
+use crate::{
+    audit::AuditService,
+    auth::service::UserService,
+    budget::service::BudgetService,
+    events::{Bus, DomainEvent},
+    infra::event_bus::Subscription,
+    rate_limit::ActionLimiter,
+    task::service::TaskService,
+};
+
+/// The domain services, as resolvers reach them (schema data).
+#[derive(Clone)]
+pub struct Services {
+    pub tasks: TaskService,
+    pub users: UserService,
+    pub budgets: BudgetService,
+    pub audit: AuditService,
+    pub bus: Bus,
+    /// Per-caller limits on named actions.
+    pub limits: Arc<ActionLimiter>,
+    /// Largest page a connection returns.
+    pub max_page_size: u64,
+}
+
+impl Services {
+    /// A subscription to this replica's event bus.
+    pub fn subscribe(&self) -> Subscription<DomainEvent> {
+        self.bus.subscribe()
+    }
+}
