@@ -7,7 +7,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # The target dir is a cache mount, so the binary is copied out within the same step.
-# `--release` is the full profile (fat LTO, one codegen unit); `scripts/serve` uses a cheaper one.
+# `--release` is the full profile (fat LTO, one codegen unit); `scripts/serve` uses the dev one.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \

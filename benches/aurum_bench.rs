@@ -18,12 +18,16 @@
 //! e) login latency vs a bare argon2id verification with the same parameters in this process;
 //! f) `/health` latency while 8 clients log in as fast as they can;
 //! g) time to refuse: edge limit, per-caller mutation limit, exponential fragments, depth,
-//!    oversized body (a second server with tight limits), and that nothing ran.
+//!    oversized body (a second server with tight limits), and that nothing ran;
+//! h) RSS after a burst of hostile requests (bodies near the 1 MiB cap, megabyte strings, wide,
+//!    alias-heavy and deep documents, large variables) on a fresh server: idle, peak, right
+//!    after, then every second for 30 s after the load stops.
 //!
 //! Every response body is checked; a response with an unexpected error counts as a failure and
 //! fails the run. Targets: issue #2 (a) ≥ 0.8× throughput, p99 ≤ 1.5×; (b) p99 ≤ 10 ms at
 //! 1,000; (c) ≤ 20 MB idle, ≤ 16 KiB per idle subscription; issue #3 (d) ≥ 0.9×;
-//! (e) ≤ 1.1×; (f) p99 < 10 ms; (g) every refusal < 50 ms.
+//! (e) ≤ 1.1×; (f) p99 < 10 ms; (g) every refusal < 50 ms; issue #14 (h) ≤ 2× idle RSS
+//! 30 s after the burst.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -65,6 +69,17 @@ impl Server {
 
     /// Starts with extra environment settings (applied after the benchmark's own).
     fn start_with(extra: &[(&str, &str)]) -> Self {
+        let mut server = Self::start_idle(extra);
+        // Called from inside the benchmark's runtime: log in from a thread of its own.
+        let for_login = server.addr.clone();
+        server.token = std::thread::spawn(move || login_blocking(&for_login))
+            .join()
+            .unwrap();
+        server
+    }
+
+    /// Starts without logging in: no request has reached it yet (`token` is empty).
+    fn start_idle(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = vec![
             ("AURUM_EVENT_BUFFER", "4096"),
@@ -82,19 +97,23 @@ impl Server {
         };
         std::thread::sleep(Duration::from_millis(500));
         server.idle_rss_kib = server.rss_kib();
-        // Called from inside the benchmark's runtime: log in from a thread of its own.
-        let for_login = server.addr.clone();
-        server.token = std::thread::spawn(move || login_blocking(&for_login))
-            .join()
-            .unwrap();
         server
     }
 
     fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The largest RSS the process has had (`VmHWM`).
+    fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap()
@@ -614,6 +633,224 @@ async fn refusals() -> bool {
     ok
 }
 
+/// One hostile request of (h): its body, and the code it must be refused with (`None`: it is
+/// within every limit and must be answered without errors).
+struct Hostile {
+    name: &'static str,
+    body: String,
+    code: Option<&'static str>,
+}
+
+/// About twenty hostile requests, most of them just under the 1 MiB body cap: padded bodies,
+/// a megabyte-long string argument, wide and alias-heavy documents, a deep one, exponential
+/// fragments, large and wide variables, a padded batch, and distinct wide documents within the
+/// limits (which the document cache keeps).
+fn hostile_requests() -> Vec<Hostile> {
+    const NEAR_CAP: usize = 1_000_000;
+    let mut out = Vec::new();
+    let mut add = |name, body: Value, code| {
+        out.push(Hostile {
+            name,
+            body: body.to_string(),
+            code,
+        })
+    };
+    for i in 0..3 {
+        let pad = "x".repeat(NEAR_CAP);
+        add(
+            "1 MB body (padding)",
+            json!({"query": format!("{{ __typename }} # {i}"), "pad": pad}),
+            None,
+        );
+    }
+    for i in 0..3 {
+        let long = "x".repeat(NEAR_CAP);
+        add(
+            "1 MB string argument",
+            json!({"query": format!("{{ __type(name: \"{long}{i}\") {{ name }} }}")}),
+            None,
+        );
+    }
+    for i in 0..3 {
+        let wide = "__typename ".repeat(NEAR_CAP / 11);
+        add(
+            "wide document (90,000 fields)",
+            json!({"query": format!("{{ {wide} }} # {i}")}),
+            Some("QUERY_TOO_LARGE"),
+        );
+    }
+    for i in 0..2 {
+        // Fewer fields than the selection limit, so the alias limit is the one that refuses.
+        let aliases: String = (0..9_000)
+            .map(|k| format!("a{k}_{}: __typename ", "x".repeat(90)))
+            .collect();
+        add(
+            "aliases (9,000)",
+            json!({"query": format!("{{ {aliases} }} # {i}")}),
+            Some("TOO_MANY_ALIASES"),
+        );
+    }
+    for i in 0..2 {
+        let deep = format!(
+            "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }} # {i}",
+            "ofType { ".repeat(60),
+            " }".repeat(60)
+        );
+        add(
+            "deep document (64)",
+            json!({"query": deep}),
+            Some("QUERY_TOO_DEEP"),
+        );
+    }
+    let mut fragments = String::from("query { ...f0 }\n");
+    for i in 0..24 {
+        fragments.push_str(&format!(
+            "fragment f{i} on Query {{ ...f{} ...f{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    fragments.push_str("fragment f24 on Query { __typename }\n");
+    add(
+        "exponential fragments",
+        json!({"query": fragments}),
+        Some("QUERY_TOO_LARGE"),
+    );
+    add(
+        "1 MB variable",
+        json!({"query": "query($v: String!) { __type(name: $v) { name } }", "variables": {"v": "x".repeat(NEAR_CAP)}}),
+        None,
+    );
+    let wide: serde_json::Map<String, Value> =
+        (0..60_000).map(|k| (format!("k{k}"), json!(k))).collect();
+    add(
+        "wide variables (60,000 keys)",
+        json!({"query": "query($v: String!) { __type(name: $v) { name } }", "variables": {"v": "v", "w": wide}}),
+        None,
+    );
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"query": format!("{{ __typename }} # {i}"), "pad": "x".repeat(95_000)}))
+        .collect();
+    add("padded batch (10 operations)", json!(batch), None);
+    for i in 0..3 {
+        // Within every limit and under the cache's 16 KiB: kept parsed.
+        let wide = "__typename ".repeat(1_400);
+        add(
+            "cached wide document (1,400 fields)",
+            json!({"query": format!("{{ {wide} }} # {i}")}),
+            None,
+        );
+    }
+    out
+}
+
+/// Sends `request` and checks its answer.
+async fn send_hostile(client: &reqwest::Client, base: &str, request: &Hostile) -> bool {
+    let sent = client
+        .post(format!("{base}/graphql"))
+        .header("content-type", "application/json")
+        .body(request.body.clone())
+        .send()
+        .await;
+    let (status, v) = match sent {
+        Ok(res) => (
+            res.status().as_u16(),
+            res.json::<Value>().await.unwrap_or(Value::Null),
+        ),
+        Err(e) => {
+            println!("    {}: {e}", request.name);
+            return false;
+        }
+    };
+    let good = match request.code {
+        None => {
+            let answers = match &v {
+                Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
+            };
+            status == 200
+                && answers
+                    .iter()
+                    .all(|a| a.get("errors").is_none() && a.get("data").is_some())
+        }
+        Some(code) => v["errors"][0]["extensions"]["code"] == code,
+    };
+    if !good {
+        let mut text = v.to_string();
+        text.truncate(300);
+        println!("    {}: unexpected {status} {text}", request.name);
+    }
+    good
+}
+
+/// Passes of the burst in (h); the issue saw no growth after the first.
+const BURST_PASSES: usize = 3;
+
+/// (h) RSS after a burst of hostile requests: idle, the peak, right after, then every second
+/// for 30 s after the load stops, against the target (<= 2x idle within 30 s).
+async fn burst_memory(label: &str, extra: &[(&str, &str)]) -> bool {
+    let server = Server::start_idle(extra);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.rss_kib();
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let requests = Arc::new(hostile_requests());
+    let bytes: usize = requests.iter().map(|r| r.body.len()).sum();
+    let mut ok = true;
+    let mut after_pass = Vec::new();
+    let started = Instant::now();
+    for _ in 0..BURST_PASSES {
+        let answers =
+            futures::future::join_all(requests.iter().map(|r| send_hostile(&client, &base, r)))
+                .await;
+        ok &= answers.into_iter().all(|a| a);
+        after_pass.push(server.rss_kib());
+    }
+    let load = started.elapsed();
+    let stopped = Instant::now();
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    let mut samples = Vec::new();
+    for s in 1..=30u64 {
+        tokio::time::sleep_until((stopped + Duration::from_secs(s)).into()).await;
+        samples.push(server.rss_kib());
+    }
+    let peak = server.peak_rss_kib();
+    let last = *samples.last().unwrap();
+    let within = samples.iter().position(|&r| r <= 2 * idle).map(|i| i + 1);
+    println!(
+        "(h) RSS after a burst, {label}: {BURST_PASSES} passes of {} hostile requests sent at once ({:.1} MB each pass, {:.1} s in all, anonymous)",
+        requests.len(),
+        bytes as f64 / 1e6,
+        load.as_secs_f64()
+    );
+    println!(
+        "    idle {:.1} MB; peak {:.1} MB; right after each pass {}",
+        mb(idle),
+        mb(peak),
+        after_pass
+            .iter()
+            .map(|&r| format!("{:.1}", mb(r)))
+            .collect::<Vec<_>>()
+            .join(" / ")
+            + " MB"
+    );
+    println!(
+        "    each second after the load stopped (MB): {}",
+        samples
+            .iter()
+            .map(|&r| format!("{:.0}", mb(r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "    after 30 s: {:.1} MB = {:.2}x idle (target <= 2); within 2x idle after {}",
+        mb(last),
+        last as f64 / idle as f64,
+        within.map_or("never (30 s)".to_owned(), |s| format!("{s} s"))
+    );
+    ok
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -1014,7 +1251,7 @@ fn bare_http_server() {
 }
 
 /// `cargo bench --bench aurum-bench [-- PARTS]`: PARTS picks letters of the parts to run
-/// (`a`…`g`; `b` and `c` share their run); all of them by default.
+/// (`a`…`h`; `b` and `c` share their run); all of them by default.
 fn main() {
     if std::env::args().any(|a| a == BARE_FANOUT_FLAG) {
         bare_fanout_server();
@@ -1080,6 +1317,9 @@ fn main() {
         }
         if wants('g') {
             all_ok &= refusals().await;
+        }
+        if wants('h') {
+            all_ok &= burst_memory("embedded profile", &[]).await;
         }
     });
     if !all_ok {
