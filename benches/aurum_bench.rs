@@ -480,15 +480,7 @@ async fn refusals() -> bool {
     let base = format!("http://{}", server.addr);
     let client = reqwest::Client::new();
     let mut ok = true;
-    let mut fragments = String::from("query { ...f0 }\n");
-    for i in 0..24 {
-        fragments.push_str(&format!(
-            "fragment f{i} on Query {{ ...f{} ...f{} }}\n",
-            i + 1,
-            i + 1
-        ));
-    }
-    fragments.push_str("fragment f24 on Query { __typename }\n");
+    let fragments = exponential_fragments();
     let deep = format!(
         "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
         "ofType { ".repeat(12),
@@ -702,15 +694,7 @@ fn hostile_requests() -> Vec<Hostile> {
             Some("QUERY_TOO_DEEP"),
         );
     }
-    let mut fragments = String::from("query { ...f0 }\n");
-    for i in 0..24 {
-        fragments.push_str(&format!(
-            "fragment f{i} on Query {{ ...f{} ...f{} }}\n",
-            i + 1,
-            i + 1
-        ));
-    }
-    fragments.push_str("fragment f24 on Query { __typename }\n");
+    let fragments = exponential_fragments();
     add(
         "exponential fragments",
         json!({"query": fragments}),
@@ -1252,6 +1236,20 @@ fn bare_http_server() {
 
 /// `cargo bench --bench aurum-bench [-- PARTS]`: PARTS picks letters of the parts to run
 /// (`a`…`h`; `b` and `c` share their run); all of them by default.
+/// A tiny document whose 25 fragments each spread the next twice: 2^24 fields once expanded.
+fn exponential_fragments() -> String {
+    let mut fragments = String::from("query { ...f0 }\n");
+    for i in 0..24 {
+        fragments.push_str(&format!(
+            "fragment f{i} on Query {{ ...f{} ...f{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    fragments.push_str("fragment f24 on Query { __typename }\n");
+    fragments
+}
+
 fn main() {
     if std::env::args().any(|a| a == BARE_FANOUT_FLAG) {
         bare_fanout_server();

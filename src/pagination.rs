@@ -33,7 +33,7 @@ impl<T> Page<T> {
     }
 }
 
-/// Runs `select` as one keyset page ordered by `id` (a UUIDv7 column).
+/// Runs `select` as one keyset page ordered by `id` (a UUIDv7 column), oldest first.
 pub async fn keyset_page<E, C>(
     select: Select<E>,
     id: E::Column,
@@ -44,11 +44,7 @@ where
     E: EntityTrait,
     C: ConnectionTrait,
 {
-    let mut query = select.order_by_asc(id).limit(page.first + 1);
-    if let Some(after) = page.after {
-        query = query.filter(id.gt(after));
-    }
-    Ok(Page::from_overfetch(query.all(conn).await?, page.first))
+    page_in_order(select, id, page, conn, false).await
 }
 
 /// Like [`keyset_page`], newest first: `after` is the last (oldest) id seen, so the next page
@@ -63,9 +59,32 @@ where
     E: EntityTrait,
     C: ConnectionTrait,
 {
-    let mut query = select.order_by_desc(id).limit(page.first + 1);
+    page_in_order(select, id, page, conn, true).await
+}
+
+async fn page_in_order<E, C>(
+    select: Select<E>,
+    id: E::Column,
+    page: PageRequest,
+    conn: &C,
+    newest_first: bool,
+) -> Result<Page<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut query = if newest_first {
+        select.order_by_desc(id)
+    } else {
+        select.order_by_asc(id)
+    }
+    .limit(page.first + 1);
     if let Some(after) = page.after {
-        query = query.filter(id.lt(after));
+        query = query.filter(if newest_first {
+            id.lt(after)
+        } else {
+            id.gt(after)
+        });
     }
     Ok(Page::from_overfetch(query.all(conn).await?, page.first))
 }
