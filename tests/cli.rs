@@ -231,6 +231,15 @@ async fn post(
         .unwrap()
 }
 
+/// The first admin's generated password, as `serve` printed it once.
+fn printed_password(out: &str) -> String {
+    out.split("Password: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned()
+}
+
 async fn login(client: &reqwest::Client, base: &str, password: &str) -> String {
     let res = post(
         client,
@@ -256,12 +265,7 @@ async fn serve_with_nothing_configured() {
         "{out}"
     );
     assert!(dir.path().join("aurum.db").exists());
-    let password = out
-        .split("Password: ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let password = printed_password(&out);
 
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.addr);
@@ -399,12 +403,7 @@ async fn a_request_id_finds_its_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let server = Served::start(dir.path());
     let out = server.output_so_far();
-    let password = out
-        .split("Password: ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let password = printed_password(&out);
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.addr);
     let token = login(&client, &base, &password).await;
