@@ -457,7 +457,15 @@ async fn baseline(
     let mut config = aurum::config::Config::from_env().unwrap();
     config.database_url = aurum::config::ServiceUrl::new(db_url);
     let (db, _) = aurum::infra::db::connect(&config).await.unwrap();
-    let svc = BudgetService::new(db.clone(), Bus::local(1024));
+    // The service's events go through the outbox as the server's do; this bus relays them.
+    let bus = Bus::database(
+        db.clone(),
+        config.bus_options(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let svc = BudgetService::new(db.clone(), bus);
     let meta = RequestMeta {
         caller: Caller::User {
             id: admin_id,

@@ -21,8 +21,9 @@ use crate::{
     graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
     infra,
     rate_limit::{ActionLimiter, EdgeLimit},
-    server::{AppState, Inner, graphiql::GraphiqlAssets, ws::SubscriptionHub, ws_caps::Slots},
+    server::{AppState, Inner, graphiql::GraphiqlAssets, feed::SubscriptionHub, ws_caps::Slots},
     services::Services,
+    subscriptions::{Registry, SubscriptionAdmin},
     task::service::TaskService,
 };
 
@@ -114,17 +115,21 @@ impl AppState {
         let (nats, bus) = match &config.nats_url {
             Some(url) => {
                 let client = infra::nats::connect(url).await?;
-                let bus = Bus::nats(
+                let bus = Bus::jetstream(
+                    db.clone(),
                     client.clone(),
-                    config.nats_subject_prefix.clone(),
-                    capacity,
+                    &config.nats_subject_prefix,
+                    config.bus_options(),
                     shutdown.clone(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("AURUM_NATS_URL ({url}): subscribing: {e}"))?;
+                );
                 (Some(client), bus)
             }
-            None => (None, Bus::local(capacity)),
+            None => (
+                None,
+                Bus::database(db.clone(), config.bus_options(), shutdown.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the event outbox: {e}"))?,
+            ),
         };
         let docker = infra::docker::connect(config.docker_host.as_deref()).await;
         let keys = Arc::new(token_keys(&config)?);
@@ -154,6 +159,13 @@ impl AppState {
             users,
             budgets: BudgetService::new(db.clone(), bus.clone()),
             audit: AuditService::new(db.clone()),
+            subscriptions: SubscriptionAdmin::new(
+                Registry::new(config.replica_name()),
+                nats.clone()
+                    .map(|client| (client, config.nats_subject_prefix.clone())),
+                db.clone(),
+                bus.clone(),
+            ),
             bus,
             limits: Arc::clone(&limits),
             max_page_size: config.max_page_size,
@@ -178,7 +190,12 @@ impl AppState {
             },
             Arc::clone(&limits),
         );
-        let subscriptions = Arc::new(SubscriptionHub::new(schema.clone(), capacity));
+        services.subscriptions.spawn_responder(shutdown.clone());
+        let subscriptions = Arc::new(SubscriptionHub::new(
+            schema.clone(),
+            capacity,
+            Arc::clone(services.subscriptions.registry()),
+        ));
         let sessions = Arc::new(LiveSessions::default());
         Arc::clone(&sessions).spawn_listener(
             services.bus.clone(),

@@ -121,6 +121,26 @@ pub struct Config {
     #[arg(long, env = "AURUM_EVENT_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
     pub event_buffer: u64,
 
+    /// Hours events are kept for subscribers resuming with a cursor (in the JetStream stream
+    /// with NATS, in the outbox table without); an older cursor gets `CURSOR_EXPIRED`.
+    #[arg(long, env = "AURUM_EVENT_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub event_retention_hours: u64,
+
+    /// Milliseconds between a replica's looks for outbox rows no relay has taken (those of a
+    /// replica that died between commit and relay); its own commits wake its relay at once.
+    #[arg(long, env = "AURUM_OUTBOX_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub outbox_poll_ms: u64,
+
+    /// Test hook: milliseconds an outbox row must wait before this replica relays it (0 in
+    /// production). Set high on one replica, it holds that replica's events between commit
+    /// and relay, so a test can kill it there and watch another replica relay them.
+    #[arg(long, env = "AURUM_OUTBOX_RELAY_DELAY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub outbox_relay_delay_ms: u64,
+
+    /// This replica's name in `activeSubscriptions`; the host name when unset.
+    #[arg(long, env = "AURUM_REPLICA_ID", default_value = "")]
+    pub replica_id: String,
+
     /// How long a DataLoader batch stays open after its first key, in milliseconds. Nested
     /// fields requested within this window load in one query.
     #[arg(long, env = "AURUM_DATALOADER_DELAY_MS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=1000))]
@@ -260,6 +280,29 @@ impl Config {
 
     pub fn ws_init_timeout(&self) -> Duration {
         Duration::from_secs(self.ws_init_timeout_seconds)
+    }
+
+    /// The bus settings this configuration names.
+    pub fn bus_options(&self) -> crate::infra::event_bus::BusOptions {
+        crate::infra::event_bus::BusOptions {
+            capacity: usize::try_from(self.event_buffer).unwrap_or(1024),
+            retention: Duration::from_secs(self.event_retention_hours * 3600),
+            poll: Duration::from_millis(self.outbox_poll_ms),
+            relay_delay: Duration::from_millis(self.outbox_relay_delay_ms),
+        }
+    }
+
+    /// This replica's name: `AURUM_REPLICA_ID`, else the host name, else `aurum`.
+    pub fn replica_name(&self) -> String {
+        if !self.replica_id.is_empty() {
+            return self.replica_id.clone();
+        }
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "aurum".into())
     }
 
     pub fn ws_keepalive(&self) -> Duration {

@@ -29,8 +29,17 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     /// A dependency the operation needs is down or disabled.
     ServiceUnavailable { dependency: &'static str },
-    /// A subscriber fell too far behind the event stream and was dropped.
-    SubscriptionLagged { skipped: u64 },
+    /// A subscriber fell too far behind the event stream and was dropped; it resumes with
+    /// `after: lastCursor`.
+    SubscriptionLagged {
+        skipped: u64,
+        last_cursor: Option<u64>,
+    },
+    /// A subscription's `after` cursor is older than the events kept (or unknown): the client
+    /// refetches the state and subscribes again without it.
+    CursorExpired { cursor: u64, oldest: u64 },
+    /// An administrator closed the subscription.
+    SubscriptionClosed,
     /// A reservation would take the budget above its total; `available` is what is left.
     BudgetExceeded { requested: i64, available: i64 },
     /// The reservation was already committed; nothing changed.
@@ -120,9 +129,13 @@ impl AppError {
                 format!("rate limit exceeded; retry after {retry_after_secs} s")
             }
             Self::ServiceUnavailable { dependency } => format!("{dependency} is unavailable"),
-            Self::SubscriptionLagged { skipped } => {
-                format!("subscription fell behind by {skipped} events and was closed; resubscribe")
-            }
+            Self::SubscriptionLagged { skipped, .. } => format!(
+                "subscription fell behind by {skipped} events and was closed; resubscribe with after: lastCursor"
+            ),
+            Self::CursorExpired { cursor, oldest } => format!(
+                "cursor {cursor} is no longer held (the oldest resumable is {oldest}); refetch the state and subscribe without after"
+            ),
+            Self::SubscriptionClosed => "an administrator closed this subscription".into(),
             Self::BudgetExceeded {
                 requested,
                 available,
@@ -160,6 +173,8 @@ impl AppError {
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::ServiceUnavailable { .. } => "SERVICE_UNAVAILABLE",
             Self::SubscriptionLagged { .. } => "SUBSCRIPTION_LAGGED",
+            Self::CursorExpired { .. } => "CURSOR_EXPIRED",
+            Self::SubscriptionClosed => "SUBSCRIPTION_CLOSED",
             Self::BudgetExceeded { .. } => "BUDGET_EXCEEDED",
             Self::AlreadyCommitted => "ALREADY_COMMITTED",
             Self::AlreadyReleased => "ALREADY_RELEASED",
@@ -196,7 +211,8 @@ impl AppError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::SubscriptionLagged { .. } => StatusCode::GONE,
+            Self::SubscriptionLagged { .. } | Self::CursorExpired { .. } => StatusCode::GONE,
+            Self::SubscriptionClosed => StatusCode::GONE,
             Self::BudgetExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::AlreadyCommitted | Self::AlreadyReleased | Self::IdempotencyInProgress => {
                 StatusCode::CONFLICT
@@ -294,7 +310,16 @@ impl ErrorExtensions for AppError {
                     field: Some(field), ..
                 } => ext.set("field", *field),
                 Self::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
-                Self::SubscriptionLagged { skipped } => ext.set("skipped", *skipped),
+                Self::SubscriptionLagged {
+                    skipped,
+                    last_cursor,
+                } => {
+                    ext.set("skipped", *skipped);
+                    if let Some(last) = last_cursor {
+                        ext.set("lastCursor", last.to_string());
+                    }
+                }
+                Self::CursorExpired { oldest, .. } => ext.set("oldestCursor", oldest.to_string()),
                 Self::BudgetExceeded {
                     requested,
                     available,
@@ -332,7 +357,15 @@ mod tests {
             AppError::ServiceUnavailable {
                 dependency: "redis",
             },
-            AppError::SubscriptionLagged { skipped: 7 },
+            AppError::SubscriptionLagged {
+                skipped: 7,
+                last_cursor: Some(41),
+            },
+            AppError::CursorExpired {
+                cursor: 3,
+                oldest: 40,
+            },
+            AppError::SubscriptionClosed,
             AppError::BudgetExceeded {
                 requested: 10,
                 available: 3,
@@ -394,7 +427,7 @@ mod tests {
             );
             codes.insert(code);
         }
-        assert_eq!(codes.len(), 27, "codes: {codes:?}");
+        assert_eq!(codes.len(), 29, "codes: {codes:?}");
     }
 
     /// The README's list of codes is complete: every code a client can receive is named there.

@@ -20,6 +20,7 @@ pub mod pagination;
 pub mod rate_limit;
 pub mod server;
 pub mod services;
+pub mod subscriptions;
 pub mod task;
 pub mod telemetry;
 

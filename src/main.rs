@@ -288,7 +288,7 @@ async fn user(action: UserAction, db: DbArgs) -> anyhow::Result<()> {
         "cli",
         std::time::Duration::from_secs(60),
     ));
-    let users = UserService::new(conn, keys, 60, aurum::events::Bus::local(16));
+    let users = UserService::new(conn.clone(), keys, 60, aurum::events::Bus::writer(conn));
     let meta = RequestMeta::system(format!("cli-{}", uuid::Uuid::now_v7()));
     let input = NewUser {
         username,

@@ -11,6 +11,7 @@ use crate::{
     events::{Bus, DomainEvent},
     infra::event_bus::Subscription,
     rate_limit::ActionLimiter,
+    subscriptions::SubscriptionAdmin,
     task::service::TaskService,
 };
 
@@ -21,6 +22,8 @@ pub struct Services {
     pub users: UserService,
     pub budgets: BudgetService,
     pub audit: AuditService,
+    /// Live subscriptions on every replica (admin).
+    pub subscriptions: SubscriptionAdmin,
     pub bus: Bus,
     /// Per-caller limits on named actions.
     pub limits: Arc<ActionLimiter>,

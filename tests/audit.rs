@@ -1,7 +1,7 @@
 //! The audit log end to end over HTTP and WebSocket, on both profiles: every filter of
 //! `auditLog`, newest-first pages with `totalCount`, the `audit.view` guard, tenant scoping
 //! in the list and live, and `auditLogAdded` delivering committed entries (on NATS under
-//! `<prefix>.audit.<id>.added`).
+//! `<prefix>.events.audit.<id>.added`, the JetStream stream's subjects).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -23,7 +23,7 @@ both_profiles!(
 const LOG: &str = "query($f: AuditLogFilter, $first: Int, $after: String) { auditLog(filter: $f, first: $first, after: $after) { totalCount pageInfo { hasNextPage hasPreviousPage endCursor } edges { cursor node { id actor action resourceType resourceId tenantId requestId details createdAt } } } }";
 const CREATE_TASK: &str = "mutation($t: String!) { createTask(input: { title: $t }) { id } }";
 const CREATE_USER: &str = "mutation($u: String!, $r: Role!, $t: String) { createUser(input: { username: $u, password: \"a long password\", role: $r, tenantId: $t }) { id } }";
-const ADDED: &str = "subscription($f: AuditLogFilter) { auditLogAdded(filter: $f) { id actor action resourceType resourceId tenantId requestId } }";
+const ADDED: &str = "subscription($f: AuditLogFilter) { auditLogAdded(filter: $f) { cursor entry { id actor action resourceType resourceId tenantId requestId } } }";
 
 /// The `auditLog` connection as `token` sees it (`None`: the first admin).
 async fn log_as(s: &TestServer, token: Option<&str>, filter: Value, first: Option<i64>) -> Value {
@@ -335,7 +335,7 @@ async fn tenants_see_only_their_entries(profile: Profile, name: &str) {
         )
         .await
         {
-            let e = &event["data"]["auditLogAdded"];
+            let e = &event["data"]["auditLogAdded"]["entry"];
             assert_eq!(e["tenantId"], "acme", "{e}");
             assert!(mine.contains(&e["resourceId"].as_str().unwrap().to_owned()));
             break;
@@ -350,7 +350,7 @@ async fn tenants_see_only_their_entries(profile: Profile, name: &str) {
     .await
     {
         assert_eq!(
-            event["data"]["auditLogAdded"]["tenantId"], "acme",
+            event["data"]["auditLogAdded"]["entry"]["tenantId"], "acme",
             "{event}"
         );
     }
@@ -358,7 +358,7 @@ async fn tenants_see_only_their_entries(profile: Profile, name: &str) {
     task(s, &s.token, "untenanted last").await;
     let last = task(s, &alice, "acme last").await;
     let event = ws.next_data("mine", Duration::from_secs(5)).await;
-    let e = &event["data"]["auditLogAdded"];
+    let e = &event["data"]["auditLogAdded"]["entry"];
     assert_eq!(e["resourceId"], json!(last), "{e}");
     assert_eq!(e["actor"], "user:alice");
     env.finish().await;
@@ -374,7 +374,7 @@ async fn entries_arrive_live_after_commit(profile: Profile, name: &str) {
         Some(urls) => {
             let client = async_nats::connect(urls.nats.as_str()).await.unwrap();
             let sub = client
-                .subscribe(format!("{}.audit.*.added", env.shared.nats_prefix))
+                .subscribe(format!("{}.events.audit.*.added", env.shared.nats_prefix))
                 .await
                 .unwrap();
             client.flush().await.unwrap();
@@ -407,7 +407,7 @@ async fn entries_arrive_live_after_commit(profile: Profile, name: &str) {
     assert_eq!(error_code(&refused), "NOT_FOUND");
     let id = task(s, &s.token, "watched").await;
     let event = ws.next_data("all", Duration::from_secs(5)).await;
-    let e = event["data"]["auditLogAdded"].clone();
+    let e = event["data"]["auditLogAdded"]["entry"].clone();
     assert_eq!(e["action"], "task.create", "{e}");
     assert_eq!(e["resourceType"], "task");
     assert_eq!(e["resourceId"], json!(id));
@@ -426,8 +426,8 @@ async fn entries_arrive_live_after_commit(profile: Profile, name: &str) {
         .await["registerAgent"]["id"]
         .clone();
     let event = ws.next_data("agents", Duration::from_secs(5)).await;
-    assert_eq!(event["data"]["auditLogAdded"]["resourceId"], agent);
-    assert_eq!(event["data"]["auditLogAdded"]["action"], "agent.register");
+    assert_eq!(event["data"]["auditLogAdded"]["entry"]["resourceId"], agent);
+    assert_eq!(event["data"]["auditLogAdded"]["entry"]["action"], "agent.register");
 
     // Budget changes are announced the same way: the creation, then a reservation.
     s.ok(
@@ -444,7 +444,7 @@ async fn entries_arrive_live_after_commit(profile: Profile, name: &str) {
     let mut actions = Vec::new();
     while actions.len() < 2 {
         let event = ws.next_data("all", Duration::from_secs(5)).await;
-        let action = event["data"]["auditLogAdded"]["action"].clone();
+        let action = event["data"]["auditLogAdded"]["entry"]["action"].clone();
         if action.as_str().is_some_and(|a| a.starts_with("budget.")) {
             actions.push(action);
         }
@@ -453,7 +453,7 @@ async fn entries_arrive_live_after_commit(profile: Profile, name: &str) {
 
     if let Some((_client, sub)) = &mut nats {
         let entry = e["id"].as_str().unwrap();
-        let subject = format!("{}.audit.{entry}.added", env.shared.nats_prefix);
+        let subject = format!("{}.events.audit.{entry}.added", env.shared.nats_prefix);
         let found = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(msg) = sub.next().await {
                 if msg.subject.as_str() == subject {

@@ -324,7 +324,22 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
     (
         "Subscription.auditLogAdded",
         Some(Permission::AuditView),
-        "subscription { auditLogAdded(filter: { resourceType: \"matrix\" }) { id } }",
+        "subscription { auditLogAdded(filter: { resourceType: \"matrix\" }) { cursor } }",
+    ),
+    (
+        "Query.activeSubscriptions",
+        Some(Permission::SystemAdmin),
+        "{ activeSubscriptions { id replica caller operationName eventsDelivered lag } }",
+    ),
+    (
+        "Mutation.closeSubscription",
+        Some(Permission::SystemAdmin),
+        "mutation { closeSubscription(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") }",
+    ),
+    (
+        "Mutation.closeSubscriptionsOf",
+        Some(Permission::SystemAdmin),
+        "mutation { closeSubscriptionsOf(userId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") }",
     ),
     (
         "Task.assignee",

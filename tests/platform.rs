@@ -811,7 +811,9 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
     );
 
     let port_arg = port.to_string();
-    let args = ["-a", "127.0.0.1", "-p", &port_arg];
+    let store = tempfile::tempdir().expect("a JetStream store");
+    let store_arg = store.path().display().to_string();
+    let args = ["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd", &store_arg];
     let Some(_nats) = common::private_server("nats-server", &args, port).await else {
         if common::services_required() {
             panic!("could not start a private nats-server");
@@ -838,7 +840,7 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
     let seen = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(event) = futures::StreamExt::next(&mut events).await {
             if let Ok(event) = event
-                && let aurum::events::DomainEvent::Task(t) = &*event
+                && let aurum::events::DomainEvent::Task(t) = &event.event
                 && t.task.id.to_string() == id
             {
                 return true;

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod budget_reservation;
 pub mod budget_transaction;
 pub mod escalation;
+pub mod event_outbox;
 pub mod idempotency_key;
 pub mod login_failure;
 pub mod refresh_token;

@@ -9,6 +9,7 @@ mod m20261125_000003_api_keys;
 mod m20261125_000004_login_failures;
 mod m20261126_000005_budgets;
 mod m20261202_000006_audit_log_tenant;
+mod m20261203_000007_event_outbox;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_login_failures::Migration),
             Box::new(m20261126_000005_budgets::Migration),
             Box::new(m20261202_000006_audit_log_tenant::Migration),
+            Box::new(m20261203_000007_event_outbox::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
-//! Events the audit domain publishes after the commit of the transaction that wrote the
-//! entry; subject `audit.<entryId>.added`. They travel over NATS between replicas, so they
+//! Events the audit domain writes into the outbox with each entry (relayed after the commit
+//! of the transaction that wrote it); subject `audit.<entryId>.added`. They travel over NATS between replicas, so they
 //! carry the plain row.
 
 use serde::{Deserialize, Serialize};

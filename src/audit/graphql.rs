@@ -3,12 +3,12 @@
 //! service's (list) and the model's (live delivery) rules.
 
 use async_graphql::{
-    Context, ErrorExtensions, ID, InputObject, Json, Object, Result, Subscription,
+    Context, ErrorExtensions, ID, InputObject, Json, Object, Result, SimpleObject, Subscription,
     connection::Connection,
 };
 use chrono::{DateTime, Utc};
 use entity::audit_log;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 use super::model::{AuditFilter, visible_to};
 use crate::{
@@ -125,39 +125,47 @@ impl AuditQuery {
     }
 }
 
+/// An audit entry, as delivered to `auditLogAdded` subscribers.
+#[derive(SimpleObject)]
+pub struct AuditLogAddedEvent {
+    /// Where this event sits in the feed: pass it as `after` to resume after it.
+    pub cursor: String,
+    pub entry: AuditLogEntry,
+}
+
 #[derive(Default)]
 pub struct AuditSubscription;
 
 #[Subscription]
 impl AuditSubscription {
     /// Every audit entry committed from now on that the caller may see (a tenant-scoped
-    /// caller: only its tenant's) and that matches `filter`. A subscriber that falls behind
-    /// receives a `SUBSCRIPTION_LAGGED` error and is closed.
+    /// caller: only its tenant's) and that matches `filter`. With `after` (the `cursor` of the
+    /// last event received), first the entries since then that are still held
+    /// (`CURSOR_EXPIRED` when they are not), then live ones. A subscriber that falls behind
+    /// receives a `SUBSCRIPTION_LAGGED` error carrying `lastCursor` and is closed.
     #[graphql(guard = "Require(Permission::AuditView)")]
     async fn audit_log_added(
         &self,
         ctx: &Context<'_>,
         filter: Option<AuditLogFilter>,
-    ) -> Result<impl Stream<Item = Result<AuditLogEntry>> + use<>> {
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<AuditLogAddedEvent>> + use<>> {
         let filter = AuditFilter::from(filter.unwrap_or_default());
         filter
             .validate()
             .map_err(|(field, message)| AppError::bad_field(field, message).extend())?;
         let scope = caller(ctx).tenant().map(str::to_owned);
-        let events = services(ctx)?.subscribe();
-        Ok(events.filter_map(move |item| {
-            let out = match item {
-                Err(skipped) => Some(Err(AppError::SubscriptionLagged { skipped }.extend())),
-                Ok(event) => match &*event {
-                    DomainEvent::Audit(e)
-                        if visible_to(scope.as_deref(), &e.entry) && filter.matches(&e.entry) =>
-                    {
-                        Some(Ok(AuditLogEntry(e.entry.clone())))
-                    }
-                    _ => None,
-                },
-            };
-            futures::future::ready(out)
-        }))
+        crate::graphql::events::subscribe(ctx, after, move |cursor, event| match event {
+            DomainEvent::Audit(e)
+                if visible_to(scope.as_deref(), &e.entry) && filter.matches(&e.entry) =>
+            {
+                Some(AuditLogAddedEvent {
+                    cursor,
+                    entry: AuditLogEntry(e.entry.clone()),
+                })
+            }
+            _ => None,
+        })
+        .await
     }
 }

@@ -5,10 +5,9 @@
 //! # Invariants
 //! - An entry is written by [`record`] through the changing service's own transaction, so a
 //!   change without its entry (or the reverse) cannot be committed.
-//! - Its `auditLogAdded` event is published only after that transaction commits: `record`
-//!   returns the entry as [`Recorded`], and the service publishes it next to its own events
-//!   once `commit` has returned. A rolled-back entry is never announced; a committed one whose
-//!   publish fails is still listed (subscribers re-read the list).
+//! - Its `auditLogAdded` event is written by the same [`record`] call into the event outbox,
+//!   in the same transaction: a rolled-back entry is never announced, a committed one always
+//!   is (the relay delivers it after commit, through NATS outages and replica crashes).
 //! - Every entry carries the tenant of what it concerns (the object's tenant, else the
 //!   caller's); a tenant-scoped reader sees only its tenant's entries, in the list and live.
 //!   Untenanted readers (admins) see every entry.

@@ -1,6 +1,7 @@
-//! Writing and reading the audit log. Writers call [`record`] inside their own transaction and
-//! publish the returned [`Recorded`] after commit; [`AuditService`] serves the reads. It must
-//! not write entries of its own: every entry belongs to some other change.
+//! Writing and reading the audit log. Writers call [`record`] inside their own transaction:
+//! it writes the entry and its `auditLogAdded` event (into the outbox) there, so both exist
+//! exactly when the change does. [`AuditService`] serves the reads. It must not write entries
+//! of its own: every entry belongs to some other change.
 
 use entity::audit_log;
 use sea_orm::{
@@ -13,8 +14,8 @@ use crate::{
     auth::RequestMeta,
     clock,
     error::{AppError, AppResult},
-    events::{Bus, DomainEvent},
-    infra::db::tenant_condition,
+    events::DomainEvent,
+    infra::{db::tenant_condition, outbox},
     pagination::{Page, PageRequest, keyset_page_newest_first},
 };
 
@@ -31,29 +32,14 @@ pub struct AuditEntry<'a> {
     pub details: serde_json::Value,
 }
 
-/// An entry written in a transaction that may not have committed yet. Publish it with
-/// [`Recorded::publish`] once the transaction has committed; dropping it announces nothing.
-#[must_use = "publish the entry once its transaction has committed"]
+/// An entry written, with its event, by a transaction that may not have committed yet. The
+/// event leaves the outbox once that transaction commits (sooner when the writer wakes the
+/// bus after commit).
 #[derive(Debug, Clone)]
-pub struct Recorded(audit_log::Model);
+pub struct Recorded(#[allow(dead_code, reason = "the entry as written, for debugging")] audit_log::Model);
 
-impl Recorded {
-    /// Announces the entry to `auditLogAdded` subscribers on every replica. Call it only after
-    /// the transaction that wrote it committed.
-    pub async fn publish(self, bus: &Bus) {
-        let id = self.0.id;
-        if let Err(e) = bus
-            .publish(DomainEvent::Audit(AuditEvent { entry: self.0 }))
-            .await
-        {
-            // The entry is committed and listed; live subscribers miss it and can re-read.
-            tracing::error!(audit.id = %id, error = %e, "publishing audit event failed");
-        }
-    }
-}
-
-/// Appends `entry` through `conn`, which must be the mutation's own transaction, and returns
-/// the row as written.
+/// Appends `entry` and its event through `conn`, which must be the mutation's own
+/// transaction, and returns the row as written.
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     meta: &RequestMeta,
@@ -73,6 +59,13 @@ pub async fn record<C: ConnectionTrait>(
     audit_log::Entity::insert(audit_log::ActiveModel::from(row.clone()))
         .exec_without_returning(conn)
         .await?;
+    outbox::append(
+        conn,
+        &DomainEvent::Audit(AuditEvent {
+            entry: row.clone(),
+        }),
+    )
+    .await?;
     Ok(Recorded(row))
 }
 

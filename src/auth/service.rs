@@ -208,18 +208,25 @@ impl UserService {
         self
     }
 
-    async fn revoked(&self, subject: Uuid, jti: Option<String>) {
-        // This replica at once; the others when the event reaches them.
-        self.cache.forget(subject, jti.as_deref());
-        if let Err(e) = self
-            .bus
-            .publish(DomainEvent::Identity(IdentityEvent { subject, jti }))
-            .await
-        {
-            // The change is committed and HTTP requests already see it; open sockets close
-            // at their token's expiry instead.
-            tracing::error!(error = %e, "publishing a revocation failed");
-        }
+    /// Writes the revocation's event through `txn`, the transaction making the change, for
+    /// every replica to close the sockets and forget the cached callers it names.
+    async fn announce_revocation(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        subject: Uuid,
+        jti: Option<String>,
+    ) -> AppResult<()> {
+        self.bus
+            .append(txn, &DomainEvent::Identity(IdentityEvent { subject, jti }))
+            .await?;
+        Ok(())
+    }
+
+    /// After the commit of a revocation: this replica forgets at once, the others when the
+    /// event reaches them.
+    fn revoked(&self, subject: Uuid, jti: Option<&str>) {
+        self.cache.forget(subject, jti);
+        self.bus.wake();
     }
 
     /// Creates a user (admin work).
@@ -259,7 +266,7 @@ impl UserService {
                 }
                 other => other,
             })?;
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -272,7 +279,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
+        self.bus.wake();
         Ok(model)
     }
 
@@ -329,7 +336,7 @@ impl UserService {
         change(&mut active);
         active.updated_at = Set(clock::now());
         let updated = active.update(&txn).await?;
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -341,9 +348,9 @@ impl UserService {
             },
         )
         .await?;
+        self.announce_revocation(&txn, id, None).await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
-        self.revoked(id, None).await;
+        self.revoked(id, None);
         Ok(updated)
     }
 
@@ -388,7 +395,7 @@ impl UserService {
         api_key::Entity::insert(api_key::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -401,7 +408,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
+        self.bus.wake();
         Ok((model, secret))
     }
 
@@ -422,7 +429,7 @@ impl UserService {
         if res.rows_affected != 1 {
             return Err(AppError::Conflict("the API key is already revoked".into()));
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -434,10 +441,10 @@ impl UserService {
             },
         )
         .await?;
+        self.announce_revocation(&txn, id, None).await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
         current.revoked_at = Some(now);
-        self.revoked(id, None).await;
+        self.revoked(id, None);
         Ok(current)
     }
 
@@ -617,7 +624,7 @@ impl UserService {
             request_id: meta.request_id.clone(),
             client: meta.client.clone(),
         };
-        let audit = audit::record(
+        audit::record(
             &txn,
             &login_meta,
             AuditEntry {
@@ -630,7 +637,7 @@ impl UserService {
         )
         .await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
+        self.bus.wake();
         Ok(session)
     }
 
@@ -774,7 +781,7 @@ impl UserService {
                 .exec(&txn)
                 .await?;
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -786,10 +793,10 @@ impl UserService {
             },
         )
         .await?;
+        let jti = token.as_ref().map(|(jti, _)| jti.clone());
+        self.announce_revocation(&txn, *id, jti.clone()).await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
-        self.revoked(*id, token.as_ref().map(|(jti, _)| jti.clone()))
-            .await;
+        self.revoked(*id, jti.as_deref());
         Ok(())
     }
 

@@ -96,9 +96,11 @@ impl LiveSessions {
         }
     }
 
-    /// Applies revocations from the bus until `shutdown`. If it ever falls behind, it cannot
-    /// know what it missed, so it closes every socket (clients reconnect and re-authenticate).
-    /// Evicts the same subjects from `cache`, so HTTP requests see the change too.
+    /// Applies revocations from the bus until `shutdown`. If it falls behind, it resumes from
+    /// the last event it applied; only if that cannot be done (the bus no longer holds it) it
+    /// closes every socket, as it cannot know what it missed (clients reconnect and
+    /// re-authenticate). Evicts the same subjects from `cache`, so HTTP requests see the
+    /// change too.
     pub fn spawn_listener(
         self: Arc<Self>,
         bus: Bus,
@@ -106,27 +108,35 @@ impl LiveSessions {
         shutdown: CancellationToken,
     ) {
         tokio::spawn(async move {
+            let mut resume: Option<u64> = None;
             loop {
-                let mut events = bus.subscribe();
+                let mut events = match bus.subscribe_after(resume).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation listener cannot resume; closing every socket");
+                        cache.clear();
+                        self.revoke_all();
+                        bus.subscribe()
+                    }
+                };
                 loop {
                     let item = tokio::select! {
                         () = shutdown.cancelled() => return,
                         item = events.next() => item,
                     };
                     match item {
-                        Some(Ok(event)) => {
-                            if let DomainEvent::Identity(e) = &*event {
+                        Some(Ok(delivered)) => {
+                            if let DomainEvent::Identity(e) = &delivered.event {
                                 cache.forget(e.subject, e.jti.as_deref());
                                 self.revoke(e.subject, e.jti.as_deref());
                             }
                         }
-                        Some(Err(skipped)) => {
+                        Some(Err(interrupted)) => {
                             tracing::warn!(
-                                skipped,
-                                "revocation listener fell behind; closing every socket"
+                                ?interrupted,
+                                "revocation listener fell behind; resuming from its last event"
                             );
-                            cache.clear();
-                            self.revoke_all();
+                            resume = Some(events.last());
                             break;
                         }
                         None => return,

@@ -1,4 +1,5 @@
-//! Events the budget domain publishes after commit; subjects `budget.<budgetId>.<kind>`.
+//! Events the budget domain writes into the outbox with each change (relayed after commit);
+//! subjects `budget.<budgetId>.<kind>`.
 //! They travel over NATS between replicas, so they carry plain serialisable snapshots.
 
 use serde::{Deserialize, Serialize};
@@ -43,8 +44,9 @@ pub struct BudgetEvent {
     pub threshold: Option<i32>,
 }
 
-/// What a budget transaction announces once it has committed: its budget events and the
-/// `auditLogAdded` entries of the audit rows it wrote.
+/// What a budget transaction announces: its budget events, and the audit entries it wrote
+/// (whose events `audit::record` already put in the outbox; they are carried here so that an
+/// operation's announcements stay one list).
 pub enum Announcement {
     Budget(BudgetEvent),
     Audit(crate::audit::Recorded),

@@ -8,7 +8,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entity::{budget, budget_reservation, budget_transaction};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 use super::{
     events::BudgetEventKind,
@@ -221,6 +221,8 @@ impl BudgetTransaction {
 /// A change to a budget, as delivered to `budgetChanged` subscribers.
 #[derive(SimpleObject)]
 pub struct BudgetChangedEvent {
+    /// Where this event sits in the feed: pass it as `after` to resume after it.
+    pub cursor: String,
     pub kind: BudgetEventKind,
     /// The reservation the change was about, if any.
     pub reservation_id: Option<ID>,
@@ -231,6 +233,8 @@ pub struct BudgetChangedEvent {
 /// `used` crossed an alert threshold (once per threshold and period).
 #[derive(SimpleObject)]
 pub struct BudgetThresholdEvent {
+    /// Where this event sits in the feed: pass it as `after` to resume after it.
+    pub cursor: String,
     /// The percentage of the total that was reached.
     pub threshold: i32,
     pub state: BudgetState,
@@ -527,31 +531,32 @@ fn watchable(ctx: &Context<'_>, tenant_id: &str) -> Result<()> {
     }
 }
 
-/// Events of one tenant (and project, when given) from this replica's bus.
-fn budget_events(
+/// The budget events of one tenant (and project, when given), after `after` when given,
+/// as `select` maps them.
+async fn budget_events<T, F>(
     ctx: &Context<'_>,
     tenant_id: String,
     project_id: Option<String>,
-) -> Result<impl Stream<Item = Result<super::events::BudgetEvent, u64>> + use<>> {
+    after: Option<String>,
+    mut select: F,
+) -> Result<impl Stream<Item = Result<T>> + use<T, F>>
+where
+    T: Send + 'static,
+    F: FnMut(String, &super::events::BudgetEvent) -> Option<T> + Send + 'static,
+{
     watchable(ctx, &tenant_id)?;
-    let events = services(ctx)?.subscribe();
-    Ok(events.filter_map(move |item| {
-        let out = match item {
-            Err(skipped) => Some(Err(skipped)),
-            Ok(event) => match &*event {
-                DomainEvent::Budget(e)
-                    if e.budget.tenant_id == tenant_id
-                        && project_id
-                            .as_ref()
-                            .is_none_or(|p| *p == e.budget.project_id) =>
-                {
-                    Some(Ok(e.clone()))
-                }
-                _ => None,
-            },
-        };
-        futures::future::ready(out)
-    }))
+    crate::graphql::events::subscribe(ctx, after, move |cursor, event| match event {
+        DomainEvent::Budget(e)
+            if e.budget.tenant_id == tenant_id
+                && project_id
+                    .as_ref()
+                    .is_none_or(|p| *p == e.budget.project_id) =>
+        {
+            select(cursor, e)
+        }
+        _ => None,
+    })
+    .await
 }
 
 #[derive(Default)]
@@ -560,48 +565,45 @@ pub struct BudgetSubscription;
 #[Subscription]
 impl BudgetSubscription {
     #[graphql(guard = "Require(Permission::BudgetView)")]
-    /// Every change to the budgets of a tenant, or of one (tenant, project). A subscriber
-    /// that falls behind receives a `SUBSCRIPTION_LAGGED` error and is closed.
+    /// Every change to the budgets of a tenant, or of one (tenant, project). With `after`
+    /// (the `cursor` of the last event received), first the changes since then that are still
+    /// held (`CURSOR_EXPIRED` when they are not), then live ones. A subscriber that falls
+    /// behind receives a `SUBSCRIPTION_LAGGED` error carrying `lastCursor` and is closed.
     async fn budget_changed(
         &self,
         ctx: &Context<'_>,
         tenant_id: String,
         project_id: Option<String>,
+        after: Option<String>,
     ) -> Result<impl Stream<Item = Result<BudgetChangedEvent>> + use<>> {
-        let events = budget_events(ctx, tenant_id, project_id)?;
-        Ok(events.filter_map(|item| {
-            futures::future::ready(match item {
-                Err(skipped) => Some(Err(AppError::SubscriptionLagged { skipped }.extend())),
-                Ok(e) if e.kind == BudgetEventKind::ThresholdReached => None,
-                Ok(e) => Some(Ok(BudgetChangedEvent {
-                    kind: e.kind,
-                    reservation_id: e.reservation_id.map(|r| ID(r.to_string())),
-                    state: e.budget.into(),
-                })),
+        budget_events(ctx, tenant_id, project_id, after, |cursor, e| {
+            (e.kind != BudgetEventKind::ThresholdReached).then(|| BudgetChangedEvent {
+                cursor,
+                kind: e.kind,
+                reservation_id: e.reservation_id.map(|r| ID(r.to_string())),
+                state: e.budget.clone().into(),
             })
-        }))
+        })
+        .await
     }
 
     #[graphql(guard = "Require(Permission::BudgetView)")]
     /// Alert thresholds crossed by the budgets of a tenant (or one project): each threshold
-    /// once per period.
+    /// once per period. `after` resumes as for `budgetChanged`.
     async fn budget_threshold_reached(
         &self,
         ctx: &Context<'_>,
         tenant_id: String,
         project_id: Option<String>,
+        after: Option<String>,
     ) -> Result<impl Stream<Item = Result<BudgetThresholdEvent>> + use<>> {
-        let events = budget_events(ctx, tenant_id, project_id)?;
-        Ok(events.filter_map(|item| {
-            futures::future::ready(match item {
-                Err(skipped) => Some(Err(AppError::SubscriptionLagged { skipped }.extend())),
-                Ok(e) => e.threshold.map(|threshold| {
-                    Ok(BudgetThresholdEvent {
-                        threshold,
-                        state: e.budget.into(),
-                    })
-                }),
+        budget_events(ctx, tenant_id, project_id, after, |cursor, e| {
+            e.threshold.map(|threshold| BudgetThresholdEvent {
+                cursor,
+                threshold,
+                state: e.budget.clone().into(),
             })
-        }))
+        })
+        .await
     }
 }

@@ -2,7 +2,7 @@
 //! commit, release). Every change is a conditional UPDATE on the budget row (never
 //! read-then-write, statements in `ledger`), appends its ledger row, writes its audit row and,
 //! for the spend mutations, claims its idempotency key (`crate::idempotency`), all in one
-//! transaction; events are published after commit. Reads are in `reads`, expiry in `sweeper`.
+//! transaction, with its events (into the outbox, relayed after commit). Reads are in `reads`, expiry in `sweeper`.
 
 use std::{
     collections::HashMap,
@@ -82,7 +82,7 @@ struct Refusal {
 #[derive(Clone)]
 pub struct BudgetService {
     pub(super) db: DatabaseConnection,
-    bus: Bus,
+    pub(super) bus: Bus,
     pub(super) postgres: bool,
     /// Budget ids by (tenant, project): a budget's id and key never change and budgets are
     /// never deleted, so a reserve can name its budget row before it takes the row's lock.
@@ -142,22 +142,19 @@ impl BudgetService {
             .remove(&(tenant_id.to_owned(), project_id.to_owned()));
     }
 
-    /// Publishes what a committed transaction announces; call only after `commit`.
-    pub(super) async fn publish(&self, announcements: Vec<Announcement>) {
+    /// Writes what a transaction announces through `txn`, before it commits: its budget
+    /// events go into the outbox (its audit entries' events are there already).
+    pub(super) async fn announce(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        announcements: Vec<Announcement>,
+    ) -> AppResult<()> {
         for announcement in announcements {
-            let event = match announcement {
-                Announcement::Budget(event) => event,
-                Announcement::Audit(entry) => {
-                    entry.publish(&self.bus).await;
-                    continue;
-                }
-            };
-            let id = event.budget.id;
-            if let Err(e) = self.bus.publish(DomainEvent::Budget(event)).await {
-                // The change is committed; subscribers miss this one event and can re-read.
-                tracing::error!(budget.id = %id, error = %e, "publishing budget event failed");
+            if let Announcement::Budget(event) = announcement {
+                self.bus.append(txn, &DomainEvent::Budget(event)).await?;
             }
         }
+        Ok(())
     }
 
     pub(super) fn event(
@@ -246,12 +243,13 @@ impl BudgetService {
             },
         )
         .await?;
-        txn.commit().await?;
-        self.publish(vec![
+        self.announce(&txn, vec![
             Self::event(BudgetEventKind::Created, &model, None).into(),
             audit.into(),
         ])
-        .await;
+        .await?;
+        txn.commit().await?;
+        self.bus.wake();
         Ok(model)
     }
 
@@ -357,8 +355,9 @@ impl BudgetService {
         )
         .await?;
         events.push(audit.into());
+        self.announce(&txn, events).await?;
         txn.commit().await?;
-        self.publish(events).await;
+        self.bus.wake();
         Ok(after)
     }
 
@@ -480,9 +479,10 @@ impl BudgetService {
                 ));
             }
         }
+        self.announce(&txn, events).await?;
         txn.commit().await?;
+        self.bus.wake();
         count("reserve", "ok");
-        self.publish(events).await;
         Ok(reservation)
     }
 
@@ -547,8 +547,9 @@ impl BudgetService {
                 let refusal = self.refuse(&txn, meta, &key, &input, now).await?;
                 if let Some(expired) = refusal.expired {
                     // The expiry found on the way is an effect of its own: keep it.
+                    self.announce(&txn, expired).await?;
                     txn.commit().await?;
-                    self.publish(expired).await;
+                    self.bus.wake();
                 }
                 return Err(refusal.error);
             }
@@ -632,9 +633,10 @@ impl BudgetService {
                 .into_iter()
                 .map(Announcement::from),
         );
+        self.announce(&txn, events).await?;
         txn.commit().await?;
+        self.bus.wake();
         count(label, "ok");
-        self.publish(events).await;
         Ok(resolved)
     }
 

@@ -83,10 +83,11 @@ impl BudgetService {
                 events.push(audit.into());
             }
         }
+        // Announced with the expiries: the resets below are a transaction of their own.
+        self.announce(&txn, std::mem::take(&mut events)).await?;
         txn.commit().await?;
+        self.bus.wake();
         metrics::counter!("aurum_budget_reservations_expired_total").increment(report.expired);
-        // Announced now: the resets below are a transaction of their own.
-        self.publish(std::mem::take(&mut events)).await;
 
         let txn = db::begin_write(&self.db).await?;
         let mut ended = budget::Entity::find()
@@ -103,8 +104,9 @@ impl BudgetService {
             events.push(Self::event(BudgetEventKind::Reset, &after, None).into());
             events.push(audit.into());
         }
+        self.announce(&txn, events).await?;
         txn.commit().await?;
-        self.publish(events).await;
+        self.bus.wake();
         Ok(report)
     }
 }

@@ -198,6 +198,9 @@ pub struct Operation {
     pub cost: u64,
     /// Root fields of the operation: what the `mutation` limit charges for mutations.
     pub roots: u64,
+    /// A root field has a non-null `after` argument: the subscription resumes from a cursor,
+    /// so it replays events of its own and shares no execution with others.
+    pub resumes: bool,
 }
 
 /// The schema as every transport runs it: documents are parsed once here (so the operation's
@@ -281,7 +284,8 @@ impl ObservedSchema {
             let charge = cached
                 .charge
                 .unwrap_or_else(|| limits::charge(&cached.doc, &request.variables, pages));
-            let op = operation_of(&cached.doc, wanted.as_deref(), charge);
+            let mut op = operation_of(&cached.doc, wanted.as_deref(), charge);
+            op.resumes = resumes(&cached.doc, wanted.as_deref(), &request.variables);
             let validated = plain_variables(&cached.doc, wanted.as_deref(), &request.variables)
                 .then_some(cached.validated);
             request.set_parsed_query(cached.doc);
@@ -292,7 +296,8 @@ impl ObservedSchema {
         // Only documents within the limits are cached, so a cache hit needs no re-check.
         limits::check(doc, self.limits)?;
         let charge = limits::charge(doc, &variables, pages);
-        let op = operation_of(doc, wanted.as_deref(), charge);
+        let mut op = operation_of(doc, wanted.as_deref(), charge);
+        op.resumes = resumes(doc, wanted.as_deref(), &variables);
         let without_variables = doc
             .operations
             .iter()
@@ -366,6 +371,33 @@ fn selected<'a>(
     }
 }
 
+/// Whether a root field of the selected operation has a non-null `after` argument (fragments
+/// at the root count as resuming: sharing is an optimisation, so doubt runs unshared).
+fn resumes(doc: &ExecutableDocument, wanted: Option<&str>, variables: &Variables) -> bool {
+    use async_graphql::parser::types::Selection;
+    let Some((_, op)) = selected(doc, wanted) else {
+        return false;
+    };
+    op.node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .any(|item| match &item.node {
+            Selection::Field(field) => field.node.arguments.iter().any(|(name, value)| {
+                name.node.as_str() == "after"
+                    && match &value.node {
+                        async_graphql_value::Value::Null => false,
+                        async_graphql_value::Value::Variable(v) => variables
+                            .get(v)
+                            .is_some_and(|value| *value != ConstValue::Null),
+                        _ => true,
+                    }
+            }),
+            _ => true,
+        })
+}
+
 /// Whether strict validation could only accept these variables, so that a document which
 /// passed it once may skip it. Of strict validation's rules only one looks at variable values
 /// (`ArgumentsOfCorrectType`, which checks each value against its position, which another
@@ -412,6 +444,7 @@ fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Op
             name: String::new(),
             cost,
             roots: 0,
+            resumes: false,
         },
         Some((name, op)) => {
             let kind = match op.node.ty {
@@ -424,6 +457,7 @@ fn operation_of(doc: &ExecutableDocument, wanted: Option<&str>, cost: u64) -> Op
                 name: name.unwrap_or_default(),
                 cost,
                 roots: u64::try_from(op.node.selection_set.node.items.len()).unwrap_or(u64::MAX),
+                resumes: false,
             }
         }
     }

@@ -3,6 +3,7 @@
 //! runs this schema; nothing here knows it.
 
 pub mod context;
+pub mod events;
 pub mod executor;
 pub mod limits;
 pub mod node;
@@ -16,6 +17,7 @@ use crate::{
     auth::graphql::{AuthMutation, AuthQuery},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
     services::Services,
+    subscriptions::graphql::{SubscriptionAdminMutation, SubscriptionAdminQuery},
     task::{
         graphql::{TaskMutation, TaskQuery, TaskSubscription},
         loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
@@ -29,12 +31,18 @@ pub struct Query(
     TaskQuery,
     BudgetQuery,
     AuditQuery,
+    SubscriptionAdminQuery,
     node::NodeQuery,
 );
 
 /// Every mutation.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AuthMutation, TaskMutation, BudgetMutation);
+pub struct Mutation(
+    AuthMutation,
+    TaskMutation,
+    BudgetMutation,
+    SubscriptionAdminMutation,
+);
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]

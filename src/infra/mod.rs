@@ -5,6 +5,7 @@ pub mod db;
 pub mod docker;
 pub mod event_bus;
 pub mod nats;
+pub mod outbox;
 pub mod redis;
 
 /// What `/ready` reports for one dependency.

@@ -4,6 +4,7 @@
 //! `ws_caps`, `graphiql`, `ops` for `/health`, `/ready`, `/metrics`) and the state they share
 //! (`state::AppState`). It runs the schema that `graphql` assembles and never the reverse.
 
+pub mod feed;
 pub mod graphiql;
 pub mod http;
 pub mod ops;

@@ -57,6 +57,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("aurum_event_bus_local_receivers")
         .set(state.services.bus.receiver_count() as f64);
+    // Read at scrape time: events committed but not yet on the bus, and how long the oldest
+    // has waited (alert on it: a relay that cannot reach the bus shows here first).
+    match state.services.bus.backlog().await {
+        Ok((rows, age)) => {
+            metrics::gauge!("aurum_outbox_depth").set(rows as f64);
+            metrics::gauge!("aurum_outbox_oldest_age_seconds").set(age.as_secs_f64());
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the outbox depth failed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

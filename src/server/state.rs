@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{graphiql::GraphiqlAssets, ws::SubscriptionHub, ws_caps::Slots};
+use super::{graphiql::GraphiqlAssets, feed::SubscriptionHub, ws_caps::Slots};
 use crate::{
     auth::sessions::LiveSessions,
     config::Config,

@@ -1,4 +1,5 @@
-//! Events the task domain publishes after commit; subjects `task.<taskId>.<kind>`.
+//! Events the task domain writes into the outbox with each change (relayed after commit);
+//! subjects `task.<taskId>.<kind>`.
 
 use serde::{Deserialize, Serialize};
 

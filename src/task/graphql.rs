@@ -9,7 +9,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entity::{agent, escalation, task};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 use super::{
     events::TaskEventKind,
@@ -222,6 +222,8 @@ impl Escalation {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct TaskChangedEvent {
+    /// Where this event sits in the feed: pass it as `after` to resume after it.
+    pub cursor: String,
     pub kind: TaskEventKind,
     #[graphql(skip)]
     pub task: task::Model,
@@ -483,36 +485,32 @@ pub struct TaskSubscription;
 #[Subscription]
 impl TaskSubscription {
     #[graphql(guard = "Require(Permission::TaskView)")]
-    /// Every change to tasks visible to the caller, or to one task when `id` is given. A
-    /// subscriber that falls behind receives a `SUBSCRIPTION_LAGGED` error and is closed.
+    /// Every change to tasks visible to the caller, or to one task when `id` is given. With
+    /// `after` (the `cursor` of the last event received), first the changes since then that
+    /// are still held (`CURSOR_EXPIRED` when they are not), then live ones. A subscriber that
+    /// falls behind receives a `SUBSCRIPTION_LAGGED` error carrying `lastCursor` and is
+    /// closed.
     async fn task_changed(
         &self,
         ctx: &Context<'_>,
         id: Option<ID>,
+        after: Option<String>,
     ) -> Result<impl Stream<Item = Result<TaskChangedEvent>> + use<>> {
         let only = id.map(|id| parse_id("id", &id)).transpose()?;
         let scope = caller(ctx).tenant().map(str::to_owned);
-        let events = services(ctx)?.subscribe();
-        Ok(events.filter_map(move |item| {
-            let out = match item {
-                Err(skipped) => Some(Err(AppError::SubscriptionLagged { skipped }.extend())),
-                Ok(event) => match &*event {
-                    DomainEvent::Task(e)
-                        if only.is_none_or(|id| id == e.task.id)
-                            && (scope.is_none() || scope == e.task.tenant_id) =>
-                    {
-                        Some(Ok(TaskChangedEvent {
-                            kind: e.kind,
-                            task: e.task.clone(),
-                        }))
-                    }
-                    DomainEvent::Task(_)
-                    | DomainEvent::Identity(_)
-                    | DomainEvent::Budget(_)
-                    | DomainEvent::Audit(_) => None,
-                },
-            };
-            futures::future::ready(out)
-        }))
+        crate::graphql::events::subscribe(ctx, after, move |cursor, event| match event {
+            DomainEvent::Task(e)
+                if only.is_none_or(|id| id == e.task.id)
+                    && (scope.is_none() || scope == e.task.tenant_id) =>
+            {
+                Some(TaskChangedEvent {
+                    cursor,
+                    kind: e.kind,
+                    task: e.task.clone(),
+                })
+            }
+            _ => None,
+        })
+        .await
     }
 }

@@ -1,5 +1,6 @@
 //! Task, agent and escalation rules applied in transactions. Every mutation writes its audit
-//! row in the same transaction and publishes its event after commit. State changes are
+//! row and its event (into the outbox) in the same transaction; the bus relays the event
+//! after commit. State changes are
 //! conditional updates (`WHERE state = <the state we checked>`), so two racing requests cannot
 //! both succeed on a stale read.
 
@@ -88,16 +89,18 @@ impl TaskService {
         Self { db, bus }
     }
 
-    async fn publish(&self, kind: TaskEventKind, task: task::Model) {
-        let task_id = task.id;
-        if let Err(e) = self
-            .bus
-            .publish(DomainEvent::Task(TaskEvent { kind, task }))
-            .await
-        {
-            // The change is committed; subscribers miss this one event and can re-read.
-            tracing::error!(task.id = %task_id, error = %e, "publishing task event failed");
-        }
+    /// Writes the task's event through `txn`, the transaction making the change; the bus
+    /// relays it once that commits.
+    async fn announce(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        kind: TaskEventKind,
+        task: task::Model,
+    ) -> AppResult<()> {
+        self.bus
+            .append(txn, &DomainEvent::Task(TaskEvent { kind, task }))
+            .await?;
+        Ok(())
     }
 
     // ---- tasks -------------------------------------------------------------------------
@@ -181,7 +184,7 @@ impl TaskService {
         task::Entity::insert(task::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -193,9 +196,10 @@ impl TaskService {
             },
         )
         .await?;
+        self.announce(&txn, TaskEventKind::Created, model.clone())
+            .await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
-        self.publish(TaskEventKind::Created, model.clone()).await;
+        self.bus.wake();
         Ok(model)
     }
 
@@ -258,7 +262,7 @@ impl TaskService {
         {
             Self::free_agent(&txn, agent_id, id).await?;
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -270,12 +274,12 @@ impl TaskService {
             },
         )
         .await?;
-        txn.commit().await?;
-        audit.publish(&self.bus).await;
         current.state = next.into();
         current.updated_at = now;
-        self.publish(TaskEventKind::StateChanged, current.clone())
-            .await;
+        self.announce(&txn, TaskEventKind::StateChanged, current.clone())
+            .await?;
+        txn.commit().await?;
+        self.bus.wake();
         Ok(current)
     }
 
@@ -366,7 +370,7 @@ impl TaskService {
                 "the task changed concurrently; reload it and retry".into(),
             ));
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -378,12 +382,13 @@ impl TaskService {
             },
         )
         .await?;
-        txn.commit().await?;
-        audit.publish(&self.bus).await;
         current.state = task::TaskState::Assigned;
         current.assignee_id = Some(agent_id);
         current.updated_at = now;
-        self.publish(TaskEventKind::Assigned, current.clone()).await;
+        self.announce(&txn, TaskEventKind::Assigned, current.clone())
+            .await?;
+        txn.commit().await?;
+        self.bus.wake();
         Ok(current)
     }
 
@@ -474,7 +479,7 @@ impl TaskService {
                 other => other,
             });
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -487,7 +492,7 @@ impl TaskService {
         )
         .await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
+        self.bus.wake();
         Ok(model)
     }
 
@@ -581,7 +586,7 @@ impl TaskService {
         escalation::Entity::insert(escalation::ActiveModel::from(model.clone()))
             .exec_without_returning(&txn)
             .await?;
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -593,9 +598,9 @@ impl TaskService {
             },
         )
         .await?;
+        self.announce(&txn, TaskEventKind::Escalated, task).await?;
         txn.commit().await?;
-        audit.publish(&self.bus).await;
-        self.publish(TaskEventKind::Escalated, task).await;
+        self.bus.wake();
         Ok(model)
     }
 
@@ -637,7 +642,7 @@ impl TaskService {
                 "the escalation is already resolved".into(),
             ));
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -649,16 +654,16 @@ impl TaskService {
             },
         )
         .await?;
-        let task = task::Entity::find_by_id(current.task_id).one(&txn).await?;
+        if let Some(task) = task::Entity::find_by_id(current.task_id).one(&txn).await? {
+            self.announce(&txn, TaskEventKind::EscalationResolved, task)
+                .await?;
+        }
         txn.commit().await?;
-        audit.publish(&self.bus).await;
+        self.bus.wake();
         current.status = escalation::EscalationStatus::Resolved;
         current.resolution = Some(resolution);
         current.resolved_by = Some(meta.caller.audit_label());
         current.resolved_at = Some(now);
-        if let Some(task) = task {
-            self.publish(TaskEventKind::EscalationResolved, task).await;
-        }
         Ok(current)
     }
 }
