@@ -21,7 +21,7 @@ use crate::{
     graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
     infra,
     rate_limit::{ActionLimiter, EdgeLimit},
-    server::{AppState, Inner, graphiql::GraphiqlAssets, feed::SubscriptionHub, ws_caps::Slots},
+    server::{AppState, Inner, feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots},
     services::Services,
     subscriptions::{Registry, SubscriptionAdmin},
     task::service::TaskService,

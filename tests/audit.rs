@@ -427,7 +427,10 @@ async fn entries_arrive_live_after_commit(profile: Profile, name: &str) {
         .clone();
     let event = ws.next_data("agents", Duration::from_secs(5)).await;
     assert_eq!(event["data"]["auditLogAdded"]["entry"]["resourceId"], agent);
-    assert_eq!(event["data"]["auditLogAdded"]["entry"]["action"], "agent.register");
+    assert_eq!(
+        event["data"]["auditLogAdded"]["entry"]["action"],
+        "agent.register"
+    );
 
     // Budget changes are announced the same way: the creation, then a reservation.
     s.ok(

@@ -9,8 +9,6 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -20,7 +18,7 @@ use std::{
 
 use aurum::idempotency::lock_key;
 use common::{
-    Env, JWT_SECRET, Profile, Shared, TestServer, WsClient, error_code, services_or_skip,
+    Env, Profile, Replica, ReplicaEnv, Shared, TestServer, WsClient, error_code, services_or_skip,
 };
 use entity::{budget, budget_reservation, budget_transaction};
 use sea_orm::{
@@ -1334,79 +1332,6 @@ async fn two_replicas_never_overspend() {
     shared.cleanup().await;
 }
 
-/// What a real `aurum serve` process needs to join the shared services.
-#[derive(Clone)]
-struct ReplicaEnv {
-    db_url: String,
-    redis: String,
-    redis_prefix: String,
-    nats: String,
-    nats_prefix: String,
-}
-
-/// A real `aurum serve` process on the shared database.
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-impl Replica {
-    fn spawn(env: &ReplicaEnv) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurum"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("AURUM_") || key == "RUST_LOG" {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("AURUM_DATABASE_URL", &env.db_url)
-            .env("AURUM_REDIS_URL", &env.redis)
-            .env("AURUM_REDIS_KEY_PREFIX", &env.redis_prefix)
-            .env("AURUM_NATS_URL", &env.nats)
-            .env("AURUM_NATS_SUBJECT_PREFIX", &env.nats_prefix)
-            .env("AURUM_JWT_SECRET", JWT_SECRET)
-            .env("AURUM_BUDGET_SWEEP_INTERVAL_MS", "200")
-            .env("AURUM_HTTP_RATE_PER_SECOND", "1000000")
-            .env("AURUM_HTTP_RATE_BURST", "1000000")
-            .env("RUST_LOG", "warn,aurum=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("server output").unwrap();
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "serving"
-            {
-                break format!("http://{}", v["listen"].as_str().unwrap());
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
-    }
-
-    fn kill9(&mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-KILL", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The same proof while one replica (a real process) is killed with SIGKILL mid-run and
 /// restarted on the same database: retried keys still have exactly one effect, and the
 /// reservations abandoned meanwhile come back through expiry.
@@ -1423,13 +1348,8 @@ async fn kill_9_mid_run_keeps_exactly_once() {
         create(&a, "proof", p, PROOF_TOTAL).await;
     }
     let (tokens, ids) = contention_users(&a).await;
-    let replica_env = ReplicaEnv {
-        db_url: shared.db_url.clone(),
-        redis: urls.redis.clone(),
-        redis_prefix: shared.redis_prefix.clone(),
-        nats: urls.nats.clone(),
-        nats_prefix: shared.nats_prefix.clone(),
-    };
+    let mut replica_env = ReplicaEnv::of(&shared, Some(&urls));
+    replica_env.set("AURUM_BUDGET_SWEEP_INTERVAL_MS", "200");
     let first = {
         let env = replica_env.clone();
         tokio::task::spawn_blocking(move || Replica::spawn(&env))

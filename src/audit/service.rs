@@ -36,7 +36,9 @@ pub struct AuditEntry<'a> {
 /// event leaves the outbox once that transaction commits (sooner when the writer wakes the
 /// bus after commit).
 #[derive(Debug, Clone)]
-pub struct Recorded(#[allow(dead_code, reason = "the entry as written, for debugging")] audit_log::Model);
+pub struct Recorded(
+    #[allow(dead_code, reason = "the entry as written, for debugging")] audit_log::Model,
+);
 
 /// Appends `entry` and its event through `conn`, which must be the mutation's own
 /// transaction, and returns the row as written.
@@ -59,13 +61,7 @@ pub async fn record<C: ConnectionTrait>(
     audit_log::Entity::insert(audit_log::ActiveModel::from(row.clone()))
         .exec_without_returning(conn)
         .await?;
-    outbox::append(
-        conn,
-        &DomainEvent::Audit(AuditEvent {
-            entry: row.clone(),
-        }),
-    )
-    .await?;
+    outbox::append(conn, &DomainEvent::Audit(AuditEvent { entry: row.clone() })).await?;
     Ok(Recorded(row))
 }
 

@@ -243,10 +243,13 @@ impl BudgetService {
             },
         )
         .await?;
-        self.announce(&txn, vec![
-            Self::event(BudgetEventKind::Created, &model, None).into(),
-            audit.into(),
-        ])
+        self.announce(
+            &txn,
+            vec![
+                Self::event(BudgetEventKind::Created, &model, None).into(),
+                audit.into(),
+            ],
+        )
         .await?;
         txn.commit().await?;
         self.bus.wake();

@@ -172,7 +172,11 @@ impl<E: BusEvent> EventBus<E> {
             "{}_EVENTS",
             prefix
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_uppercase() } else { '_' })
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                })
                 .collect::<String>()
         );
         let backend = Backend::JetStream {
@@ -216,12 +220,19 @@ impl<E: BusEvent> EventBus<E> {
 
     /// Every event from now on.
     pub fn subscribe(&self) -> Subscription<E> {
-        Subscription::new(None, BroadcastStream::new(self.shared.tx.subscribe()), self.head())
+        Subscription::new(
+            None,
+            BroadcastStream::new(self.shared.tx.subscribe()),
+            self.head(),
+        )
     }
 
     /// Every event after `cursor` (the ones held, then live ones: no gap, no duplicate); from
     /// now on when `cursor` is `None`.
-    pub async fn subscribe_after(&self, cursor: Option<u64>) -> Result<Subscription<E>, ResumeError> {
+    pub async fn subscribe_after(
+        &self,
+        cursor: Option<u64>,
+    ) -> Result<Subscription<E>, ResumeError> {
         // Live first: whatever arrives while the replay reads is in one or the other.
         let live = BroadcastStream::new(self.shared.tx.subscribe());
         let Some(cursor) = cursor else {
@@ -380,7 +391,10 @@ impl<E: BusEvent> Shared<E> {
         }
     }
 
-    async fn publish_pending<C: sea_orm::ConnectionTrait>(&self, conn: &C) -> anyhow::Result<usize> {
+    async fn publish_pending<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+    ) -> anyhow::Result<usize> {
         let Backend::JetStream {
             js,
             subjects,
@@ -401,7 +415,10 @@ impl<E: BusEvent> Shared<E> {
             let mut acks = Vec::with_capacity(rows.len());
             for row in &rows {
                 let mut headers = async_nats::HeaderMap::new();
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, row.event_id.to_string().as_str());
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    row.event_id.to_string().as_str(),
+                );
                 let ack = js
                     .publish_with_headers(
                         format!("{subjects}.{}", row.subject),
@@ -482,7 +499,11 @@ impl<E: BusEvent> Shared<E> {
     }
 
     /// Reads until shutdown (`Ok`) or a failure (`Err`, to be retried from `next`).
-    async fn consume(&self, next: &mut Option<u64>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn consume(
+        &self,
+        next: &mut Option<u64>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let Backend::JetStream {
             client, js, stream, ..
         } = &self.backend
@@ -600,7 +621,12 @@ impl<E: BusEvent> Shared<E> {
         };
         let unavailable = |e: &dyn std::fmt::Display| ResumeError::Unavailable(e.to_string());
         let mut handle = js.get_stream(stream).await.map_err(|e| unavailable(&e))?;
-        let state = handle.info().await.map_err(|e| unavailable(&e))?.state.clone();
+        let state = handle
+            .info()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .state
+            .clone();
         check_cursor(cursor, state.first_sequence, state.last_sequence)?;
         if cursor >= state.last_sequence {
             return Ok(futures::stream::empty().boxed());
@@ -642,7 +668,9 @@ impl<E: BusEvent> Shared<E> {
             })
             .filter_map(|item| {
                 futures::future::ready(match item {
-                    Ok((position, Some(event))) => Some(Ok(Arc::new(Delivered { position, event }))),
+                    Ok((position, Some(event))) => {
+                        Some(Ok(Arc::new(Delivered { position, event })))
+                    }
                     Ok((_, None)) => None,
                     Err(e) => Some(Err(e)),
                 })

@@ -56,11 +56,7 @@ pub async fn pending<C: ConnectionTrait>(
             - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::zero());
         query = query.filter(Column::CreatedAt.lte(cutoff));
     }
-    query
-        .order_by_asc(Column::Id)
-        .limit(BATCH)
-        .all(conn)
-        .await
+    query.order_by_asc(Column::Id).limit(BATCH).all(conn).await
 }
 
 /// Deletes relayed rows (the bus holds them now).
@@ -139,9 +135,7 @@ pub async fn sweep<C: ConnectionTrait>(conn: &C, cutoff: DateTime<Utc>) -> Resul
 }
 
 /// Rows waiting for the relay and when the oldest was written.
-pub async fn depth<C: ConnectionTrait>(
-    conn: &C,
-) -> Result<(i64, Option<DateTime<Utc>>), DbErr> {
+pub async fn depth<C: ConnectionTrait>(conn: &C) -> Result<(i64, Option<DateTime<Utc>>), DbErr> {
     let row: Option<(i64, Option<DateTime<Utc>>)> = Entity::find()
         .select_only()
         .column_as(Column::Id.count(), "n")

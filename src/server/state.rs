@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{graphiql::GraphiqlAssets, feed::SubscriptionHub, ws_caps::Slots};
+use super::{feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots};
 use crate::{
     auth::sessions::LiveSessions,
     config::Config,

@@ -385,12 +385,14 @@ impl Connection {
                             let registration = hub.registry.register(&caller, &op.name, &client);
                             let tracked = Arc::clone(&registration.tracked);
                             let closed = tracked.closed();
-                            let request_id =
-                                data_of::<RequestId>(&session).map(|id| id.0.clone());
-                            let notice =
-                                wrap(&error_payload(&AppError::SubscriptionClosed, request_id.as_deref()));
-                            let events = subscriber_stream(&hub, key, request, session, wrap, tracked)
-                                .take_until(closed.clone().cancelled_owned());
+                            let request_id = data_of::<RequestId>(&session).map(|id| id.0.clone());
+                            let notice = wrap(&error_payload(
+                                &AppError::SubscriptionClosed,
+                                request_id.as_deref(),
+                            ));
+                            let events =
+                                subscriber_stream(&hub, key, request, session, wrap, tracked)
+                                    .take_until(closed.clone().cancelled_owned());
                             // After an administrator's close: its error, then (as after every
                             // operation) `complete`. The registration ends with the stream.
                             let notice = futures::stream::once(async move {

@@ -228,7 +228,10 @@ impl SubscriptionAdmin {
         tokio::spawn(async move {
             // Retried while NATS is down at start: the client subscribes once it connects.
             let mut requests = loop {
-                match client.subscribe(format!("{prefix}.admin.subscriptions.*")).await {
+                match client
+                    .subscribe(format!("{prefix}.admin.subscriptions.*"))
+                    .await
+                {
                     Ok(sub) => break sub,
                     Err(e) => {
                         tracing::warn!(error = %e, "subscribing to subscription admin requests failed; retrying");

@@ -29,7 +29,7 @@ pub struct ServiceUrls {
 }
 
 impl ServiceUrls {
-    fn from_env() -> Self {
+    pub fn from_env() -> Self {
         let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
         Self {
             postgres: var(
@@ -616,4 +616,102 @@ pub async fn private_server(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
+}
+
+/// What a real `aurum serve` process needs to join a test's data: its database, and on the
+/// services profile Redis and NATS under the test's prefixes, plus any extra `AURUM_*`.
+#[derive(Clone)]
+pub struct ReplicaEnv {
+    pub db_url: String,
+    pub redis: Option<(String, String)>,
+    pub nats: Option<(String, String)>,
+    pub extra: Vec<(String, String)>,
+}
+
+impl ReplicaEnv {
+    pub fn of(shared: &Shared, urls: Option<&ServiceUrls>) -> Self {
+        Self {
+            db_url: shared.db_url.clone(),
+            redis: urls.map(|u| (u.redis.clone(), shared.redis_prefix.clone())),
+            nats: urls.map(|u| (u.nats.clone(), shared.nats_prefix.clone())),
+            extra: Vec::new(),
+        }
+    }
+
+    /// One more setting for the process.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.extra.push((key.to_owned(), value.to_owned()));
+    }
+}
+
+/// A real `aurum serve` process on a test's data (blocking: spawn it from `spawn_blocking`).
+pub struct Replica {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Replica {
+    pub fn spawn(env: &ReplicaEnv) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aurum"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AURUM_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env("AURUM_DATABASE_URL", &env.db_url)
+            .env("AURUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("AURUM_JWT_SECRET", JWT_SECRET)
+            .env("AURUM_HTTP_RATE_PER_SECOND", "1000000")
+            .env("AURUM_HTTP_RATE_BURST", "1000000")
+            .env("RUST_LOG", "warn,aurum=info");
+        if let Some((url, prefix)) = &env.redis {
+            cmd.env("AURUM_REDIS_URL", url)
+                .env("AURUM_REDIS_KEY_PREFIX", prefix);
+        }
+        if let Some((url, prefix)) = &env.nats {
+            cmd.env("AURUM_NATS_URL", url)
+                .env("AURUM_NATS_SUBJECT_PREFIX", prefix);
+        }
+        for (key, value) in &env.extra {
+            cmd.env(key, value);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("server output").unwrap();
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "serving"
+            {
+                break format!("http://{}", v["listen"].as_str().unwrap());
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base }
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing after the signal runs.
+    pub fn kill9(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
