@@ -6,7 +6,10 @@
 
 mod common;
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use common::{
     ADMIN_PASSWORD, Profile, Replica, ReplicaEnv, Shared, TestServer, WsClient, error_code,
@@ -549,7 +552,52 @@ async fn nats_outage_loses_nothing() {
         .await
         .expect("nats-server restarted");
 
-    let tasks = tasks_until(&mut ws, "t", "down-2").await;
+    // One socket carries the three feeds: read them together, by operation id.
+    let mut feeds: HashMap<String, Vec<Value>> = HashMap::new();
+    let done = |feeds: &HashMap<String, Vec<Value>>| {
+        let last = |id: &str, field: &str, key: &str| {
+            feeds
+                .get(id)
+                .and_then(|v| v.last())
+                .map(|p| p["data"][field][key].clone())
+        };
+        last("t", "taskChanged", "task").is_some_and(|t| t["title"] == "down-2")
+            && last("b", "budgetChanged", "kind").is_some_and(|k| k == "COMMITTED")
+            && feeds.get("x").is_some_and(|v| !v.is_empty())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done(&feeds) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events missing a minute after NATS came back: {feeds:?}"
+        );
+        let msg = ws.next_json().await.expect("socket open");
+        if msg["type"] == "next" {
+            assert!(msg["payload"].get("errors").is_none(), "{msg}");
+            feeds
+                .entry(msg["id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(msg["payload"].clone());
+        }
+    }
+    let cursor_of = |p: &Value, field: &str| -> u64 {
+        p["data"][field]["cursor"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let tasks: Vec<(u64, String, String)> = feeds["t"]
+        .iter()
+        .map(|p| {
+            let e = &p["data"]["taskChanged"];
+            (
+                cursor_of(p, "taskChanged"),
+                e["kind"].as_str().unwrap().to_owned(),
+                e["task"]["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     assert_ordered(&tasks);
     let got: Vec<(&str, &str)> = tasks
         .iter()
@@ -565,26 +613,27 @@ async fn nats_outage_loses_nothing() {
         ],
         "{tasks:?}"
     );
-    let mut budget = Vec::new();
-    while budget
-        .last()
-        .is_none_or(|(_, k): &(u64, String)| k != "COMMITTED")
-    {
-        let e = ws.next_data("b", Duration::from_secs(30)).await;
-        let e = &e["data"]["budgetChanged"];
-        budget.push((
-            e["cursor"].as_str().unwrap().parse::<u64>().unwrap(),
-            e["kind"].as_str().unwrap().to_owned(),
-        ));
-    }
+    let budget: Vec<(u64, String)> = feeds["b"]
+        .iter()
+        .map(|p| {
+            (
+                cursor_of(p, "budgetChanged"),
+                p["data"]["budgetChanged"]["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
     // The warm-up probes' events may precede; the outage's two come last, in order.
     let n = budget.len();
     assert!(n >= 2 && budget[n - 2].1 == "RESERVED", "{budget:?}");
     assert!(budget.windows(2).all(|w| w[0].0 < w[1].0), "{budget:?}");
-    let crossing = ws.next_data("x", Duration::from_secs(30)).await;
+    assert_eq!(feeds["x"].len(), 1, "{:?}", feeds["x"]);
     assert_eq!(
-        crossing["data"]["budgetThresholdReached"]["threshold"], 50,
-        "{crossing}"
+        feeds["x"][0]["data"]["budgetThresholdReached"]["threshold"], 50,
+        "{:?}",
+        feeds["x"]
     );
     // None twice: nothing more arrives on any feed.
     let extra = tokio::time::timeout(Duration::from_secs(2), ws.next_json()).await;
