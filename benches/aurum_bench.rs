@@ -69,7 +69,12 @@ impl Server {
 
     /// Starts with extra environment settings (applied after the benchmark's own).
     fn start_with(extra: &[(&str, &str)]) -> Self {
-        let mut server = Self::start_idle(extra);
+        Self::start_from(None, extra)
+    }
+
+    /// Starts `binary` (another build of aurum), or this build's.
+    fn start_from(binary: Option<&std::path::Path>, extra: &[(&str, &str)]) -> Self {
+        let mut server = Self::start_idle_from(binary, extra);
         // Called from inside the benchmark's runtime: log in from a thread of its own.
         let for_login = server.addr.clone();
         server.token = std::thread::spawn(move || login_blocking(&for_login))
@@ -80,6 +85,10 @@ impl Server {
 
     /// Starts without logging in: no request has reached it yet (`token` is empty).
     fn start_idle(extra: &[(&str, &str)]) -> Self {
+        Self::start_idle_from(None, extra)
+    }
+
+    fn start_idle_from(binary: Option<&std::path::Path>, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = vec![
             ("AURUM_EVENT_BUFFER", "4096"),
@@ -87,7 +96,10 @@ impl Server {
             ("AURUM_WS_MAX_PER_USER", "10000"),
         ];
         settings.extend_from_slice(extra);
-        let (child, addr) = spawn_server(&settings, Some(dir.path()));
+        let (child, addr) = match binary {
+            Some(binary) => common::spawn_binary(binary, &settings, Some(dir.path())),
+            None => spawn_server(&settings, Some(dir.path())),
+        };
         let mut server = Self {
             child,
             addr,
@@ -992,8 +1004,13 @@ enum Fanout<'a> {
 /// Opens `n` subscriptions, then publishes `events` events one at a time (through Aurum: a
 /// `createTask` mutation over HTTP; through the bare baseline: one message on its control
 /// socket) and collects, for each, the delay until every subscriber has it. Returns
-/// (latencies, failures).
-async fn delivery(target: Fanout<'_>, n: usize, events: usize) -> (Vec<Duration>, u64) {
+/// (latencies, failures, the mutations' own round trips).
+async fn delivery(
+    target: Fanout<'_>,
+    n: usize,
+    events: usize,
+) -> (Vec<Duration>, u64, Vec<Duration>) {
+    let mut mutations = Vec::with_capacity(events);
     let client = reqwest::Client::new();
     let arrivals = Arc::new(Arrivals {
         n,
@@ -1063,6 +1080,7 @@ async fn delivery(target: Fanout<'_>, n: usize, events: usize) -> (Vec<Duration>
                     .json()
                     .await
                     .unwrap();
+                mutations.push(t0.elapsed());
                 res.get("errors").is_none()
             }
             (Fanout::Bare(_), Some(control)) => {
@@ -1094,7 +1112,8 @@ async fn delivery(target: Fanout<'_>, n: usize, events: usize) -> (Vec<Duration>
     }
     let mut latencies = std::mem::take(&mut *arrivals.latencies.lock().unwrap());
     latencies.sort();
-    (latencies, arrivals.failures.load(Ordering::Relaxed))
+    mutations.sort();
+    (latencies, arrivals.failures.load(Ordering::Relaxed), mutations)
 }
 
 /// The flag that makes this binary the bare fan-out server of (b)'s baseline.
@@ -1279,9 +1298,36 @@ fn main() {
                 server.rss_kib() as f64 / 1024.0
             );
             let bare = Bare::start(BARE_FANOUT_FLAG);
+            // Issue #15: the same delivery through a build from before the transactional
+            // outbox (its binary named by AURUM_BENCH_BEFORE_BIN; scripts/bench-outbox builds
+            // it), in the same run.
+            let before = std::env::var("AURUM_BENCH_BEFORE_BIN")
+                .ok()
+                .map(|bin| Server::start_from(Some(std::path::Path::new(&bin)), &[]));
             for (n, events) in [(1, 200), (100, 50), (1000, 20)] {
-                let (lat, failures) = delivery(Fanout::Aurum(&server), n, events).await;
-                let (floor, bare_failures) = delivery(Fanout::Bare(&bare), n, events).await;
+                let (lat, failures, writes) = delivery(Fanout::Aurum(&server), n, events).await;
+                if let Some(before) = &before {
+                    let (old, old_failures, old_writes) =
+                        delivery(Fanout::Aurum(before), n, events).await;
+                    println!(
+                        "(b) before the outbox, {n:>4} subscribers: delivery p50 {:.2} ms  p99 {:.2} ms; outbox / before: p50 {:.2}x  p99 {:.2}x (goal <= 1.1)",
+                        ms(percentile(&old, 0.5)),
+                        ms(percentile(&old, 0.99)),
+                        ms(percentile(&lat, 0.5)) / ms(percentile(&old, 0.5)),
+                        ms(percentile(&lat, 0.99)) / ms(percentile(&old, 0.99)),
+                    );
+                    println!(
+                        "    createTask round trip: with the outbox write p50 {:.2} ms  p99 {:.2} ms, before p50 {:.2} ms  p99 {:.2} ms; ratio p50 {:.2}x  p99 {:.2}x (goal <= 1.1)",
+                        ms(percentile(&writes, 0.5)),
+                        ms(percentile(&writes, 0.99)),
+                        ms(percentile(&old_writes, 0.5)),
+                        ms(percentile(&old_writes, 0.99)),
+                        ms(percentile(&writes, 0.5)) / ms(percentile(&old_writes, 0.5)),
+                        ms(percentile(&writes, 0.99)) / ms(percentile(&old_writes, 0.99)),
+                    );
+                    all_ok &= old_failures == 0;
+                }
+                let (floor, bare_failures, _) = delivery(Fanout::Bare(&bare), n, events).await;
                 let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
                 println!(
                     "(b) delivery to {n:>4} subscribers: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} deliveries, failures {failures})",

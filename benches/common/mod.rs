@@ -36,7 +36,13 @@ pub const ADMIN_PASSWORD: &str = "bench-password";
 /// — the first admin's password, limits that never refuse the one benchmark client — then
 /// `extra`, in `dir` when given. Returns the process and the address it printed.
 pub fn spawn_server(extra: &[(&str, &str)], dir: Option<&Path>) -> (Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aurum"));
+    spawn_binary(Path::new(env!("CARGO_BIN_EXE_aurum")), extra, dir)
+}
+
+/// Like `spawn_server`, from another build of `aurum` (an earlier commit, for a before/after
+/// comparison in the same run).
+pub fn spawn_binary(binary: &Path, extra: &[(&str, &str)], dir: Option<&Path>) -> (Child, String) {
+    let mut command = Command::new(binary);
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("AURUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
