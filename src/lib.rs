@@ -4,6 +4,7 @@
 //! (router, handlers, `AppState`) → `graphql` (schema, executor) → `<domain>::graphql` →
 //! `<domain>::service` → `idempotency`, `audit`, `infra`, `entity`. `services` is the leaf the
 //! schema reaches the domains through; `error` and `telemetry` are used by every layer.
+//! `subscriptions` (subscription admin) is a domain the WebSocket transport reports to.
 
 pub mod app;
 pub mod audit;
