@@ -1113,7 +1113,11 @@ async fn delivery(
     let mut latencies = std::mem::take(&mut *arrivals.latencies.lock().unwrap());
     latencies.sort();
     mutations.sort();
-    (latencies, arrivals.failures.load(Ordering::Relaxed), mutations)
+    (
+        latencies,
+        arrivals.failures.load(Ordering::Relaxed),
+        mutations,
+    )
 }
 
 /// The flag that makes this binary the bare fan-out server of (b)'s baseline.

@@ -263,12 +263,6 @@ impl<E: BusEvent> EventBus<E> {
             .unwrap_or_default();
         Ok((rows, age))
     }
-
-    /// Fans out one event to this replica's subscribers, outside the outbox: the bare fan-out
-    /// the benchmark compares delivery against.
-    pub fn fan_out(&self, position: u64, event: E) {
-        self.shared.deliver(position, event);
-    }
 }
 
 impl<E: BusEvent> Shared<E> {
@@ -642,39 +636,29 @@ impl<E: BusEvent> Shared<E> {
             .map_err(|e| unavailable(&e))?;
         let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
         let last = state.last_sequence;
-        let replay = messages
-            .map(|message| {
-                let message = message.map_err(|e| ResumeError::Unavailable(e.to_string()))?;
-                let position = message
+        // Up to the end as it was when the replay started (live events take over there); the
+        // stream is not read past it, so the replay ends without waiting for a new event.
+        let replay = futures::stream::unfold(Some(messages), move |messages| async move {
+            let mut messages = messages?;
+            let item = match messages.next().await? {
+                Ok(message) => message
                     .info()
-                    .map_err(|e| ResumeError::Unavailable(e.to_string()))?
-                    .stream_sequence;
-                Ok((position, serde_json::from_slice::<E>(&message.payload).ok()))
+                    .map(|info| info.stream_sequence)
+                    .map_err(|e| ResumeError::Unavailable(e.to_string()))
+                    .map(|position| (position, serde_json::from_slice::<E>(&message.payload).ok())),
+                Err(e) => Err(ResumeError::Unavailable(e.to_string())),
+            };
+            let more = matches!(item, Ok((position, _)) if position < last);
+            Some((item, more.then_some(messages)))
+        })
+        .filter_map(|item| {
+            futures::future::ready(match item {
+                Ok((position, Some(event))) => Some(Ok(Arc::new(Delivered { position, event }))),
+                // Undecodable: skipped, as live delivery skips it.
+                Ok((_, None)) => None,
+                Err(e) => Some(Err(e)),
             })
-            // Up to the end as it was when the replay started; live events take over there.
-            .take_while(move |item| {
-                futures::future::ready(!matches!(item, Ok((position, _)) if *position > last))
-            })
-            .scan(false, move |ended, item| {
-                // Stop after the last held event, and after the first failure.
-                if *ended {
-                    return futures::future::ready(None);
-                }
-                *ended = match &item {
-                    Ok((position, _)) => *position >= last,
-                    Err(_) => true,
-                };
-                futures::future::ready(Some(item))
-            })
-            .filter_map(|item| {
-                futures::future::ready(match item {
-                    Ok((position, Some(event))) => {
-                        Some(Ok(Arc::new(Delivered { position, event })))
-                    }
-                    Ok((_, None)) => None,
-                    Err(e) => Some(Err(e)),
-                })
-            });
+        });
         Ok(replay.boxed())
     }
 }

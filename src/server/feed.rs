@@ -92,7 +92,6 @@ impl<W: Fn(&str) -> String + Unpin> Stream for Subscriber<W> {
             Some(Ok(FeedItem::Next(payload, cursor))) => {
                 this.last = cursor;
                 if let Some(tracked) = &this.tracked {
-                    tracked.received();
                     tracked.delivered();
                 }
                 (this.wrap)(&with_request_id(&payload, this.request_id.as_deref()))

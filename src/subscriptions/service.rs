@@ -43,12 +43,11 @@ pub struct Tracked {
     delivered: AtomicU64,
     /// The shared feed's count of produced events, and its value when this subscriber joined.
     feed: OnceLock<(Arc<AtomicU64>, u64)>,
-    received: AtomicU64,
     closed: CancellationToken,
 }
 
 impl Tracked {
-    /// One event sent to the client.
+    /// One event taken from the feed and sent to the client.
     pub fn delivered(&self) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
     }
@@ -57,11 +56,6 @@ impl Tracked {
     pub fn reads(&self, produced: Arc<AtomicU64>) {
         let base = produced.load(Ordering::Acquire);
         let _ = self.feed.set((produced, base));
-    }
-
-    /// One event taken from the feed.
-    pub fn received(&self) {
-        self.received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Cancelled when an administrator closes the subscription.
@@ -74,7 +68,7 @@ impl Tracked {
             produced
                 .load(Ordering::Acquire)
                 .saturating_sub(*base)
-                .saturating_sub(self.received.load(Ordering::Relaxed))
+                .saturating_sub(self.delivered.load(Ordering::Relaxed))
         })
     }
 
@@ -145,7 +139,6 @@ impl Registry {
             client_address: client_address.to_owned(),
             delivered: AtomicU64::new(0),
             feed: OnceLock::new(),
-            received: AtomicU64::new(0),
             closed: CancellationToken::new(),
         });
         self.entries().insert(tracked.id, Arc::clone(&tracked));
@@ -180,14 +173,6 @@ impl Registry {
             }
         }
         closed
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
