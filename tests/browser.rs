@@ -1,6 +1,7 @@
 //! GraphiQL in a real browser: headless Chromium opens the page served by a running Aurum, with
 //! no internet, runs a query against tasks and finds the result on the page; and watches a
-//! budget live through a subscription while an agent spends it.
+//! budget live through a subscription while an agent spends it; and lists and closes an
+//! agent's live subscription (subscription admin).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -160,6 +161,88 @@ async fn graphiql_watches_a_budget_live() {
     assert!(
         stdout.contains("RESERVED") && stdout.contains("reserved"),
         "{stdout}"
+    );
+    env.finish().await;
+}
+
+/// Runs `document` in GraphiQL (headless Chromium, the admin's token in the headers tab) and
+/// returns what the page printed once `expected` showed up in the result pane.
+async fn run_in_graphiql(env: &Env, chromium: &str, document: &str, expected: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let headers = json!({ "Authorization": format!("Bearer {}", env.server.token) }).to_string();
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}?query={}&headers={}",
+        env.server.url("/graphql"),
+        enc(document),
+        enc(&headers)
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("web/tests/graphiql.mjs"))
+        .arg(&url)
+        .arg(expected)
+        .env("CHROMIUM_PATH", chromium)
+        .current_dir(root.join("web"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// Subscription admin from GraphiQL: an admin lists the live subscriptions (an agent's
+/// `WatchTasks` among them) and closes it; the agent's socket is told `SUBSCRIPTION_CLOSED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_lists_and_closes_live_subscriptions() {
+    let Some(chromium) = browser_ready("graphiql_lists_and_closes_live_subscriptions") else {
+        return;
+    };
+    let env = Env::new(Profile::Embedded, "browser-admin")
+        .await
+        .expect("embedded profile");
+    let s = &env.server;
+    let mut agent = s.ws("graphql-transport-ws").await;
+    agent
+        .subscribe(
+            "1",
+            "subscription AgentWatch { taskChanged { cursor } }",
+            json!({}),
+        )
+        .await;
+    common::create_until_delivered(s, &mut agent, "1", |i| format!("admin-page-{i}")).await;
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        "{ activeSubscriptions { id operationName caller eventsDelivered } }",
+        "AgentWatch",
+    )
+    .await;
+    let listed = s
+        .ok("{ activeSubscriptions { id operationName } }", json!({}))
+        .await;
+    let id = listed["activeSubscriptions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(page.contains(&id), "the page did not list {id}: {page}");
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        &format!("mutation {{ closeSubscription(id: \"{id}\") }}"),
+        "closeSubscription",
+    )
+    .await;
+    assert!(page.contains("true"), "{page}");
+    let closed = agent.next_json().await.unwrap();
+    assert_eq!(
+        common::error_code(&closed["payload"]),
+        "SUBSCRIPTION_CLOSED",
+        "{closed}"
     );
     env.finish().await;
 }

@@ -449,7 +449,74 @@ async fn admin_lists_and_closes_subscriptions(profile: Profile, name: &str) {
     shared.cleanup().await;
 }
 
+/// The slow-subscriber rule: memory stays bounded (a subscriber more than the buffer behind is
+/// dropped), and the one `Lagged` it gets carries the cursor of the last event it received,
+/// from which a resume yields exactly what it missed.
+async fn a_lagging_subscriber_resumes_from_its_last_cursor(profile: Profile, name: &str) {
+    use aurum::{events::DomainEvent, infra::event_bus::Interrupted};
+    use futures::StreamExt;
+    let Some(env) = common::Env::with(profile, name, |c| c.event_buffer = 16).await else {
+        return;
+    };
+    let s = &env.server;
+    let bus = &s.state.services.bus;
+    let title_of = |event: &DomainEvent| match event {
+        DomainEvent::Task(t) => Some(t.task.title.clone()),
+        _ => None,
+    };
+    let mut events = bus.subscribe();
+    create(s, "first").await;
+    let first = loop {
+        let delivered = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the first event")
+            .unwrap()
+            .unwrap();
+        if title_of(&delivered.event).as_deref() == Some("first") {
+            break delivered.position;
+        }
+    };
+    // 40 tasks: 80 events (each with its audit entry's), five times the buffer, unread.
+    for i in 0..40 {
+        create(s, &format!("missed-{i}")).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while bus.head() < first + 80 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "head {} < {}",
+            bus.head(),
+            first + 80
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lagged = events.next().await.unwrap();
+    let Err(Interrupted::Lagged { skipped, last }) = lagged else {
+        panic!("expected a lag, got {lagged:?}");
+    };
+    assert!(skipped >= 64, "skipped {skipped}");
+    assert_eq!(last, first, "the lag names the last event received");
+    assert!(events.next().await.is_none(), "a lagged subscriber ends");
+    let mut resumed = bus.subscribe_after(Some(last)).await.unwrap();
+    let mut titles = Vec::new();
+    let mut position = first;
+    while titles.len() < 40 {
+        let delivered = tokio::time::timeout(Duration::from_secs(10), resumed.next())
+            .await
+            .expect("a replayed event")
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivered.position, position + 1, "a gap or a duplicate");
+        position = delivered.position;
+        titles.extend(title_of(&delivered.event));
+    }
+    let expected: Vec<String> = (0..40).map(|i| format!("missed-{i}")).collect();
+    assert_eq!(titles, expected);
+    env.finish().await;
+}
+
 both_profiles!(
+    a_lagging_subscriber_resumes_from_its_last_cursor,
     resume_after_cursor,
     replay_keeps_tenant_scope,
     expired_cursor_is_refused,

@@ -220,10 +220,14 @@ impl<E: BusEvent> EventBus<E> {
 
     /// Every event from now on.
     pub fn subscribe(&self) -> Subscription<E> {
+        // The starting point before the receiver: every event after it is either received or
+        // was sent before the receiver existed, and then a resume from the starting point
+        // (a lag's `last`) replays it.
+        let start = self.head();
         Subscription::new(
             None,
             BroadcastStream::new(self.shared.tx.subscribe()),
-            self.head(),
+            start,
         )
     }
 
@@ -233,11 +237,11 @@ impl<E: BusEvent> EventBus<E> {
         &self,
         cursor: Option<u64>,
     ) -> Result<Subscription<E>, ResumeError> {
+        let Some(cursor) = cursor else {
+            return Ok(self.subscribe());
+        };
         // Live first: whatever arrives while the replay reads is in one or the other.
         let live = BroadcastStream::new(self.shared.tx.subscribe());
-        let Some(cursor) = cursor else {
-            return Ok(Subscription::new(None, live, self.head()));
-        };
         let replay = match &self.shared.backend {
             Backend::Database => self.shared.replay_database(cursor).await?,
             Backend::JetStream { .. } => self.shared.replay_jetstream(cursor).await?,
@@ -267,9 +271,11 @@ impl<E: BusEvent> EventBus<E> {
 
 impl<E: BusEvent> Shared<E> {
     fn deliver(&self, position: u64, event: E) {
-        self.head.store(position, Ordering::Release);
-        // No receivers is normal (nobody subscribed on this replica).
+        // No receivers is normal (nobody subscribed on this replica). Sent before `head`
+        // moves: a subscriber that read `head` as its starting point either receives the
+        // event or started after it (see `subscribe`).
         let _ = self.tx.send(Arc::new(Delivered { position, event }));
+        self.head.store(position, Ordering::Release);
     }
 
     async fn relay_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -740,7 +746,7 @@ impl<E: Send + Sync + 'static> Stream for Subscription<E> {
         loop {
             match futures::ready!(this.live.poll_next_unpin(cx)) {
                 // Already replayed (or from before the start).
-                Some(Ok(event)) if event.position <= this.last && this.last > 0 => continue,
+                Some(Ok(event)) if event.position <= this.last => continue,
                 Some(Ok(event)) => {
                     this.last = event.position;
                     return Poll::Ready(Some(Ok(event)));

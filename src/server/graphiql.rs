@@ -137,7 +137,12 @@ const STARTER: &str = r#"# Welcome to Aurum.
 #    Every operation from then on runs as that user.
 # 3. Run `FirstQuery`.
 # 4. Run `WatchTasks`: it stays open and shows each task change as it happens. Run
-#    `CreateTask` in a new tab (with the same header) and see it arrive here.
+#    `CreateTask` in a new tab (with the same header) and see it arrive here. Each event
+#    has a `cursor`: subscribe with `taskChanged(after: "<cursor>")` to get what happened
+#    since then, then live changes.
+# 5. As an admin, in another tab: `LiveSubscriptions` lists every open subscription on
+#    every replica (yours included); `CloseSubscription` closes one by its id (its client
+#    receives SUBSCRIPTION_CLOSED).
 #
 # The Docs button (top left) lists every query, mutation and subscription.
 
@@ -169,6 +174,7 @@ query FirstQuery {
 
 subscription WatchTasks {
   taskChanged {
+    cursor
     kind
     task {
       id
@@ -184,6 +190,23 @@ mutation CreateTask {
     title
     state
   }
+}
+
+query LiveSubscriptions {
+  activeSubscriptions {
+    id
+    replica
+    caller
+    operationName
+    startedAt
+    eventsDelivered
+    lag
+    clientAddress
+  }
+}
+
+mutation CloseSubscription {
+  closeSubscription(id: "an id from LiveSubscriptions")
 }
 "#;
 
