@@ -125,6 +125,20 @@ async fn resume_after_cursor(profile: Profile, name: &str) {
     assert_eq!(live.len(), 1, "{live:?}");
     let all: Vec<_> = replayed.into_iter().chain(live).collect();
     assert_ordered(&all);
+    let metrics = other
+        .client
+        .get(other.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        common::metric_value(&metrics, "aurum_events_replayed_total") >= 3.0
+            && common::metric_value(&metrics, "aurum_events_relayed_total") >= 1.0,
+        "replay and relay counters"
+    );
     for s in servers {
         s.stop().await;
     }
@@ -709,5 +723,76 @@ async fn nats_outage_loses_nothing() {
     for s in replicas {
         s.stop().await;
     }
+    shared.cleanup().await;
+}
+
+/// A relay that dies after publishing a batch and before deleting it has its batch published
+/// again by the next relay: JetStream drops the second copy (same `Nats-Msg-Id` within the
+/// duplicate window), so subscribers get the event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_publishing_twice_is_deduplicated() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let name = "a_relay_publishing_twice_is_deduplicated";
+    let Some(urls) = services_or_skip(name).await else {
+        return;
+    };
+    let shared = Shared::services(&urls).await;
+    // `held` commits but never relays; `relay` relays only when its own commits wake it.
+    let mut config = shared.config(Some(&urls));
+    config.outbox_relay_delay_ms = 3_600_000;
+    let held = TestServer::start(config).await;
+    let mut config = shared.config(Some(&urls));
+    config.outbox_poll_ms = 60_000;
+    let relay = TestServer::start(config).await;
+    let mut ws = relay.ws("graphql-transport-ws").await;
+    ws.subscribe("t", TASKS, json!({})).await;
+    common::create_until_delivered(&relay, &mut ws, "t", |i| format!("warm-{i}")).await;
+    create(&relay, "warm-last").await;
+    tasks_until(&mut ws, "t", "warm-last").await;
+
+    create(&held, "twice").await;
+    // What the relay that died had published: the row, as a relay sends it.
+    let db = Database::connect(&shared.db_url).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT event_id, subject, payload FROM event_outbox ORDER BY id DESC LIMIT 1",
+        ))
+        .await
+        .unwrap()
+        .expect("the held event in the outbox");
+    let event_id: uuid::Uuid = row.try_get("", "event_id").unwrap();
+    let subject: String = row.try_get("", "subject").unwrap();
+    let payload: String = row.try_get("", "payload").unwrap();
+    let client = async_nats::connect(&urls.nats).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        event_id.to_string().as_str(),
+    );
+    js.publish_with_headers(
+        format!("{}.events.{subject}", shared.nats_prefix),
+        headers,
+        payload.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    // The next relay pass publishes the same row again, then deletes it.
+    create(&relay, "wake").await;
+    let seen = tasks_until(&mut ws, "t", "wake").await;
+    assert_ordered(&seen);
+    let twice = seen.iter().filter(|(_, _, t)| t == "twice").count();
+    assert_eq!(twice, 1, "{seen:?}");
+    let depth = held.state.services.bus.backlog().await.unwrap().0;
+    assert_eq!(depth, 0, "the relayed row stayed in the outbox");
+    let extra = tokio::time::timeout(Duration::from_secs(2), ws.next_json()).await;
+    assert!(extra.is_err(), "an event arrived twice: {extra:?}");
+    drop(ws);
+    db.close().await.unwrap();
+    held.stop().await;
+    relay.stop().await;
     shared.cleanup().await;
 }
