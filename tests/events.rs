@@ -82,6 +82,13 @@ async fn replicas(profile: Profile, test: &str) -> Option<(Vec<TestServer>, Shar
     }
 }
 
+async fn finish(servers: Vec<TestServer>, shared: Shared) {
+    for s in servers {
+        s.stop().await;
+    }
+    shared.cleanup().await;
+}
+
 /// A subscriber disconnects mid-stream; changes happen; it reconnects with its last cursor (on
 /// the other replica when there is one): exactly the missed events, then live ones.
 async fn resume_after_cursor(profile: Profile, name: &str) {
@@ -125,24 +132,13 @@ async fn resume_after_cursor(profile: Profile, name: &str) {
     assert_eq!(live.len(), 1, "{live:?}");
     let all: Vec<_> = replayed.into_iter().chain(live).collect();
     assert_ordered(&all);
-    let metrics = other
-        .client
-        .get(other.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = other.metrics().await;
     assert!(
         common::metric_value(&metrics, "aurum_events_replayed_total") >= 3.0
             && common::metric_value(&metrics, "aurum_events_relayed_total") >= 1.0,
         "replay and relay counters"
     );
-    for s in servers {
-        s.stop().await;
-    }
-    shared.cleanup().await;
+    finish(servers, shared).await;
 }
 
 /// Replayed events pass the same tenant scope as live ones: a tenant's auditor resuming from
@@ -200,10 +196,7 @@ async fn replay_keeps_tenant_scope(profile: Profile, name: &str) {
         entry["tenantId"], "acme",
         "another tenant's entry was replayed: {event}"
     );
-    for s in servers {
-        s.stop().await;
-    }
-    shared.cleanup().await;
+    finish(servers, shared).await;
 }
 
 /// A cursor the bus no longer holds (past retention, simulated by dropping what retention
@@ -254,10 +247,7 @@ async fn expired_cursor_is_refused(profile: Profile, name: &str) {
         assert_eq!(error_code(&payload), code, "after {after}: {payload}");
     }
     drop(ws);
-    for s in servers {
-        s.stop().await;
-    }
-    shared.cleanup().await;
+    finish(servers, shared).await;
 }
 
 /// A replica (a real process) commits a change and is killed with SIGKILL before its relay
@@ -457,10 +447,7 @@ async fn admin_lists_and_closes_subscriptions(profile: Profile, name: &str) {
     assert_eq!(left, json!([]), "{left}");
     drop(ws);
     drop(sockets);
-    for s in servers {
-        s.stop().await;
-    }
-    shared.cleanup().await;
+    finish(servers, shared).await;
 }
 
 /// The slow-subscriber rule: memory stays bounded (a subscriber more than the buffer behind is
@@ -547,20 +534,13 @@ async fn nats_outage_loses_nothing() {
     let Some(urls) = services_or_skip(name).await else {
         return;
     };
-    let port = common::free_port().expect("a free port");
-    let store = tempfile::tempdir().expect("a JetStream store");
-    let (port_arg, store_arg) = (port.to_string(), store.path().display().to_string());
-    let args = ["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd", &store_arg];
-    let mut nats = common::private_server("nats-server", &args, port)
-        .await
-        .expect("a private nats-server");
+    let mut nats = common::PrivateNats::new();
+    assert!(nats.start().await, "a private nats-server");
     let shared = Shared::services(&urls).await;
     let mut replicas = Vec::new();
     for id in ["a", "b"] {
         let mut config = shared.config(Some(&urls));
-        config.nats_url = Some(aurum::config::ServiceUrl::new(format!(
-            "nats://127.0.0.1:{port}"
-        )));
+        config.nats_url = Some(aurum::config::ServiceUrl::new(nats.url()));
         config.replica_id = id.into();
         replicas.push(TestServer::start(config).await);
     }
@@ -604,7 +584,7 @@ async fn nats_outage_loses_nothing() {
     create(a, "up-last").await;
     tasks_until(&mut ws, "t", "up-last").await;
 
-    nats.kill().await.expect("stop nats-server");
+    nats.stop().await;
     let stopped = std::time::Instant::now();
     let first = create(a, "down-0").await;
     a.ok(
@@ -629,9 +609,7 @@ async fn nats_outage_loses_nothing() {
         stopped.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(15).saturating_sub(stopped.elapsed())).await;
-    let _nats = common::private_server("nats-server", &args, port)
-        .await
-        .expect("nats-server restarted");
+    assert!(nats.start().await, "nats-server restarted");
 
     // One socket carries the three feeds: read them together, by operation id.
     let mut feeds: HashMap<String, Vec<Value>> = HashMap::new();
@@ -720,10 +698,7 @@ async fn nats_outage_loses_nothing() {
     let extra = tokio::time::timeout(Duration::from_secs(2), ws.next_json()).await;
     assert!(extra.is_err(), "an event arrived twice: {extra:?}");
     drop(ws);
-    for s in replicas {
-        s.stop().await;
-    }
-    shared.cleanup().await;
+    finish(replicas, shared).await;
 }
 
 /// A relay that dies after publishing a batch and before deleting it has its batch published

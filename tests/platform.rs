@@ -786,12 +786,10 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
     let Some(urls) = services_or_skip(test).await else {
         return;
     };
-    let port = common::free_port().expect("a free port");
+    let mut private_nats = common::PrivateNats::new();
     let shared = Shared::services(&urls).await;
     let mut config = shared.config(Some(&urls));
-    config.nats_url = Some(aurum::config::ServiceUrl::new(format!(
-        "nats://127.0.0.1:{port}"
-    )));
+    config.nats_url = Some(aurum::config::ServiceUrl::new(private_nats.url()));
     let started = std::time::Instant::now();
     let s = TestServer::start(config).await;
     assert!(
@@ -799,8 +797,8 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
         "start-up waited {:?} for NATS",
         started.elapsed()
     );
-    let nats = s.ready().await["dependencies"]["nats"].clone();
-    assert_eq!(nats["status"], "down", "{nats}");
+    let status = s.ready().await["dependencies"]["nats"].clone();
+    assert_eq!(status["status"], "down", "{status}");
     let create = "mutation($t: String!) { createTask(input: { title: $t }) { id } }";
     let t0 = std::time::Instant::now();
     s.ok(create, json!({ "t": "while NATS is down" })).await;
@@ -810,17 +808,13 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
         t0.elapsed()
     );
 
-    let port_arg = port.to_string();
-    let store = tempfile::tempdir().expect("a JetStream store");
-    let store_arg = store.path().display().to_string();
-    let args = ["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd", &store_arg];
-    let Some(_nats) = common::private_server("nats-server", &args, port).await else {
+    if !private_nats.start().await {
         if common::services_required() {
             panic!("could not start a private nats-server");
         }
         common::record_skip(&format!("{test}: no nats-server"));
         return;
-    };
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let nats = s.ready().await["dependencies"]["nats"].clone();

@@ -726,3 +726,56 @@ impl Drop for Replica {
         let _ = self.child.wait();
     }
 }
+
+/// A private `nats-server` with JetStream on a store of its own, on a free port: a test may
+/// stop it and start it again, and the store (the event stream) survives.
+pub struct PrivateNats {
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateNats {
+    /// Not started yet.
+    pub fn new() -> Self {
+        Self {
+            port: free_port().expect("a free port"),
+            store: tempfile::tempdir().expect("a JetStream store"),
+            child: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it; `false` when it does not accept connections within 5 s.
+    pub async fn start(&mut self) -> bool {
+        let port = self.port.to_string();
+        let store = self.store.path().display().to_string();
+        let args = ["-a", "127.0.0.1", "-p", &port, "-js", "-sd", &store];
+        self.child = private_server("nats-server", &args, self.port).await;
+        self.child.is_some()
+    }
+
+    /// Kills it (SIGKILL) and waits for it to be gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("stop nats-server");
+        }
+    }
+}
+
+impl TestServer {
+    /// `GET /metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
