@@ -12,8 +12,9 @@
 //!   for the acks and deletes the rows. Each replica reads the stream with an ordered consumer
 //!   and fans events out to its local subscribers; the stream sequence is the cursor, and the
 //!   stream keeps events for the retention period for resuming subscribers.
-//! - Without NATS the table itself is the bus: the relay numbers rows (the number is the
-//!   cursor), then every replica reads new numbers and fans them out; rows stay for the
+//! - Without NATS the table itself is the bus: rows are numbered (the number is the cursor;
+//!   by the relay on PostgreSQL, as they are written on SQLite, whose writers commit one at a
+//!   time), then every replica reads new numbers and fans them out; rows stay for the
 //!   retention period.
 //! - Local fan-out is a bounded broadcast channel: a subscriber that falls behind gets one
 //!   `Lagged` with the cursor of the last event it received, and ends.
@@ -261,7 +262,11 @@ impl<E: BusEvent> EventBus<E> {
 
     /// Rows waiting for a relay, and the age of the oldest.
     pub async fn backlog(&self) -> Result<(i64, Duration), DbErr> {
-        let (rows, oldest) = outbox::depth(&self.shared.db).await?;
+        let delivered = match self.shared.backend {
+            Backend::Database => Some(i64::try_from(self.head()).unwrap_or(i64::MAX)),
+            Backend::JetStream { .. } => None,
+        };
+        let (rows, oldest) = outbox::depth(&self.shared.db, delivered).await?;
         let age = oldest
             .and_then(|t| (crate::clock::now() - t).to_std().ok())
             .unwrap_or_default();
@@ -341,11 +346,15 @@ impl<E: BusEvent> Shared<E> {
         }
     }
 
-    /// Database bus: numbers the oldest unnumbered rows.
+    /// Database bus: numbers the oldest unnumbered rows (PostgreSQL; SQLite numbers them as
+    /// they are written, see `outbox::append`).
     async fn number_batch(&self) -> Result<usize, DbErr> {
+        if self.db.get_database_backend() == DatabaseBackend::Sqlite {
+            return Ok(0);
+        }
         let txn = super::db::begin_write(&self.db).await?;
         outbox::lock_relay(&txn).await?;
-        let rows = outbox::pending(&txn, self.options.relay_delay).await?;
+        let rows = outbox::pending(&txn, false, self.options.relay_delay).await?;
         if !rows.is_empty() {
             let last = outbox::last_position(&txn).await?;
             outbox::number(&txn, &rows, last).await?;
@@ -354,13 +363,27 @@ impl<E: BusEvent> Shared<E> {
         Ok(rows.len())
     }
 
-    /// Database bus: fans out what was numbered since the last look.
+    /// Database bus: fans out what was numbered since the last look, in order, up to the
+    /// first row younger than the relay delay (on SQLite rows are numbered as they are
+    /// written, so the delay holds them here).
     async fn fan_out_numbered(&self) -> Result<(), DbErr> {
+        let cutoff = (!self.options.relay_delay.is_zero()).then(|| {
+            crate::clock::now()
+                - chrono::Duration::from_std(self.options.relay_delay)
+                    .unwrap_or(chrono::Duration::zero())
+        });
         loop {
             let head = i64::try_from(self.head.load(Ordering::Acquire)).unwrap_or(i64::MAX);
             let rows = outbox::after(&self.db, head, REPLAY_PAGE).await?;
             let full = rows.len() as u64 == REPLAY_PAGE;
             for row in rows {
+                if cutoff.is_some_and(|cutoff| row.created_at > cutoff) {
+                    return Ok(());
+                }
+                if self.db.get_database_backend() == DatabaseBackend::Sqlite {
+                    // Numbered as written: reaching subscribers is its relay.
+                    metrics::counter!("aurum_events_relayed_total").increment(1);
+                }
                 let position = u64::try_from(row.position.unwrap_or(0)).unwrap_or(0);
                 match serde_json::from_str::<E>(&row.payload) {
                     Ok(event) => self.deliver(position, event),
@@ -404,7 +427,7 @@ impl<E: BusEvent> Shared<E> {
         else {
             return Ok(0);
         };
-        let rows = outbox::pending(conn, self.options.relay_delay).await?;
+        let rows = outbox::pending(conn, true, self.options.relay_delay).await?;
         if rows.is_empty() {
             return Ok(0);
         }

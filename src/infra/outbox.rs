@@ -20,14 +20,30 @@ const RELAY_LOCK: i64 = 0x4155_5255_4d5f_4f42;
 
 /// Writes `event` through `conn`, which must be the transaction making the change the event
 /// reports: the event exists exactly when the change does.
+///
+/// On SQLite the row is numbered here: one transaction writes at a time, so the next number
+/// inside a writing transaction is the order of commit, and the database bus needs no
+/// numbering pass (nor its write transaction) after commit. PostgreSQL commits concurrent
+/// transactions in any order, so there the relay numbers rows after commit.
 pub async fn append<C: ConnectionTrait, E: BusEvent>(conn: &C, event: &E) -> Result<(), DbErr> {
     let payload = serde_json::to_string(event).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let (event_id, subject, now) = (uuid::Uuid::now_v7(), event.subject(), crate::clock::now());
+    if conn.get_database_backend() == DatabaseBackend::Sqlite {
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DatabaseBackend::Sqlite,
+            "INSERT INTO event_outbox (event_id, subject, payload, created_at, position) \
+             VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(position), 0) + 1 FROM event_outbox))",
+            [event_id.into(), subject.into(), payload.into(), now.into()],
+        ))
+        .await?;
+        return Ok(());
+    }
     let row = event_outbox::ActiveModel {
         id: sea_orm::NotSet,
-        event_id: sea_orm::Set(uuid::Uuid::now_v7()),
-        subject: sea_orm::Set(event.subject()),
+        event_id: sea_orm::Set(event_id),
+        subject: sea_orm::Set(subject),
         payload: sea_orm::Set(payload),
-        created_at: sea_orm::Set(crate::clock::now()),
+        created_at: sea_orm::Set(now),
         position: sea_orm::Set(None),
     };
     Entity::insert(row).exec_without_returning(conn).await?;
@@ -44,13 +60,18 @@ pub async fn lock_relay<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// The oldest rows not relayed yet, committed at least `min_age` ago (the relay-delay setting;
-/// zero in production).
+/// The oldest rows waiting for a relay, committed at least `min_age` ago (the relay-delay
+/// setting; zero in production): every row when JetStream is the bus (relayed rows are
+/// deleted), the unnumbered ones when the database is.
 pub async fn pending<C: ConnectionTrait>(
     conn: &C,
+    jetstream: bool,
     min_age: std::time::Duration,
 ) -> Result<Vec<event_outbox::Model>, DbErr> {
-    let mut query = Entity::find().filter(Column::Position.is_null());
+    let mut query = Entity::find();
+    if !jetstream {
+        query = query.filter(Column::Position.is_null());
+    }
     if !min_age.is_zero() {
         let cutoff = crate::clock::now()
             - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::zero());
@@ -134,15 +155,24 @@ pub async fn sweep<C: ConnectionTrait>(conn: &C, cutoff: DateTime<Utc>) -> Resul
     Ok(done.rows_affected)
 }
 
-/// Rows waiting for the relay and when the oldest was written.
-pub async fn depth<C: ConnectionTrait>(conn: &C) -> Result<(i64, Option<DateTime<Utc>>), DbErr> {
-    let row: Option<(i64, Option<DateTime<Utc>>)> = Entity::find()
+/// Rows not on the bus yet and when the oldest was written: every row when JetStream is the
+/// bus (`delivered` is `None`); when the database is, those not numbered yet or numbered past
+/// `delivered`, the last position this replica fanned out.
+pub async fn depth<C: ConnectionTrait>(
+    conn: &C,
+    delivered: Option<i64>,
+) -> Result<(i64, Option<DateTime<Utc>>), DbErr> {
+    let mut query = Entity::find()
         .select_only()
         .column_as(Column::Id.count(), "n")
-        .column_as(Column::CreatedAt.min(), "oldest")
-        .filter(Column::Position.is_null())
-        .into_tuple()
-        .one(conn)
-        .await?;
+        .column_as(Column::CreatedAt.min(), "oldest");
+    if let Some(delivered) = delivered {
+        query = query.filter(
+            sea_orm::Condition::any()
+                .add(Column::Position.is_null())
+                .add(Column::Position.gt(delivered)),
+        );
+    }
+    let row: Option<(i64, Option<DateTime<Utc>>)> = query.into_tuple().one(conn).await?;
     Ok(row.unwrap_or((0, None)))
 }
