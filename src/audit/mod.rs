@@ -18,4 +18,4 @@ pub mod graphql;
 pub mod model;
 pub mod service;
 
-pub use service::{AuditEntry, AuditService, Recorded, record};
+pub use service::{AuditEntry, AuditService, record};

@@ -32,21 +32,14 @@ pub struct AuditEntry<'a> {
     pub details: serde_json::Value,
 }
 
-/// An entry written, with its event, by a transaction that may not have committed yet. The
-/// event leaves the outbox once that transaction commits (sooner when the writer wakes the
-/// bus after commit).
-#[derive(Debug, Clone)]
-pub struct Recorded(
-    #[allow(dead_code, reason = "the entry as written, for debugging")] audit_log::Model,
-);
-
 /// Appends `entry` and its event through `conn`, which must be the mutation's own
-/// transaction, and returns the row as written.
+/// transaction. The event leaves the outbox once that transaction commits (at once when the
+/// writer wakes the bus after commit).
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     meta: &RequestMeta,
     entry: AuditEntry<'_>,
-) -> Result<Recorded, sea_orm::DbErr> {
+) -> Result<(), sea_orm::DbErr> {
     let row = audit_log::Model {
         id: uuid::Uuid::now_v7(),
         actor: meta.caller.audit_label(),
@@ -61,8 +54,7 @@ pub async fn record<C: ConnectionTrait>(
     audit_log::Entity::insert(audit_log::ActiveModel::from(row.clone()))
         .exec_without_returning(conn)
         .await?;
-    outbox::append(conn, &DomainEvent::Audit(AuditEvent { entry: row.clone() })).await?;
-    Ok(Recorded(row))
+    outbox::append(conn, &DomainEvent::Audit(AuditEvent { entry: row })).await
 }
 
 /// Reads of the audit log.

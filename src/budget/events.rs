@@ -43,23 +43,3 @@ pub struct BudgetEvent {
     /// The percentage reached, for `ThresholdReached`.
     pub threshold: Option<i32>,
 }
-
-/// What a budget transaction announces: its budget events, and the audit entries it wrote
-/// (whose events `audit::record` already put in the outbox; they are carried here so that an
-/// operation's announcements stay one list).
-pub enum Announcement {
-    Budget(BudgetEvent),
-    Audit(crate::audit::Recorded),
-}
-
-impl From<BudgetEvent> for Announcement {
-    fn from(event: BudgetEvent) -> Self {
-        Self::Budget(event)
-    }
-}
-
-impl From<crate::audit::Recorded> for Announcement {
-    fn from(entry: crate::audit::Recorded) -> Self {
-        Self::Audit(entry)
-    }
-}

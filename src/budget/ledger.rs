@@ -18,7 +18,7 @@ use super::{
     service::BudgetService,
 };
 use crate::{
-    audit::{self, AuditEntry, Recorded},
+    audit::{self, AuditEntry},
     auth::{Caller, RequestMeta},
     error::{AppError, AppResult},
 };
@@ -72,12 +72,11 @@ pub(super) struct Move<'a> {
 
 /// What a balance move conditional on the current period did.
 pub(super) enum Moved {
-    /// The UPDATE applied; `reset` is the new period window that had to start first, with
-    /// the audit entry of that reset.
+    /// The UPDATE applied; `reset` is the new period window that had to start first.
     Done {
         after: budget::Model,
         /// Boxed: rare, and large next to the other variants.
-        reset: Option<Box<(budget::Model, Recorded)>>,
+        reset: Option<Box<budget::Model>>,
     },
     /// The row's condition refused it: the row as it stands (after a reset, if one was due).
     Refused(budget::Model),
@@ -278,7 +277,7 @@ impl BudgetService {
                     after,
                     reset: Some(Box::new(reset)),
                 },
-                None => Moved::Refused(reset.0),
+                None => Moved::Refused(reset),
             },
         )
     }
@@ -345,7 +344,7 @@ impl BudgetService {
         conn: &C,
         current: &budget::Model,
         now: DateTime<Utc>,
-    ) -> AppResult<(budget::Model, Recorded)> {
+    ) -> AppResult<budget::Model> {
         let period = BudgetPeriod::from(current.period);
         let (start, end) = period.window(now);
         let row = conn
@@ -376,7 +375,7 @@ impl BudgetService {
             },
         )
         .await?;
-        let audit = audit::record(
+        audit::record(
             conn,
             &RequestMeta::system("budget-period"),
             AuditEntry {
@@ -388,18 +387,18 @@ impl BudgetService {
             },
         )
         .await?;
-        Ok((after, audit))
+        Ok(after)
     }
 
     /// Expires a live reservation past its TTL: status `expired`, its amount out of
-    /// `reserved`. `None` when someone else resolved it first; else its event and audit entry,
-    /// to publish after commit.
+    /// `reserved`. `None` when someone else resolved it first; else its event, to announce before
+    /// commit.
     pub(super) async fn expire(
         &self,
         txn: &DatabaseTransaction,
         reservation: Uuid,
         now: DateTime<Utc>,
-    ) -> AppResult<Option<(BudgetEvent, Recorded)>> {
+    ) -> AppResult<Option<BudgetEvent>> {
         let row = txn
             .query_one_raw(self.stmt(
                 &format!(
@@ -434,7 +433,7 @@ impl BudgetService {
             .ok_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("reservation {} lost its budget", r.id))
             })?;
-        let audit = audit::record(
+        audit::record(
             txn,
             &RequestMeta::system("budget-expiry"),
             AuditEntry {
@@ -446,9 +445,10 @@ impl BudgetService {
             },
         )
         .await?;
-        Ok(Some((
-            Self::event(BudgetEventKind::Expired, &after, Some(r.id)),
-            audit,
+        Ok(Some(Self::event(
+            BudgetEventKind::Expired,
+            &after,
+            Some(r.id),
         )))
     }
 }

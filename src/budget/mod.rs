@@ -1,8 +1,8 @@
 //! Budgets: an exactly-once token ledger. Agents reserve tokens before an LLM call and
 //! commit the real usage (or release) after it. `model` holds the pure rules, `service` the
 //! operations clients call, `ledger` the statements on budget rows they share, `reads` the
-//! queries, `graphql` the thin resolvers, `events` what is published after commit and
-//! `sweeper` the background expiry every replica runs.
+//! queries, `graphql` the thin resolvers, `events` what each change writes into the event
+//! outbox and `sweeper` the background expiry every replica runs.
 //!
 //! # Invariants
 //! At every instant `0 ≤ used`, `0 ≤ reserved`, `used + reserved ≤ total` (conditional
@@ -29,7 +29,8 @@
 //! reservation rows. A commit or release updates the reservation row, writes its audit row and
 //! stored result, then settles the budget and appends the ledger row. On PostgreSQL the
 //! UPDATE and the rows that follow it are one statement (a data-modifying CTE that reads the
-//! UPDATE's `RETURNING`), so the lock is held for that statement and the COMMIT only; SQLite
+//! UPDATE's `RETURNING`), so the lock is held for that statement, the INSERT of its events
+//! into the outbox (they carry the row as updated) and the COMMIT; SQLite
 //! runs them as separate statements under its single writer lock. The rows referencing the
 //! budget are never inserted before its UPDATE: their foreign key's KEY SHARE lock on a row
 //! other transactions are updating makes PostgreSQL create a multixact per UPDATE (measured

@@ -19,7 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    events::{Announcement, BudgetEvent, BudgetEventKind},
+    events::{BudgetEvent, BudgetEventKind},
     ledger::{Ledger, Move, Moved, RESERVATION_COLUMNS, RESERVE_SQL, RESOLVE_SQL, SETTLE_SQL},
     model::{self, BudgetPeriod, LedgerKind, ReservationStatus, available, format_percentages},
 };
@@ -75,7 +75,7 @@ pub struct ResolveRequest {
 struct Refusal {
     error: AppError,
     /// Events of an expiry done on the way; `Some` = commit the transaction.
-    expired: Option<Vec<Announcement>>,
+    expired: Option<Vec<BudgetEvent>>,
 }
 
 /// The budget domain's operations.
@@ -142,17 +142,15 @@ impl BudgetService {
             .remove(&(tenant_id.to_owned(), project_id.to_owned()));
     }
 
-    /// Writes what a transaction announces through `txn`, before it commits: its budget
-    /// events go into the outbox (its audit entries' events are there already).
+    /// Writes a transaction's budget events into the outbox through `txn`, before it
+    /// commits (its audit entries' events are there already, by `audit::record`).
     pub(super) async fn announce(
         &self,
         txn: &sea_orm::DatabaseTransaction,
-        announcements: Vec<Announcement>,
+        events: Vec<BudgetEvent>,
     ) -> AppResult<()> {
-        for announcement in announcements {
-            if let Announcement::Budget(event) = announcement {
-                self.bus.append(txn, &DomainEvent::Budget(event)).await?;
-            }
+        for event in events {
+            self.bus.append(txn, &DomainEvent::Budget(event)).await?;
         }
         Ok(())
     }
@@ -231,7 +229,7 @@ impl BudgetService {
             },
         )
         .await?;
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -245,10 +243,7 @@ impl BudgetService {
         .await?;
         self.announce(
             &txn,
-            vec![
-                Self::event(BudgetEventKind::Created, &model, None).into(),
-                audit.into(),
-            ],
+            vec![Self::event(BudgetEventKind::Created, &model, None)],
         )
         .await?;
         txn.commit().await?;
@@ -337,15 +332,9 @@ impl BudgetService {
             },
         )
         .await?;
-        let mut events: Vec<Announcement> =
-            vec![Self::event(BudgetEventKind::Updated, &after, None).into()];
-        events.extend(
-            self.thresholds(&txn, &mut after)
-                .await?
-                .into_iter()
-                .map(Announcement::from),
-        );
-        let audit = audit::record(
+        let mut events = vec![Self::event(BudgetEventKind::Updated, &after, None)];
+        events.extend(self.thresholds(&txn, &mut after).await?);
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -357,7 +346,6 @@ impl BudgetService {
             },
         )
         .await?;
-        events.push(audit.into());
         self.announce(&txn, events).await?;
         txn.commit().await?;
         self.bus.wake();
@@ -424,7 +412,7 @@ impl BudgetService {
             count("reserve", "replayed");
             return Ok(previous);
         }
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -455,17 +443,17 @@ impl BudgetService {
                 now,
             )
             .await?;
-        let mut events: Vec<Announcement> = Vec::new();
+        let mut events = Vec::new();
         match moved {
             Moved::Done { after, reset } => {
-                if let Some((reset, reset_audit)) = reset.map(|r| *r) {
-                    events.push(Self::event(BudgetEventKind::Reset, &reset, None).into());
-                    events.push(reset_audit.into());
+                if let Some(reset) = reset {
+                    events.push(Self::event(BudgetEventKind::Reset, &reset, None));
                 }
-                events.push(
-                    Self::event(BudgetEventKind::Reserved, &after, Some(reservation.id)).into(),
-                );
-                events.push(audit.into());
+                events.push(Self::event(
+                    BudgetEventKind::Reserved,
+                    &after,
+                    Some(reservation.id),
+                ));
             }
             Moved::Refused(current) => {
                 count("reserve", "exceeded");
@@ -572,7 +560,7 @@ impl BudgetService {
         // SETTLE takes the budget row's lock, which is then held for SETTLE with its ledger
         // row (one statement on PostgreSQL), a threshold mark when one is crossed, and the
         // COMMIT.
-        let audit = audit::record(
+        audit::record(
             &txn,
             meta,
             AuditEntry {
@@ -623,19 +611,12 @@ impl BudgetService {
                 resolved.budget_id
             )));
         };
-        let mut events: Vec<Announcement> = Vec::new();
-        if let Some((reset, reset_audit)) = reset.map(|r| *r) {
-            events.push(Self::event(BudgetEventKind::Reset, &reset, None).into());
-            events.push(reset_audit.into());
+        let mut events = Vec::new();
+        if let Some(reset) = reset {
+            events.push(Self::event(BudgetEventKind::Reset, &reset, None));
         }
-        events.push(Self::event(event_kind, &after, Some(resolved.id)).into());
-        events.push(audit.into());
-        events.extend(
-            self.thresholds(&txn, &mut after)
-                .await?
-                .into_iter()
-                .map(Announcement::from),
-        );
+        events.push(Self::event(event_kind, &after, Some(resolved.id)));
+        events.extend(self.thresholds(&txn, &mut after).await?);
         self.announce(&txn, events).await?;
         txn.commit().await?;
         self.bus.wake();
@@ -671,11 +652,7 @@ impl BudgetService {
                 idempotency::release(txn, key).await?;
                 return Ok(Refusal {
                     error: AppError::ReservationExpired,
-                    expired: Some(
-                        expired
-                            .map(|(event, audit)| vec![event.into(), audit.into()])
-                            .unwrap_or_default(),
-                    ),
+                    expired: Some(expired.into_iter().collect()),
                 });
             }
             ReservationStatus::Reserved => {

@@ -13,7 +13,7 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    events::{Announcement, BudgetEventKind},
+    events::{BudgetEvent, BudgetEventKind},
     service::BudgetService,
 };
 use crate::{clock, error::AppResult, infra::db};
@@ -64,7 +64,7 @@ impl BudgetService {
     pub async fn sweep(&self, limit: u64) -> AppResult<SweepReport> {
         let mut report = SweepReport::default();
         let now = clock::now();
-        let mut events: Vec<Announcement> = Vec::new();
+        let mut events: Vec<BudgetEvent> = Vec::new();
 
         let txn = db::begin_write(&self.db).await?;
         let mut due = budget_reservation::Entity::find()
@@ -77,10 +77,9 @@ impl BudgetService {
             due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
         for r in due.all(&txn).await? {
-            if let Some((event, audit)) = self.expire(&txn, r.id, now).await? {
+            if let Some(event) = self.expire(&txn, r.id, now).await? {
                 report.expired += 1;
-                events.push(event.into());
-                events.push(audit.into());
+                events.push(event);
             }
         }
         // Announced with the expiries: the resets below are a transaction of their own.
@@ -99,10 +98,9 @@ impl BudgetService {
             ended = ended.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
         for b in ended.all(&txn).await? {
-            let (after, audit) = self.reset(&txn, &b, now).await?;
+            let after = self.reset(&txn, &b, now).await?;
             report.reset += 1;
-            events.push(Self::event(BudgetEventKind::Reset, &after, None).into());
-            events.push(audit.into());
+            events.push(Self::event(BudgetEventKind::Reset, &after, None));
         }
         self.announce(&txn, events).await?;
         txn.commit().await?;

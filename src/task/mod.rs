@@ -1,6 +1,6 @@
 //! Tasks, agents and escalations: the first domain, and the pattern the others follow.
 //! `model` holds the pure rules, `service` the transactions, `graphql` the thin resolvers,
-//! `events` what is published after commit.
+//! `events` what each change writes into the event outbox (relayed after commit).
 
 pub mod events;
 pub mod graphql;
