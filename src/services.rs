@@ -5,14 +5,8 @@
 use std::sync::Arc;
 
 use crate::{
-    audit::AuditService,
-    auth::service::UserService,
-    budget::service::BudgetService,
-    events::{Bus, DomainEvent},
-    infra::event_bus::Subscription,
-    rate_limit::ActionLimiter,
-    subscriptions::SubscriptionAdmin,
-    task::service::TaskService,
+    audit::AuditService, auth::service::UserService, budget::service::BudgetService, events::Bus,
+    rate_limit::ActionLimiter, subscriptions::SubscriptionAdmin, task::service::TaskService,
 };
 
 /// The domain services, as resolvers reach them (schema data).
@@ -29,11 +23,4 @@ pub struct Services {
     pub limits: Arc<ActionLimiter>,
     /// Largest page a connection returns.
     pub max_page_size: u64,
-}
-
-impl Services {
-    /// A subscription to this replica's event bus.
-    pub fn subscribe(&self) -> Subscription<DomainEvent> {
-        self.bus.subscribe()
-    }
 }

@@ -828,7 +828,7 @@ async fn nats_down_at_start_is_reported_then_used_once_it_answers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The replica's own events now make the round trip through NATS.
-    let mut events = s.state.services.subscribe();
+    let mut events = s.state.services.bus.subscribe();
     let data = s.ok(create, json!({ "t": "after NATS came up" })).await;
     let id = data["createTask"]["id"].as_str().unwrap().to_owned();
     let seen = tokio::time::timeout(Duration::from_secs(5), async {

@@ -148,15 +148,13 @@ impl Registry {
         }
     }
 
-    /// This replica's subscriptions, oldest first.
+    /// This replica's subscriptions, in no particular order (`SubscriptionAdmin::list` orders
+    /// what every replica answers).
     pub fn snapshot(&self) -> Vec<ActiveSubscription> {
-        let mut all: Vec<_> = self
-            .entries()
+        self.entries()
             .values()
             .map(|t| t.snapshot(&self.replica))
-            .collect();
-        all.sort_by_key(|s| s.id);
-        all
+            .collect()
     }
 
     /// Closes what `target` names on this replica; returns how many.
