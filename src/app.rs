@@ -17,6 +17,7 @@ use crate::{
     },
     budget::service::BudgetService,
     config::{Config, JwtAlgorithm},
+    dlq::{capture::Consequences, service::DlqService, work::QueueService},
     events::Bus,
     graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
     infra,
@@ -154,11 +155,23 @@ impl AppState {
         let bootstrap = users
             .ensure_first_admin(config.admin_password.as_ref())
             .await?;
+        let tasks = TaskService::new(db.clone(), bus.clone());
+        let budgets = BudgetService::new(db.clone(), bus.clone());
+        let dlq = DlqService::new(
+            QueueService::new(
+                db.clone(),
+                bus.clone(),
+                config.queues.clone(),
+                Consequences::new(tasks.clone(), budgets.clone(), bus.clone()),
+            ),
+            tasks.clone(),
+        );
         let services = Services {
-            tasks: TaskService::new(db.clone(), bus.clone()),
+            tasks,
             users,
-            budgets: BudgetService::new(db.clone(), bus.clone()),
+            budgets,
             audit: AuditService::new(db.clone()),
+            dlq,
             subscriptions: SubscriptionAdmin::new(
                 Registry::new(config.replica_name()),
                 nats.clone()
@@ -232,6 +245,12 @@ impl AppState {
         crate::budget::sweeper::spawn(
             services.budgets.clone(),
             std::time::Duration::from_millis(config.budget_sweep_interval_ms),
+            shutdown.clone(),
+        );
+        crate::dlq::spawn_reaper(services.dlq.clone(), shutdown.clone());
+        crate::dlq::redrive::spawn(
+            services.dlq.clone(),
+            config.replica_name(),
             shutdown.clone(),
         );
         let ws_per_address = Slots::new(config.ws_max_per_address);

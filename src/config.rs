@@ -7,7 +7,7 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
-use crate::rate_limit::ActionQuotas;
+use crate::{dlq::queues::QueueSet, rate_limit::ActionQuotas};
 
 /// Settings for `aurum serve` (and, in part, for `aurum migrate` / `aurum schema`).
 #[derive(Debug, Clone, Args)]
@@ -136,6 +136,12 @@ pub struct Config {
     /// and relay, so a test can kill it there and watch another replica relay them.
     #[arg(long, env = "AURUM_OUTBOX_RELAY_DELAY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub outbox_relay_delay_ms: u64,
+
+    /// Work queues: comma-separated names with the default rules (5 deliveries, 30 s ack
+    /// wait, backoff 1 s, 5 s, 30 s, 2 min), or a JSON array of `{"name", "maxDeliver",
+    /// "ackWaitSeconds", "backoffSeconds"}`.
+    #[arg(long, env = "AURUM_QUEUES", default_value = QueueSet::DEFAULT, value_parser = QueueSet::from_str)]
+    pub queues: QueueSet,
 
     /// This replica's name in `activeSubscriptions`; the host name when unset.
     #[arg(long, env = "AURUM_REPLICA_ID", default_value = "")]

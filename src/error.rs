@@ -48,6 +48,11 @@ pub enum AppError {
     AlreadyReleased,
     /// The reservation passed its TTL and was (or is being) released by expiry.
     ReservationExpired,
+    /// The delivery's time ran out (or a later delivery of its message exists): the message
+    /// is someone else's now; nothing changed.
+    DeliveryExpired,
+    /// The delivery was already acknowledged, nacked or rejected; nothing changed.
+    DeliverySettled,
     /// The request id was used before by this caller with a different input.
     IdempotencyKeyReused,
     /// The request id is being processed by another call right now; retry shortly.
@@ -143,6 +148,12 @@ impl AppError {
             Self::AlreadyCommitted => "the reservation is already committed".into(),
             Self::AlreadyReleased => "the reservation is already released".into(),
             Self::ReservationExpired => "the reservation expired and was released".into(),
+            Self::DeliveryExpired => {
+                "the delivery expired; its message was (or will be) delivered again".into()
+            }
+            Self::DeliverySettled => {
+                "the delivery was already acknowledged, nacked or rejected".into()
+            }
             Self::IdempotencyKeyReused => {
                 "this requestId was already used with a different input".into()
             }
@@ -179,6 +190,8 @@ impl AppError {
             Self::AlreadyCommitted => "ALREADY_COMMITTED",
             Self::AlreadyReleased => "ALREADY_RELEASED",
             Self::ReservationExpired => "RESERVATION_EXPIRED",
+            Self::DeliveryExpired => "DELIVERY_EXPIRED",
+            Self::DeliverySettled => "DELIVERY_SETTLED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -217,7 +230,8 @@ impl AppError {
             Self::AlreadyCommitted | Self::AlreadyReleased | Self::IdempotencyInProgress => {
                 StatusCode::CONFLICT
             }
-            Self::ReservationExpired => StatusCode::GONE,
+            Self::ReservationExpired | Self::DeliveryExpired => StatusCode::GONE,
+            Self::DeliverySettled => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_)
             | Self::BatchTooLarge { .. }

@@ -4,8 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    audit::events::AuditEvent, auth::service::IdentityEvent, budget::events::BudgetEvent,
-    infra::event_bus::BusEvent, task::events::TaskEvent,
+    audit::events::AuditEvent,
+    auth::service::IdentityEvent,
+    budget::events::BudgetEvent,
+    dlq::events::{DlqEvent, RedriveEvent},
+    infra::event_bus::BusEvent,
+    task::events::TaskEvent,
 };
 
 /// One event on the bus.
@@ -19,6 +23,10 @@ pub enum DomainEvent {
     Budget(BudgetEvent),
     /// An audit entry was committed.
     Audit(AuditEvent),
+    /// A dead letter arrived or changed.
+    Dlq(DlqEvent),
+    /// A DLQ redrive job moved on.
+    Redrive(RedriveEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -28,6 +36,8 @@ impl BusEvent for DomainEvent {
             Self::Identity(e) => format!("identity.{}.revoked", e.subject),
             Self::Budget(e) => format!("budget.{}.{}", e.budget.id, e.kind.as_str()),
             Self::Audit(e) => format!("audit.{}.added", e.entry.id),
+            Self::Dlq(e) => format!("dlq.{}.{}", e.message.id, e.kind.as_str()),
+            Self::Redrive(e) => format!("dlq_redrive.{}.progress", e.job.id),
         }
     }
 }

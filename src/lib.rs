@@ -12,6 +12,7 @@ pub mod auth;
 pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod dlq;
 pub mod error;
 pub mod events;
 pub mod graphql;

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use crate::{
-    audit::AuditService, auth::service::UserService, budget::service::BudgetService, events::Bus,
-    rate_limit::ActionLimiter, subscriptions::SubscriptionAdmin, task::service::TaskService,
+    audit::AuditService, auth::service::UserService, budget::service::BudgetService,
+    dlq::service::DlqService, events::Bus, rate_limit::ActionLimiter,
+    subscriptions::SubscriptionAdmin, task::service::TaskService,
 };
 
 /// The domain services, as resolvers reach them (schema data).
@@ -16,6 +17,8 @@ pub struct Services {
     pub users: UserService,
     pub budgets: BudgetService,
     pub audit: AuditService,
+    /// The work queues and the dead letter queue.
+    pub dlq: DlqService,
     /// Live subscriptions on every replica (admin).
     pub subscriptions: SubscriptionAdmin,
     pub bus: Bus,

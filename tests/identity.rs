@@ -342,6 +342,91 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "mutation { closeSubscriptionsOf(userId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") }",
     ),
     (
+        "Query.dlqMessages",
+        Some(Permission::DlqRead),
+        "{ dlqMessages(filter: { queue: \"default\" }) { totalCount edges { node { id } } } }",
+    ),
+    (
+        "Query.dlqMessage",
+        Some(Permission::DlqRead),
+        "{ dlqMessage(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Query.dlqStats",
+        Some(Permission::DlqRead),
+        "{ dlqStats { queue depth pending } }",
+    ),
+    (
+        "Query.dlqRedrive",
+        Some(Permission::DlqRead),
+        "{ dlqRedrive(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Mutation.enqueueTask",
+        Some(Permission::TaskCreate),
+        "mutation { enqueueTask(input: { taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", queue: \"default\", requestId: \"eq-ROLE\" }) { sequence } }",
+    ),
+    (
+        "Mutation.claimTaskMessages",
+        Some(Permission::TaskUpdate),
+        "mutation { claimTaskMessages(queue: \"default\", max: 1) { deliveryId } }",
+    ),
+    (
+        "Mutation.ackTaskMessage",
+        Some(Permission::TaskUpdate),
+        "mutation { ackTaskMessage(deliveryId: \"1.1.00000000000000000000000000000000\") { deliveryId } }",
+    ),
+    (
+        "Mutation.nackTaskMessage",
+        Some(Permission::TaskUpdate),
+        "mutation { nackTaskMessage(deliveryId: \"1.1.00000000000000000000000000000000\", error: \"e\") { deliveryId } }",
+    ),
+    (
+        "Mutation.rejectTaskMessage",
+        Some(Permission::TaskUpdate),
+        "mutation { rejectTaskMessage(deliveryId: \"1.1.00000000000000000000000000000000\", reason: \"r\") { deliveryId } }",
+    ),
+    (
+        "Mutation.extendTaskMessage",
+        Some(Permission::TaskUpdate),
+        "mutation { extendTaskMessage(deliveryId: \"1.1.00000000000000000000000000000000\") { deliveryId } }",
+    ),
+    (
+        "Mutation.resolveDlqMessage",
+        Some(Permission::DlqResolve),
+        "mutation { resolveDlqMessage(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", note: \"n\") { id } }",
+    ),
+    (
+        "Mutation.retryDlqMessage",
+        Some(Permission::DlqResolve),
+        "mutation { retryDlqMessage(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", requestId: \"rd-ROLE\") { id } }",
+    ),
+    (
+        "Mutation.redriveDlq",
+        Some(Permission::DlqResolve),
+        "mutation { redriveDlq(input: { filter: { queue: \"default\" }, ratePerSecond: 1, dryRun: true, requestId: \"rv-ROLE\" }) { id } }",
+    ),
+    (
+        "Mutation.cancelDlqRedrive",
+        Some(Permission::DlqResolve),
+        "mutation { cancelDlqRedrive(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Mutation.purgeDlq",
+        Some(Permission::DlqResolve),
+        "mutation { purgeDlq(filter: { queue: \"none-ROLE\" }, olderThan: \"2000-01-01T00:00:00Z\") }",
+    ),
+    (
+        "Subscription.dlqMessageAdded",
+        Some(Permission::DlqRead),
+        "subscription { dlqMessageAdded(queue: \"default\") { cursor } }",
+    ),
+    (
+        "Subscription.dlqRedriveProgress",
+        Some(Permission::DlqRead),
+        "subscription { dlqRedriveProgress(jobId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { cursor } }",
+    ),
+    (
         "Task.assignee",
         Some(Permission::AgentView),
         "{ tasks { edges { node { assignee { id } } } } }",

@@ -10,6 +10,7 @@ mod m20261125_000004_login_failures;
 mod m20261126_000005_budgets;
 mod m20261202_000006_audit_log_tenant;
 mod m20261203_000007_event_outbox;
+mod m20261204_000008_queues;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_budgets::Migration),
             Box::new(m20261202_000006_audit_log_tenant::Migration),
             Box::new(m20261203_000007_event_outbox::Migration),
+            Box::new(m20261204_000008_queues::Migration),
         ]
     }
 }

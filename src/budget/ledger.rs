@@ -399,11 +399,54 @@ impl BudgetService {
         reservation: Uuid,
         now: DateTime<Utc>,
     ) -> AppResult<Option<BudgetEvent>> {
+        self.end_reservation(txn, reservation, Ending::Expiry, now)
+            .await
+    }
+
+    /// Releases a live reservation on the system's behalf (its task was dead-lettered),
+    /// whatever its TTL. `None` when it was no longer live.
+    pub(super) async fn release_by_system(
+        &self,
+        txn: &DatabaseTransaction,
+        reservation: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<BudgetEvent>> {
+        self.end_reservation(txn, reservation, Ending::SystemRelease, now)
+            .await
+    }
+
+    /// Ends a live reservation without spending: status `expired` (past its TTL) or
+    /// `released`, its amount out of `reserved`, a ledger row and an audit entry.
+    async fn end_reservation(
+        &self,
+        txn: &DatabaseTransaction,
+        reservation: Uuid,
+        ending: Ending,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<BudgetEvent>> {
+        let (status, ttl, kind, action, label, event_kind) = match ending {
+            Ending::Expiry => (
+                "expired",
+                " AND expires_at <= $1",
+                LedgerKind::Expire,
+                "budget.expire",
+                "budget-expiry",
+                BudgetEventKind::Expired,
+            ),
+            Ending::SystemRelease => (
+                "released",
+                "",
+                LedgerKind::Release,
+                "budget.release",
+                "dead-letter",
+                BudgetEventKind::Released,
+            ),
+        };
         let row = txn
             .query_one_raw(self.stmt(
                 &format!(
-                    "UPDATE budget_reservations SET status = 'expired', resolved_at = $1 \
-                     WHERE id = $2 AND status = 'reserved' AND expires_at <= $1 \
+                    "UPDATE budget_reservations SET status = '{status}', resolved_at = $1 \
+                     WHERE id = $2 AND status = 'reserved'{ttl} \
                      RETURNING {RESERVATION_COLUMNS}"
                 ),
                 vec![now.into(), reservation.into()],
@@ -420,7 +463,7 @@ impl BudgetService {
                  updated_at = $2 WHERE id = $3 RETURNING ",
                 vec![r.amount.into(), now.into(), r.budget_id.into()],
                 &Move {
-                    kind: LedgerKind::Expire,
+                    kind,
                     reservation_id: r.id,
                     delta_used: 0,
                     delta_reserved: -r.amount,
@@ -435,20 +478,25 @@ impl BudgetService {
             })?;
         audit::record(
             txn,
-            &RequestMeta::system("budget-expiry"),
+            &RequestMeta::system(label),
             AuditEntry {
-                action: "budget.expire",
+                action,
                 entity_type: "budget_reservation",
                 entity_id: Some(r.id.to_string()),
                 tenant_id: Some(&r.tenant_id),
-                details: json!({ "budgetId": r.budget_id, "amount": r.amount }),
+                details: json!({ "budgetId": r.budget_id, "amount": r.amount, "taskId": r.task_id }),
             },
         )
         .await?;
-        Ok(Some(Self::event(
-            BudgetEventKind::Expired,
-            &after,
-            Some(r.id),
-        )))
+        Ok(Some(Self::event(event_kind, &after, Some(r.id))))
     }
+}
+
+/// How [`BudgetService::end_reservation`] ends a reservation.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Its TTL passed.
+    Expiry,
+    /// The system released it (its task was dead-lettered).
+    SystemRelease,
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use entity::{budget, budget_reservation};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    FromQueryResult, QueryFilter, QuerySelect,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -622,6 +622,30 @@ impl BudgetService {
         self.bus.wake();
         count(label, "ok");
         Ok(resolved)
+    }
+
+    /// Releases, in `txn`, every live reservation carrying `task_id` (its task was
+    /// dead-lettered: nothing will commit them), with the ledger rows, audit entries and
+    /// `RELEASED` events of any release. Returns how many it released.
+    pub async fn release_for_task(
+        &self,
+        txn: &DatabaseTransaction,
+        task_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<u64> {
+        let live = budget_reservation::Entity::find()
+            .filter(budget_reservation::Column::TaskId.eq(task_id))
+            .filter(budget_reservation::Column::Status.eq(budget_reservation::Status::Reserved))
+            .order_by_asc(budget_reservation::Column::BudgetId)
+            .all(txn)
+            .await?;
+        let mut events = Vec::new();
+        for r in live {
+            events.extend(self.release_by_system(txn, r.id, now).await?);
+        }
+        let released = events.len() as u64;
+        self.announce(txn, events).await?;
+        Ok(released)
     }
 
     /// Why a resolution found no live reservation. A reservation past its TTL that no

@@ -16,6 +16,7 @@ use crate::{
     audit::graphql::{AuditQuery, AuditSubscription},
     auth::graphql::{AuthMutation, AuthQuery},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
+    dlq::graphql::{DlqMutation, DlqQuery, DlqSubscription},
     services::Services,
     subscriptions::graphql::{SubscriptionAdminMutation, SubscriptionAdminQuery},
     task::{
@@ -30,6 +31,7 @@ pub struct Query(
     AuthQuery,
     TaskQuery,
     BudgetQuery,
+    DlqQuery,
     AuditQuery,
     SubscriptionAdminQuery,
     node::NodeQuery,
@@ -41,12 +43,18 @@ pub struct Mutation(
     AuthMutation,
     TaskMutation,
     BudgetMutation,
+    DlqMutation,
     SubscriptionAdminMutation,
 );
 
 /// Every subscription.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(TaskSubscription, BudgetSubscription, AuditSubscription);
+pub struct Subscription(
+    TaskSubscription,
+    BudgetSubscription,
+    DlqSubscription,
+    AuditSubscription,
+);
 
 /// The Aurum schema.
 pub type AurumSchema = Schema<Query, Mutation, Subscription>;

@@ -392,6 +392,128 @@ impl TaskService {
         Ok(current)
     }
 
+    // ---- queue consequences ------------------------------------------------------------
+
+    /// In `txn`, the transaction recording a dead letter of task `task_id`: the task moves to
+    /// `FAILED` unless it already finished (its agent freed), and an escalation opens with
+    /// `reason` (the queue, the attempts, the last error). `None` when the task is gone.
+    pub async fn dead_lettered(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        task_id: Uuid,
+        reason: String,
+    ) -> AppResult<Option<task::Model>> {
+        let Some(mut task) = task::Entity::find_by_id(task_id).one(txn).await? else {
+            return Ok(None);
+        };
+        let meta = RequestMeta::system("dead-letter");
+        let from = TaskState::from(task.state);
+        let now = clock::now();
+        if !from.is_finished() {
+            task::Entity::update_many()
+                .col_expr(task::Column::State, Expr::value(task::TaskState::Failed))
+                .col_expr(task::Column::UpdatedAt, Expr::value(now))
+                .filter(task::Column::Id.eq(task_id))
+                .exec(txn)
+                .await?;
+            if let Some(agent_id) = task.assignee_id {
+                Self::free_agent(txn, agent_id, task_id).await?;
+            }
+            audit::record(
+                txn,
+                &meta,
+                AuditEntry {
+                    action: "task.update_state",
+                    entity_type: "task",
+                    entity_id: Some(task_id.to_string()),
+                    tenant_id: task.tenant_id.as_deref(),
+                    details: json!({ "from": from.to_string(), "to": TaskState::Failed.to_string(), "cause": "dead-lettered" }),
+                },
+            )
+            .await?;
+            task.state = task::TaskState::Failed;
+            task.updated_at = now;
+            self.announce(txn, TaskEventKind::StateChanged, task.clone())
+                .await?;
+        }
+        let escalation = escalation::Model {
+            id: Uuid::now_v7(),
+            task_id,
+            agent_id: task.assignee_id,
+            reason,
+            severity: escalation::Severity::High,
+            status: escalation::EscalationStatus::Open,
+            resolution: None,
+            resolved_by: None,
+            tenant_id: task.tenant_id.clone(),
+            created_by: meta.caller.audit_label(),
+            created_at: now,
+            resolved_at: None,
+        };
+        escalation::Entity::insert(escalation::ActiveModel::from(escalation.clone()))
+            .exec_without_returning(txn)
+            .await?;
+        audit::record(
+            txn,
+            &meta,
+            AuditEntry {
+                action: "escalation.create",
+                entity_type: "escalation",
+                entity_id: Some(escalation.id.to_string()),
+                tenant_id: escalation.tenant_id.as_deref(),
+                details: json!({ "taskId": task_id, "severity": escalation.severity, "cause": "dead-lettered" }),
+            },
+        )
+        .await?;
+        self.announce(txn, TaskEventKind::Escalated, task.clone())
+            .await?;
+        Ok(Some(task))
+    }
+
+    /// In `txn`, the transaction putting a dead letter of task `task_id` back on its queue:
+    /// a `FAILED` task goes back to `PENDING` (unassigned). Other states stay.
+    pub async fn requeued(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        meta: &RequestMeta,
+        task_id: Uuid,
+    ) -> AppResult<()> {
+        let Some(mut task) = task::Entity::find_by_id(task_id).one(txn).await? else {
+            return Ok(());
+        };
+        if TaskState::from(task.state) != TaskState::Failed {
+            return Ok(());
+        }
+        let now = clock::now();
+        let res = task::Entity::update_many()
+            .col_expr(task::Column::State, Expr::value(task::TaskState::Pending))
+            .col_expr(task::Column::AssigneeId, Expr::value(Option::<Uuid>::None))
+            .col_expr(task::Column::UpdatedAt, Expr::value(now))
+            .filter(task::Column::Id.eq(task_id))
+            .filter(task::Column::State.eq(task::TaskState::Failed))
+            .exec(txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Ok(());
+        }
+        audit::record(
+            txn,
+            meta,
+            AuditEntry {
+                action: "task.update_state",
+                entity_type: "task",
+                entity_id: Some(task_id.to_string()),
+                tenant_id: task.tenant_id.as_deref(),
+                details: json!({ "from": "FAILED", "to": "PENDING", "cause": "dead letter retried" }),
+            },
+        )
+        .await?;
+        task.state = task::TaskState::Pending;
+        task.assignee_id = None;
+        task.updated_at = now;
+        self.announce(txn, TaskEventKind::StateChanged, task).await
+    }
+
     // ---- agents ------------------------------------------------------------------------
 
     fn agent_condition(scope: Option<&str>, filter: &AgentFilter) -> Condition {

@@ -1,0 +1,68 @@
+//! Work queues and the dead letter queue.
+//!
+//! - `queues`: the configured queues and their delivery rules (`AURUM_QUEUES`).
+//! - `work`: the work API agents call: enqueue, claim, ack, nack, reject, extend.
+//! - `store`: the database queue (visibility timeout, attempts, backoff).
+//! - `capture`: a dead letter and its consequences (task `FAILED`, reservations released,
+//!   an escalation), written in one transaction before the message leaves its queue.
+//! - `service`: the DLQ as operators see it: list, detail, resolve, retry, purge, stats,
+//!   redrive jobs; `redrive` runs those jobs on whichever replica is up.
+//! - `graphql`: the resolvers; `events`: what each change writes into the outbox.
+//!
+//! Every replica runs the reaper (`spawn_reaper`): deliveries whose last attempt lapsed go to
+//! the DLQ, settled rows past retention go, and the queue gauges are published.
+
+pub mod capture;
+pub mod events;
+pub mod graphql;
+pub mod model;
+pub mod queues;
+pub mod redrive;
+pub mod service;
+pub mod store;
+pub mod work;
+
+pub use model::limits;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// How often every replica reaps lapsed last deliveries.
+pub const REAP_EVERY: Duration = Duration::from_secs(1);
+/// How often every replica publishes the queue gauges.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+/// Lapsed messages one reaper pass dead-letters per queue at most.
+const REAP_BATCH: u64 = 200;
+
+/// Starts the reaper on the current runtime, until `shutdown`. A failed pass is logged and
+/// the next tick tries again (the messages stay where they were).
+pub fn spawn_reaper(service: service::DlqService, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REAP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_gauges = tokio::time::Instant::now() - GAUGES_EVERY;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match service.queues().reap(REAP_BATCH).await {
+                Ok(0) => {}
+                Ok(dead) => tracing::info!(
+                    dlq.captured = dead,
+                    "queue reaper dead-lettered lapsed messages"
+                ),
+                Err(e) => {
+                    tracing::warn!(error.code = e.code(), error.cause = ?e, "queue reaper failed")
+                }
+            }
+            if last_gauges.elapsed() >= GAUGES_EVERY {
+                last_gauges = tokio::time::Instant::now();
+                if let Err(e) = service.publish_gauges().await {
+                    tracing::warn!(error.code = e.code(), error.cause = ?e, "queue gauges failed");
+                }
+            }
+        }
+    });
+}
