@@ -17,10 +17,10 @@ use crate::{
     },
     budget::service::BudgetService,
     config::{Config, JwtAlgorithm},
-    dlq::{capture::Consequences, service::DlqService, work::QueueService},
+    dlq::{capture::Consequences, jetstream::JetQueues, service::DlqService, work::QueueService},
     events::Bus,
     graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
-    infra,
+    infra::{self, work_queue::WorkQueues},
     rate_limit::{ActionLimiter, EdgeLimit},
     server::{AppState, Inner, feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots},
     services::Services,
@@ -157,12 +157,30 @@ impl AppState {
             .await?;
         let tasks = TaskService::new(db.clone(), bus.clone());
         let budgets = BudgetService::new(db.clone(), bus.clone());
+        let jetstream = match &nats {
+            Some(client) => {
+                let js = JetQueues::new(
+                    WorkQueues::new(client.clone(), &config.nats_subject_prefix),
+                    &config.queues.iter().cloned().collect::<Vec<_>>(),
+                    config.queue_retention()?,
+                );
+                if client.connection_state() == async_nats::connection::State::Connected {
+                    // Reachable: a declaration JetStream refuses stops start-up, naming it.
+                    js.declare()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("declaring the JetStream work queues: {e}"))?;
+                }
+                Some(js)
+            }
+            None => None,
+        };
         let dlq = DlqService::new(
             QueueService::new(
                 db.clone(),
                 bus.clone(),
                 config.queues.clone(),
                 Consequences::new(tasks.clone(), budgets.clone(), bus.clone()),
+                jetstream,
             ),
             tasks.clone(),
         );
@@ -248,6 +266,7 @@ impl AppState {
             shutdown.clone(),
         );
         crate::dlq::spawn_reaper(services.dlq.clone(), shutdown.clone());
+        services.dlq.queues().spawn_capture(shutdown.clone());
         crate::dlq::redrive::spawn(
             services.dlq.clone(),
             config.replica_name(),

@@ -143,6 +143,13 @@ pub struct Config {
     #[arg(long, env = "AURUM_QUEUES", default_value = QueueSet::DEFAULT, value_parser = QueueSet::from_str)]
     pub queues: QueueSet,
 
+    /// Hours JetStream keeps a task message (`max_age` of the task stream). Must exceed the
+    /// longest life a message can have in any queue (maxDeliver × (ackWait + longest
+    /// backoff)), or a message could age out before it is done or dead-lettered: start-up
+    /// refuses a shorter one.
+    #[arg(long, env = "AURUM_QUEUE_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub queue_retention_hours: u64,
+
     /// This replica's name in `activeSubscriptions`; the host name when unset.
     #[arg(long, env = "AURUM_REPLICA_ID", default_value = "")]
     pub replica_id: String,
@@ -296,6 +303,23 @@ impl Config {
             poll: Duration::from_millis(self.outbox_poll_ms),
             relay_delay: Duration::from_millis(self.outbox_relay_delay_ms),
         }
+    }
+
+    /// `AURUM_QUEUE_RETENTION_HOURS`, checked against the longest life of a message.
+    pub fn queue_retention(&self) -> anyhow::Result<Duration> {
+        let retention = Duration::from_secs(self.queue_retention_hours * 3600);
+        for q in self.queues.iter() {
+            let longest = q.backoff_seconds.iter().copied().max().unwrap_or(0);
+            let life = u64::from(q.max_deliver) * (q.ack_wait_seconds + longest);
+            if Duration::from_secs(life) >= retention {
+                anyhow::bail!(
+                    "AURUM_QUEUE_RETENTION_HOURS ({} h) is shorter than queue {}'s longest message life ({life} s = maxDeliver × (ackWait + longest backoff)); raise it",
+                    self.queue_retention_hours,
+                    q.name
+                );
+            }
+        }
+        Ok(retention)
     }
 
     /// This replica's name: `AURUM_REPLICA_ID`, else the host name, else `aurum`.

@@ -302,6 +302,17 @@ async fn dead_letters_and_their_consequences(profile: Profile, name: &str) {
     assert_eq!(row["payload"], "work");
     assert_eq!(row["queue"], "fast");
     assert_eq!(row["status"], "OPEN");
+    // Where the message was: the database queue, or the JetStream task stream.
+    match profile {
+        Profile::Embedded => assert_eq!(row["stream"], "database"),
+        Profile::Services => {
+            assert!(row["stream"].as_str().unwrap().ends_with("_TASKS"), "{row}");
+            assert!(
+                row["subject"].as_str().unwrap().ends_with(".tasks.fast"),
+                "{row}"
+            );
+        }
+    }
     assert_eq!(
         row["errors"],
         json!([

@@ -2,7 +2,8 @@
 //!
 //! - `queues`: the configured queues and their delivery rules (`AURUM_QUEUES`).
 //! - `work`: the work API agents call: enqueue, claim, ack, nack, reject, extend.
-//! - `store`: the database queue (visibility timeout, attempts, backoff).
+//! - `store`: the database queue (visibility timeout, attempts, backoff); `jetstream`: the
+//!   queues on JetStream (production profile), with the advisory capture.
 //! - `capture`: a dead letter and its consequences (task `FAILED`, reservations released,
 //!   an escalation), written in one transaction before the message leaves its queue.
 //! - `service`: the DLQ as operators see it: list, detail, resolve, retry, purge, stats,
@@ -15,6 +16,7 @@
 pub mod capture;
 pub mod events;
 pub mod graphql;
+pub mod jetstream;
 pub mod model;
 pub mod queues;
 pub mod redrive;

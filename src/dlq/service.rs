@@ -273,7 +273,7 @@ impl DlqService {
         }
         let sequence = self
             .queues
-            .insert_message(
+            .put(
                 txn,
                 &spec,
                 (row.task_id, row.tenant_id.clone()),

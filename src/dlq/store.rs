@@ -220,7 +220,6 @@ pub async fn lapsed_last_deliveries(
     let max_deliver = i32::try_from(spec.max_deliver).unwrap_or(i32::MAX);
     let mut select = queue_message::Entity::find()
         .filter(queue_message::Column::Queue.eq(spec.name.as_str()))
-        .filter(queue_message::Column::StreamSeq.is_null())
         .filter(queue_message::Column::State.eq(MessageState::Claimed))
         .filter(queue_message::Column::Deadline.lte(now))
         .filter(queue_message::Column::Attempts.gte(max_deliver))
@@ -275,10 +274,15 @@ pub async fn pending<C: ConnectionTrait>(conn: &C, queue: &str) -> AppResult<u64
         .await?)
 }
 
-/// Deletes settled rows older than [`SETTLED_RETENTION_HOURS`]; returns how many.
+/// Deletes settled rows older than [`SETTLED_RETENTION_HOURS`], and JetStream delivery rows
+/// untouched as long (their message went on with a worker speaking NATS); returns how many.
 pub async fn sweep<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> AppResult<u64> {
     let res = queue_message::Entity::delete_many()
-        .filter(queue_message::Column::State.is_in([MessageState::Acked, MessageState::Dead]))
+        .filter(
+            Condition::any()
+                .add(queue_message::Column::State.is_in([MessageState::Acked, MessageState::Dead]))
+                .add(queue_message::Column::StreamSeq.is_not_null()),
+        )
         .filter(
             queue_message::Column::UpdatedAt
                 .lt(now - chrono::Duration::hours(SETTLED_RETENTION_HOURS)),

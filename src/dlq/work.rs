@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::{
     capture::{Consequences, DeadLetter},
+    jetstream::{JetQueues, database_headers},
     model::{DeadReason, DeliveryId, ReportedError, error_text, limits, push_error},
     queues::{QueueSet, QueueSpec},
     store,
@@ -38,7 +39,10 @@ use crate::{
     error::{AppError, AppResult},
     events::Bus,
     idempotency,
-    infra::db::{self, tenant_condition},
+    infra::{
+        db::{self, tenant_condition},
+        work_queue::Response,
+    },
 };
 
 /// Input of `enqueueTask`, before validation.
@@ -90,6 +94,8 @@ pub struct QueueService {
     bus: Bus,
     queues: Arc<QueueSet>,
     consequences: Consequences,
+    /// The JetStream queues (production profile); `None` = the database queue.
+    jetstream: Option<JetQueues>,
     postgres: bool,
     /// Woken when this replica makes a message claimable, so waiting claims look at once
     /// (claims on other replicas find it on their next poll).
@@ -105,6 +111,7 @@ impl QueueService {
         bus: Bus,
         queues: QueueSet,
         consequences: Consequences,
+        jetstream: Option<JetQueues>,
     ) -> Self {
         let postgres = db.get_database_backend() == DbBackend::Postgres;
         Self {
@@ -112,6 +119,7 @@ impl QueueService {
             bus,
             queues: Arc::new(queues),
             consequences,
+            jetstream,
             postgres,
             ready: Arc::new(Notify::new()),
         }
@@ -127,6 +135,15 @@ impl QueueService {
 
     pub(super) fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    pub(super) fn consequences(&self) -> &Consequences {
+        &self.consequences
+    }
+
+    /// The JetStream queues, when the queues are on JetStream.
+    pub fn jetstream(&self) -> Option<&JetQueues> {
+        self.jetstream.as_ref()
     }
 
     /// The queue named `name`, or `BAD_USER_INPUT` listing the configured ones.
@@ -176,7 +193,7 @@ impl QueueService {
             .ok_or_else(|| AppError::not_found("Task", input.task_id))?;
         let msg_id = format!("{}:{}", key.scope(), key.request_id());
         let sequence = self
-            .insert_message(
+            .put(
                 &txn,
                 &spec,
                 (task.id, task.tenant_id.clone()),
@@ -210,10 +227,33 @@ impl QueueService {
         Ok(answer)
     }
 
-    /// Puts a message for `task` (id, tenant) on `spec`'s queue in `txn` under the dedup id
-    /// `msg_id`; a message already stored under it is kept (and its sequence answered).
+    /// Puts a message for `task` (id, tenant) on `spec`'s queue under the dedup id `msg_id`,
+    /// as part of `txn`: on the database queue a row in it (a message already stored under
+    /// the id is kept); on JetStream a publish acknowledged by the stream before `txn`
+    /// commits (a publish repeated within the duplicate window is stored once). Answers the
+    /// message's sequence.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn insert_message(
+    pub(super) async fn put(
+        &self,
+        txn: &DatabaseTransaction,
+        spec: &QueueSpec,
+        task: (Uuid, Option<String>),
+        msg_id: &str,
+        payload: Option<String>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> AppResult<i64> {
+        match &self.jetstream {
+            Some(js) => self.js_publish(js, spec, task, msg_id, payload).await,
+            None => {
+                self.insert_message(txn, spec, task, msg_id, payload, by, now)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_message(
         &self,
         txn: &DatabaseTransaction,
         spec: &QueueSpec,
@@ -287,8 +327,19 @@ impl QueueService {
                 format!("waitMs must be 0-{}", limits::WAIT_MAX_MS),
             ));
         }
-        let until = tokio::time::Instant::now()
-            + Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+        let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+        if let Some(js) = &self.jetstream {
+            if meta.caller.tenant().is_some() {
+                return Err(AppError::bad_field(
+                    "queue",
+                    "JetStream queues are shared by every tenant: claim with a caller without tenant scope",
+                ));
+            }
+            return self
+                .js_claim(js, &spec, usize::try_from(max).unwrap_or(1), wait)
+                .await;
+        }
+        let until = tokio::time::Instant::now() + wait;
         let max = u64::try_from(max).unwrap_or(1);
         loop {
             // Registered before looking, so an enqueue between the look and the wait wakes it.
@@ -330,6 +381,7 @@ impl QueueService {
         let now = clock::now();
         let txn = db::begin_write(&self.db).await?;
         let row = store::live(&txn, &id, meta.caller.tenant(), now).await?;
+        self.respond(&row, Response::Ack).await?;
         self.settle(
             &txn,
             &id,
@@ -351,7 +403,11 @@ impl QueueService {
         let txn = db::begin_write(&self.db).await?;
         let mut row = store::live(&txn, &id, meta.caller.tenant(), now).await?;
         let spec = self.spec("deliveryId", &row.queue)?;
-        let deadline = now + chrono::Duration::from_std(spec.ack_wait()).unwrap_or_default();
+        let deadline = match row.stream_seq {
+            Some(_) => super::jetstream::deadline(spec, now),
+            None => now + chrono::Duration::from_std(spec.ack_wait()).unwrap_or_default(),
+        };
+        self.respond(&row, Response::Progress).await?;
         // The new deadline is set without moving the state, but only on a live delivery.
         self.settle(
             &txn,
@@ -421,10 +477,16 @@ impl QueueService {
             .await?;
             self.dead_letter(&txn, &row, DeadReason::MaxDeliveries, now)
                 .await?;
+            txn.commit().await?;
+            self.bus.wake();
+            self.removed(&row).await;
+            return Ok(Delivery::from_row(&row, id));
         } else {
             let wait = delay.unwrap_or_else(|| {
                 chrono::Duration::from_std(spec.backoff(attempt)).unwrap_or_default()
             });
+            self.respond(&row, Response::Nak(wait.to_std().unwrap_or_default()))
+                .await?;
             self.settle(
                 &txn,
                 &id,
@@ -489,6 +551,7 @@ impl QueueService {
             .await?;
         txn.commit().await?;
         self.bus.wake();
+        self.removed(&row).await;
         Ok(Delivery::from_row(&row, id))
     }
 
@@ -508,7 +571,34 @@ impl QueueService {
         }
     }
 
-    /// Records the dead letter of database-queue message `row` in `txn`.
+    /// Answers a JetStream delivery through its reply subject (nothing to do on the
+    /// database queue, where the row is the delivery).
+    async fn respond(&self, row: &queue_message::Model, response: Response) -> AppResult<()> {
+        let (Some(js), Some(reply)) = (&self.jetstream, row.reply.as_deref()) else {
+            return Ok(());
+        };
+        js.ready()
+            .await?
+            .respond(reply, response)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "answering a JetStream delivery failed");
+                AppError::ServiceUnavailable { dependency: "nats" }
+            })
+    }
+
+    /// After the dead letter of `row` committed: a JetStream message is terminated and
+    /// removed from its stream.
+    async fn removed(&self, row: &queue_message::Model) {
+        if let (Some(js), Some(seq)) = (&self.jetstream, row.stream_seq) {
+            self.js_remove(js, row.reply.as_deref(), u64::try_from(seq).unwrap_or(0))
+                .await;
+        }
+    }
+
+    /// Records the dead letter of message `row` in `txn`: on JetStream read back from the
+    /// stream (its row when the stream no longer holds it), on the database queue from the
+    /// row.
     async fn dead_letter(
         &self,
         txn: &DatabaseTransaction,
@@ -516,6 +606,35 @@ impl QueueService {
         reason: DeadReason,
         now: DateTime<Utc>,
     ) -> AppResult<Option<dlq_message::Model>> {
+        if let (Some(js), Some(seq)) = (&self.jetstream, row.stream_seq) {
+            let spec = self.spec("deliveryId", &row.queue)?.clone();
+            let stored = self
+                .js_letter(
+                    js,
+                    &spec,
+                    u64::try_from(seq).unwrap_or(0),
+                    reason,
+                    row.attempts,
+                    Some(row),
+                )
+                .await?;
+            let letter = stored.unwrap_or_else(|| DeadLetter {
+                queue: row.queue.clone(),
+                subject: js.queues.subject(&row.queue),
+                stream: js.queues.stream_name().to_owned(),
+                stream_seq: seq,
+                task_id: row.task_id,
+                tenant_id: row.tenant_id.clone(),
+                headers: json!({}),
+                payload: None,
+                reason,
+                attempts: row.attempts,
+                errors: row.errors.clone(),
+                first_delivered_at: row.first_delivered_at,
+                last_delivered_at: row.last_delivered_at,
+            });
+            return self.consequences.record(txn, letter, now).await;
+        }
         self.consequences
             .record(
                 txn,
@@ -526,7 +645,7 @@ impl QueueService {
                     stream_seq: row.id,
                     task_id: row.task_id,
                     tenant_id: row.tenant_id.clone(),
-                    headers: json!({ "Aurum-Task-Id": row.task_id, "Aurum-Msg-Id": row.msg_id }),
+                    headers: database_headers(row.task_id, &row.msg_id),
                     payload: row.payload.clone(),
                     reason,
                     attempts: row.attempts,
@@ -558,6 +677,15 @@ impl QueueService {
             }
             txn.commit().await?;
             self.bus.wake();
+            for row in &lapsed {
+                // The lapsed delivery cannot be answered any more; the server delivers
+                // an exhausted message no more, so it is only removed.
+                let row = queue_message::Model {
+                    reply: None,
+                    ..row.clone()
+                };
+                self.removed(&row).await;
+            }
             dead += lapsed.len() as u64;
         }
         store::sweep(&self.db, clock::now()).await?;
@@ -566,6 +694,12 @@ impl QueueService {
 
     /// Messages of `queue` not yet settled.
     pub async fn pending(&self, queue: &str) -> AppResult<u64> {
-        store::pending(&self.db, queue).await
+        match &self.jetstream {
+            Some(js) => js.ready().await?.pending(queue).await.map_err(|e| {
+                tracing::warn!(error = %e, "reading a queue consumer failed");
+                AppError::ServiceUnavailable { dependency: "nats" }
+            }),
+            None => store::pending(&self.db, queue).await,
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod event_bus;
 pub mod nats;
 pub mod outbox;
 pub mod redis;
+pub mod work_queue;
 
 /// What `/ready` reports for one dependency.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -235,14 +235,16 @@ impl Shared {
             pg.drop_db().await;
         }
         if !self.nats_prefix.is_empty() {
-            // The test's event stream (the shared NATS keeps streams on disk).
+            // The test's streams (the shared NATS keeps streams on disk).
             let url = ServiceUrls::from_env().nats;
             if let Ok(Ok(client)) =
                 tokio::time::timeout(Duration::from_secs(2), async_nats::connect(url)).await
             {
                 let js = async_nats::jetstream::new(client);
-                let stream = format!("{}_EVENTS", self.nats_prefix.to_uppercase());
-                let _ = js.delete_stream(stream).await;
+                for stream in ["EVENTS", "TASKS", "QUEUE_ADVISORIES"] {
+                    let stream = format!("{}_{stream}", self.nats_prefix.to_uppercase());
+                    let _ = js.delete_stream(stream).await;
+                }
             }
         }
     }
