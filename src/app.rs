@@ -265,11 +265,13 @@ impl AppState {
             std::time::Duration::from_millis(config.budget_sweep_interval_ms),
             shutdown.clone(),
         );
-        crate::dlq::spawn_reaper(services.dlq.clone(), shutdown.clone());
+        let housekeeping = std::time::Duration::from_millis(config.queue_reap_interval_ms);
+        crate::dlq::spawn_reaper(services.dlq.clone(), housekeeping, shutdown.clone());
         services.dlq.queues().spawn_capture(shutdown.clone());
         crate::dlq::redrive::spawn(
             services.dlq.clone(),
             config.replica_name(),
+            housekeeping,
             shutdown.clone(),
         );
         let ws_per_address = Slots::new(config.ws_max_per_address);

@@ -150,6 +150,12 @@ pub struct Config {
     #[arg(long, env = "AURUM_QUEUE_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub queue_retention_hours: u64,
 
+    /// Milliseconds between a replica's queue housekeeping passes: dead-lettering deliveries
+    /// whose last attempt lapsed, sweeping settled rows, publishing the queue gauges (every
+    /// fifth pass), and looking for DLQ redrives to run or take over.
+    #[arg(long, env = "AURUM_QUEUE_REAP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub queue_reap_interval_ms: u64,
+
     /// This replica's name in `activeSubscriptions`; the host name when unset.
     #[arg(long, env = "AURUM_REPLICA_ID", default_value = "")]
     pub replica_id: String,

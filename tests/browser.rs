@@ -246,3 +246,117 @@ async fn graphiql_lists_and_closes_live_subscriptions() {
     );
     env.finish().await;
 }
+
+/// A dead letter watched arriving live in GraphiQL, then retried from it: the page runs
+/// `dlqMessageAdded` while an agent enqueues, claims and rejects a message as poison; the
+/// dead letter shows up on the page, and `retryDlqMessage` run on the page puts it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_watches_a_dead_letter_arrive_and_retries_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(chromium) = browser_ready("graphiql_watches_a_dead_letter_arrive_and_retries_it")
+    else {
+        return;
+    };
+    let env = Env::new(Profile::Embedded, "browser-dlq")
+        .await
+        .expect("embedded profile");
+    let s = &env.server;
+    let query =
+        "subscription WatchDlq { dlqMessageAdded { cursor message { id reason lastError } } }";
+    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}?query={}&headers={}",
+        s.url("/graphql"),
+        enc(query),
+        enc(&headers)
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(root.join("web/tests/graphiql.mjs"))
+        .arg(&url)
+        .arg("REJECTED")
+        .env("CHROMIUM_PATH", &chromium)
+        .current_dir(root.join("web"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The agent dead-letters messages until the page shows one (its subscription starts once
+    // the page has loaded and the button was clicked).
+    let mut round = 0;
+    let status = loop {
+        if let Ok(Some(status)) = node.try_wait() {
+            break status;
+        }
+        assert!(round < 60, "the page never showed the dead letter");
+        let task = s
+            .ok(
+                "mutation($t: String!) { createTask(input: { title: $t }) { id } }",
+                json!({ "t": format!("poison-{round}") }),
+            )
+            .await["createTask"]["id"]
+            .clone();
+        s.ok(
+            "mutation($t: ID!, $r: String!) { enqueueTask(input: { taskId: $t, queue: \"default\", payload: \"{}\", requestId: $r }) { sequence } }",
+            json!({ "t": task, "r": format!("poison-{round}") }),
+        )
+        .await;
+        let claimed = s
+            .ok(
+                "mutation { claimTaskMessages(queue: \"default\", max: 1) { deliveryId } }",
+                json!({}),
+            )
+            .await;
+        s.ok(
+            "mutation($d: String!) { rejectTaskMessage(deliveryId: $d, reason: \"cannot parse the payload\") { deliveryId } }",
+            json!({ "d": claimed["claimTaskMessages"][0]["deliveryId"] }),
+        )
+        .await;
+        round += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let out = node.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success(),
+        "browser check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("cannot parse the payload"), "{stdout}");
+    // The letter the page showed (earlier rounds may have died before it subscribed).
+    let letters = s
+        .ok(
+            "{ dlqMessages(first: 100) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let first = letters["dlqMessages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["node"]["id"].as_str())
+        .find(|id| stdout.contains(id))
+        .unwrap_or_else(|| panic!("the page showed no dead letter id: {stdout}"))
+        .to_owned();
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        &format!("mutation {{ retryDlqMessage(id: \"{first}\", requestId: \"page-retry\") {{ status }} }}"),
+        "RETRIED",
+    )
+    .await;
+    assert!(page.contains("RETRIED"), "{page}");
+    let back = s
+        .ok(
+            "mutation { claimTaskMessages(queue: \"default\", max: 10) { payload } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        back["claimTaskMessages"].as_array().unwrap().len(),
+        1,
+        "{back}"
+    );
+    env.finish().await;
+}

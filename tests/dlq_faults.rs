@@ -616,7 +616,11 @@ async fn a_redrive_survives_the_death_of_its_replica() {
     };
     let shared = Shared::services(&urls).await;
     let mut env = ReplicaEnv::of(&shared, Some(&urls));
-    env.set("AURUM_QUEUES", QUEUES);
+    // Deliveries long enough to reject 100 claimed messages one by one on a busy machine.
+    env.set(
+        "AURUM_QUEUES",
+        r#"[{"name":"beta","maxDeliver":3,"ackWaitSeconds":60,"backoffSeconds":[0]}]"#,
+    );
     let mut replicas = HashMap::new();
     for id in ["a", "b"] {
         let mut e = env.clone();

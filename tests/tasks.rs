@@ -210,9 +210,10 @@ async fn nested_fields_are_batched(profile: Profile, name: &str) {
     // which is what this test is about (batching, not the window).
     let Some(env) = Env::with(profile, name, |c| {
         c.max_page_size = 100;
-        // The pool's statement counter would also count the budget sweeper's ticks and the
-        // event relay's polls.
+        // The pool's statement counter would also count the budget sweeper's ticks, the queue
+        // housekeeping and the event relay's polls.
         c.budget_sweep_interval_ms = 3_600_000;
+        c.queue_reap_interval_ms = 3_600_000;
         c.outbox_poll_ms = 60_000;
         c.dataloader_delay_ms = 20;
     })

@@ -88,11 +88,12 @@ impl JetQueues {
     }
 }
 
-/// The deadline Aurum gives a delivery: JetStream's ack wait from now, less a margin so that
-/// an ack Aurum accepts reaches the server before it redelivers.
+/// The deadline Aurum gives a delivery: JetStream's ack wait from now, less a margin (a
+/// quarter of it, at most 5 s) so that what Aurum accepts before it (an ack, a nak, a
+/// termination) reaches the server before the server redelivers.
 pub(super) fn deadline(spec: &QueueSpec, now: DateTime<Utc>) -> DateTime<Utc> {
     let wait = spec.ack_wait();
-    let margin = (wait / 10).min(Duration::from_secs(1));
+    let margin = (wait / 4).min(Duration::from_secs(5));
     now + chrono::Duration::from_std(wait - margin).unwrap_or_default()
 }
 
@@ -288,9 +289,9 @@ impl QueueService {
         }))
     }
 
-    /// After a dead letter of `seq` committed: the message is terminated (when a delivery
-    /// is out) and removed from the stream. A failure leaves it for the advisory or the
-    /// next claim to finish.
+    /// After a dead letter of `seq` committed: the message is terminated (when `reply`
+    /// names a delivery still out) and removed from the stream. A failure leaves it for the
+    /// advisory or the next claim to finish.
     pub(super) async fn js_remove(&self, js: &JetQueues, reply: Option<&str>, seq: u64) {
         let queues = &js.queues;
         if let Some(reply) = reply

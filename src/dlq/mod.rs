@@ -30,20 +30,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// How often every replica reaps lapsed last deliveries.
-pub const REAP_EVERY: Duration = Duration::from_secs(1);
-/// How often every replica publishes the queue gauges.
-const GAUGES_EVERY: Duration = Duration::from_secs(5);
+/// Reaper passes between two publications of the queue gauges.
+const GAUGES_EVERY: u32 = 5;
 /// Lapsed messages one reaper pass dead-letters per queue at most.
 const REAP_BATCH: u64 = 200;
 
-/// Starts the reaper on the current runtime, until `shutdown`. A failed pass is logged and
-/// the next tick tries again (the messages stay where they were).
-pub fn spawn_reaper(service: service::DlqService, shutdown: CancellationToken) {
+/// Starts the reaper on the current runtime, a pass `every` (`AURUM_QUEUE_REAP_INTERVAL_MS`)
+/// until `shutdown`. A failed pass is logged and the next tick tries again (the messages stay
+/// where they were).
+pub fn spawn_reaper(service: service::DlqService, every: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REAP_EVERY);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_gauges = tokio::time::Instant::now() - GAUGES_EVERY;
+        let mut passes = 0u32;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -59,12 +58,12 @@ pub fn spawn_reaper(service: service::DlqService, shutdown: CancellationToken) {
                     tracing::warn!(error.code = e.code(), error.cause = ?e, "queue reaper failed")
                 }
             }
-            if last_gauges.elapsed() >= GAUGES_EVERY {
-                last_gauges = tokio::time::Instant::now();
+            if passes.is_multiple_of(GAUGES_EVERY) {
                 if let Err(e) = service.publish_gauges().await {
                     tracing::warn!(error.code = e.code(), error.cause = ?e, "queue gauges failed");
                 }
             }
+            passes = passes.wrapping_add(1);
         }
     });
 }

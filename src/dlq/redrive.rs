@@ -17,29 +17,37 @@ use uuid::Uuid;
 use super::service::{DlqFilter, DlqService};
 use crate::{auth::RequestMeta, clock, error::AppResult, infra::db};
 
-/// How often the runner looks for work and moves a batch.
+/// How often the runner moves a batch of the jobs it owns.
 pub const TICK: Duration = Duration::from_millis(200);
 /// A job whose owner has not beaten for this long is taken over by another replica.
 pub const TAKEOVER_AFTER: Duration = Duration::from_secs(5);
 
-/// Starts the runner on the current runtime, as replica `me`.
-pub fn spawn(service: DlqService, me: String, shutdown: CancellationToken) {
+/// Starts the runner on the current runtime, as replica `me`. While it owns a running job it
+/// moves a batch every [`TICK`]; otherwise it looks for one every `idle`, or at once when
+/// this replica creates one.
+pub fn spawn(service: DlqService, me: String, idle: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
+        let wake = service.redrive_created();
         let mut runner = Runner {
             service,
             me,
             allowance: HashMap::new(),
         };
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut busy = false;
         loop {
+            let pause = if busy { TICK } else { idle };
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = wake.notified() => {}
             }
-            if let Err(e) = runner.step().await {
-                tracing::warn!(error.code = e.code(), error.cause = ?e, "DLQ redrive step failed");
-            }
+            busy = match runner.step().await {
+                Ok(owned) => owned,
+                Err(e) => {
+                    tracing::warn!(error.code = e.code(), error.cause = ?e, "DLQ redrive step failed");
+                    false
+                }
+            };
         }
     });
 }
@@ -53,8 +61,9 @@ struct Runner {
 }
 
 impl Runner {
-    /// Takes over what it may, then moves one batch of each job it owns.
-    async fn step(&mut self) -> AppResult<()> {
+    /// Takes over what it may, then moves one batch of each job it owns; `true` when it owns
+    /// one.
+    async fn step(&mut self) -> AppResult<bool> {
         let db = self.service.queues().db().clone();
         let now = clock::now();
         let stale = now - chrono::Duration::from_std(TAKEOVER_AFTER).unwrap_or_default();
@@ -80,10 +89,11 @@ impl Runner {
             .await?;
         self.allowance
             .retain(|id, _| mine.iter().any(|job| job.id == *id));
+        let owned = !mine.is_empty();
         for job in mine {
             self.batch(job).await?;
         }
-        Ok(())
+        Ok(owned)
     }
 
     /// Moves as many of `job`'s letters as its rate allows since its last batch.

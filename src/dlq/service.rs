@@ -2,6 +2,8 @@
 //! retry, purge, statistics, and redrive jobs (created here, run by `redrive`). Every change
 //! is audited and announced in its own transaction.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use entity::{
     dlq_message::{self, DlqStatus},
@@ -14,6 +16,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
@@ -126,11 +129,21 @@ pub struct NewRedrive {
 pub struct DlqService {
     queues: QueueService,
     tasks: TaskService,
+    /// Woken when this replica creates a redrive, so its runner starts it at once.
+    redrive_created: Arc<Notify>,
 }
 
 impl DlqService {
     pub fn new(queues: QueueService, tasks: TaskService) -> Self {
-        Self { queues, tasks }
+        Self {
+            queues,
+            tasks,
+            redrive_created: Arc::new(Notify::new()),
+        }
+    }
+
+    pub(super) fn redrive_created(&self) -> Arc<Notify> {
+        Arc::clone(&self.redrive_created)
     }
 
     pub fn queues(&self) -> &QueueService {
@@ -553,6 +566,7 @@ impl DlqService {
         idempotency::store(&txn, &key, &job).await?;
         txn.commit().await?;
         self.queues.bus().wake();
+        self.redrive_created.notify_one();
         Ok(job)
     }
 

@@ -459,6 +459,7 @@ impl QueueService {
         );
         let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
         if spec.exhausted(attempt) {
+            self.terminate(&row).await?;
             self.settle(
                 &txn,
                 &id,
@@ -531,6 +532,7 @@ impl QueueService {
                 error: reason,
             },
         );
+        self.terminate(&row).await?;
         self.settle(
             &txn,
             &id,
@@ -587,11 +589,19 @@ impl QueueService {
             })
     }
 
-    /// After the dead letter of `row` committed: a JetStream message is terminated and
-    /// removed from its stream.
+    /// Before a JetStream delivery's dead letter is written: the server is told never to
+    /// deliver the message again, while the delivery is still live (a later word could come
+    /// after the server redelivered it). The message stays in the stream, so if the write
+    /// then fails, the MSG_TERMINATED advisory still brings it to the DLQ.
+    async fn terminate(&self, row: &queue_message::Model) -> AppResult<()> {
+        self.respond(row, Response::Term).await
+    }
+
+    /// After the dead letter of `row` committed: a JetStream message is removed from its
+    /// stream.
     async fn removed(&self, row: &queue_message::Model) {
         if let (Some(js), Some(seq)) = (&self.jetstream, row.stream_seq) {
-            self.js_remove(js, row.reply.as_deref(), u64::try_from(seq).unwrap_or(0))
+            self.js_remove(js, None, u64::try_from(seq).unwrap_or(0))
                 .await;
         }
     }
@@ -678,13 +688,8 @@ impl QueueService {
             txn.commit().await?;
             self.bus.wake();
             for row in &lapsed {
-                // The lapsed delivery cannot be answered any more; the server delivers
-                // an exhausted message no more, so it is only removed.
-                let row = queue_message::Model {
-                    reply: None,
-                    ..row.clone()
-                };
-                self.removed(&row).await;
+                // The server delivers an exhausted message no more: it is only removed.
+                self.removed(row).await;
             }
             dead += lapsed.len() as u64;
         }

@@ -143,6 +143,9 @@ const STARTER: &str = r#"# Welcome to Aurum.
 # 5. As an admin, in another tab: `LiveSubscriptions` lists every open subscription on
 #    every replica (yours included); `CloseSubscription` closes one by its id (its client
 #    receives SUBSCRIPTION_CLOSED).
+# 6. Dead letters: run `WatchDlq` in its own tab; a task message a worker rejects, or that
+#    fails all its deliveries, shows up there as it is recorded. `RetryDeadLetter` puts one
+#    back on its queue (and its task back to PENDING).
 #
 # The Docs button (top left) lists every query, mutation and subscription.
 
@@ -207,6 +210,27 @@ query LiveSubscriptions {
 
 mutation CloseSubscription {
   closeSubscription(id: "an id from LiveSubscriptions")
+}
+
+subscription WatchDlq {
+  dlqMessageAdded {
+    cursor
+    message {
+      id
+      queue
+      taskId
+      reason
+      attempts
+      lastError
+    }
+  }
+}
+
+mutation RetryDeadLetter {
+  retryDlqMessage(id: "an id from WatchDlq", requestId: "retry-1") {
+    id
+    status
+  }
 }
 "#;
 
