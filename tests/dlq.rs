@@ -395,6 +395,23 @@ async fn dead_letters_and_their_consequences(profile: Profile, name: &str) {
         added["lastError"].as_str().unwrap().contains("timed out"),
         "{added}"
     );
+
+    // The gauges an autoscaler reads: open dead letters per queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = s.metrics().await;
+        let fast = common::metric_value(&m, "aurum_dlq_depth{queue=\"fast\"}");
+        let default = common::metric_value(&m, "aurum_dlq_depth{queue=\"default\"}");
+        let pending = common::metric_value(&m, "aurum_queue_pending{queue=\"fast\"}");
+        if (fast, default, pending) == (2.0, 1.0, 0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gauges: fast {fast}, default {default}, pending {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     env.finish().await;
 }
 

@@ -424,7 +424,12 @@ async fn zero_loss_under_crashes_and_restarts() {
     }
 
     let dead = dead_letters(&db).await;
-    let l = ledger.lock().unwrap();
+    // The workers are done: the ledger is final.
+    let l = Arc::try_unwrap(ledger)
+        .ok()
+        .expect("no worker holds the ledger")
+        .into_inner()
+        .unwrap();
     let mut both = Vec::new();
     let mut missing = Vec::new();
     let mut twice = Vec::new();
@@ -473,7 +478,6 @@ async fn zero_loss_under_crashes_and_restarts() {
         "too few dead letters: {}",
         dead.len()
     );
-    drop(l);
     drop(a);
     drop(b);
     shared.cleanup().await;

@@ -2,7 +2,8 @@
 //! client. No pool and no URL parsing per request, so the client's own cost per request stays
 //! small next to the server's on a machine whose cores the client shares with the server (a
 //! heavier client flattens every ratio towards 1 and charges its cost to the GraphQL side).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Each benchmark uses a part of this module.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::{BufRead, BufReader},

@@ -175,7 +175,7 @@ impl QueueService {
             .filter_map(|m| m.stream_seq)
             .collect();
         let txn = db::begin_write(self.db()).await?;
-        let mut out = Vec::new();
+        let mut handed = Vec::new();
         for (f, seq) in fetched.into_iter().zip(seqs) {
             if dead.contains(&seq) {
                 let _ = queues.respond(&f.reply, Response::Term).await;
@@ -227,15 +227,22 @@ impl QueueService {
                 )
                 .exec_without_returning(&txn)
                 .await?;
-            let id = queue_message::Entity::find()
-                .filter(queue_message::Column::Queue.eq(spec.name.as_str()))
-                .filter(queue_message::Column::StreamSeq.eq(seq))
-                .one(&txn)
-                .await?
-                .map(|m| m.id)
-                .ok_or_else(|| {
-                    AppError::Internal(anyhow::anyhow!("delivery row {seq} vanished"))
-                })?;
+            handed.push((f, seq, task_id, token, attempt));
+        }
+        // The rows' ids (the delivery ids name them), in one lookup.
+        let ids: std::collections::HashMap<i64, i64> = queue_message::Entity::find()
+            .filter(queue_message::Column::Queue.eq(spec.name.as_str()))
+            .filter(queue_message::Column::StreamSeq.is_in(handed.iter().map(|h| h.1)))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter_map(|m| Some((m.stream_seq?, m.id)))
+            .collect();
+        let mut out = Vec::new();
+        for (f, seq, task_id, token, attempt) in handed {
+            let id = ids.get(&seq).copied().ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("delivery row {seq} vanished"))
+            })?;
             out.push(Delivery {
                 id: DeliveryId {
                     message: id,

@@ -58,10 +58,10 @@ pub fn spawn_reaper(service: service::DlqService, every: Duration, shutdown: Can
                     tracing::warn!(error.code = e.code(), error.cause = ?e, "queue reaper failed")
                 }
             }
-            if passes.is_multiple_of(GAUGES_EVERY) {
-                if let Err(e) = service.publish_gauges().await {
-                    tracing::warn!(error.code = e.code(), error.cause = ?e, "queue gauges failed");
-                }
+            if passes.is_multiple_of(GAUGES_EVERY)
+                && let Err(e) = service.publish_gauges().await
+            {
+                tracing::warn!(error.code = e.code(), error.cause = ?e, "queue gauges failed");
             }
             passes = passes.wrapping_add(1);
         }
