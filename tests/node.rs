@@ -83,6 +83,36 @@ async fn node_refetches_every_type(profile: Profile, name: &str) {
         .await["auditLog"]["edges"][0]["node"]
         .clone();
 
+    // A dead letter (rejected on its first delivery) and a redrive of it.
+    s.ok(
+        "mutation($t: ID!) { enqueueTask(input: { taskId: $t, queue: \"default\", requestId: \"n-q\" }) { sequence } }",
+        json!({ "t": id_of(&task) }),
+    )
+    .await;
+    let delivery = s
+        .ok(
+            "mutation { claimTaskMessages(queue: \"default\", max: 1, waitMs: 2000) { deliveryId } }",
+            json!({}),
+        )
+        .await["claimTaskMessages"][0]["deliveryId"]
+        .clone();
+    s.ok(
+        "mutation($d: String!) { rejectTaskMessage(deliveryId: $d, reason: \"poison\") { deliveryId } }",
+        json!({ "d": delivery }),
+    )
+    .await;
+    let letter = s
+        .ok("{ dlqMessages { edges { node { id } } } }", json!({}))
+        .await["dlqMessages"]["edges"][0]["node"]
+        .clone();
+    let redrive = s
+        .ok(
+            "mutation { redriveDlq(input: { ratePerSecond: 1, requestId: \"n-r\" }) { id } }",
+            json!({}),
+        )
+        .await["redriveDlq"]
+        .clone();
+
     let token = Some(s.token.as_str());
     let cases = [
         (&task, "Task", "title", json!("refetch me")),
@@ -102,6 +132,10 @@ async fn node_refetches_every_type(profile: Profile, name: &str) {
     assert_eq!(node["__typename"], "BudgetTransaction", "{node}");
     let node = node_as(&env, token, &id_of(&entry)).await;
     assert_eq!(node["__typename"], "AuditLogEntry", "{node}");
+    let node = node_as(&env, token, &id_of(&letter)).await;
+    assert_eq!(node["__typename"], "DlqMessage", "{node}");
+    let node = node_as(&env, token, &id_of(&redrive)).await;
+    assert_eq!(node["__typename"], "DlqRedrive", "{node}");
 
     // An id nobody holds is null, not an error; a malformed one is the client's error.
     let unknown = node_as(&env, token, "01a214a0-d3e9-720f-a444-8e7b40e5ec5b").await;

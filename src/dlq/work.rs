@@ -459,53 +459,32 @@ impl QueueService {
         );
         let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
         if spec.exhausted(attempt) {
-            self.terminate(&row).await?;
-            self.settle(
-                &txn,
-                &id,
-                now,
-                vec![
-                    (
-                        queue_message::Column::State,
-                        Expr::value(MessageState::Dead),
-                    ),
-                    (
-                        queue_message::Column::Errors,
-                        Expr::value(row.errors.clone()),
-                    ),
-                ],
-            )
-            .await?;
-            self.dead_letter(&txn, &row, DeadReason::MaxDeliveries, now)
+            self.bury(txn, &id, &row, DeadReason::MaxDeliveries, now)
                 .await?;
-            txn.commit().await?;
-            self.bus.wake();
-            self.removed(&row).await;
             return Ok(Delivery::from_row(&row, id));
-        } else {
-            let wait = delay.unwrap_or_else(|| {
-                chrono::Duration::from_std(spec.backoff(attempt)).unwrap_or_default()
-            });
-            self.respond(&row, Response::Nak(wait.to_std().unwrap_or_default()))
-                .await?;
-            self.settle(
-                &txn,
-                &id,
-                now,
-                vec![
-                    (
-                        queue_message::Column::State,
-                        Expr::value(MessageState::Ready),
-                    ),
-                    (
-                        queue_message::Column::Errors,
-                        Expr::value(row.errors.clone()),
-                    ),
-                    (queue_message::Column::VisibleAt, Expr::value(now + wait)),
-                ],
-            )
-            .await?;
         }
+        let wait = delay.unwrap_or_else(|| {
+            chrono::Duration::from_std(spec.backoff(attempt)).unwrap_or_default()
+        });
+        self.respond(&row, Response::Nak(wait.to_std().unwrap_or_default()))
+            .await?;
+        self.settle(
+            &txn,
+            &id,
+            now,
+            vec![
+                (
+                    queue_message::Column::State,
+                    Expr::value(MessageState::Ready),
+                ),
+                (
+                    queue_message::Column::Errors,
+                    Expr::value(row.errors.clone()),
+                ),
+                (queue_message::Column::VisibleAt, Expr::value(now + wait)),
+            ],
+        )
+        .await?;
         txn.commit().await?;
         self.bus.wake();
         self.ready.notify_waiters();
@@ -532,10 +511,26 @@ impl QueueService {
                 error: reason,
             },
         );
-        self.terminate(&row).await?;
+        self.bury(txn, &id, &row, DeadReason::Rejected, now).await?;
+        Ok(Delivery::from_row(&row, id))
+    }
+
+    /// Dead-letters the live delivery `id` of `row` (its errors already updated) and commits
+    /// `txn`: on JetStream the message is terminated first (while the delivery is live), then
+    /// the row is settled `DEAD` and its dead letter written with its consequences; after the
+    /// commit the message leaves its stream.
+    async fn bury(
+        &self,
+        txn: DatabaseTransaction,
+        id: &DeliveryId,
+        row: &queue_message::Model,
+        reason: DeadReason,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        self.terminate(row).await?;
         self.settle(
             &txn,
-            &id,
+            id,
             now,
             vec![
                 (
@@ -549,12 +544,11 @@ impl QueueService {
             ],
         )
         .await?;
-        self.dead_letter(&txn, &row, DeadReason::Rejected, now)
-            .await?;
+        self.dead_letter(&txn, row, reason, now).await?;
         txn.commit().await?;
         self.bus.wake();
-        self.removed(&row).await;
-        Ok(Delivery::from_row(&row, id))
+        self.removed(row).await;
+        Ok(())
     }
 
     /// Settles the live delivery `id` in `txn`, or answers why it is not live (a racing

@@ -18,6 +18,7 @@ use crate::{
         permission::Permission,
     },
     budget::graphql::{Budget, BudgetReservation, BudgetTransaction},
+    dlq::graphql::{DlqMessage, DlqRedrive},
     error::{AppError, AppResult},
     graphql::context::{caller, parse_id, services},
     task::graphql::{Agent, Escalation, Task},
@@ -36,6 +37,8 @@ pub enum Node {
     User(User),
     ApiKey(ApiKey),
     AuditLogEntry(AuditLogEntry),
+    DlqMessage(DlqMessage),
+    DlqRedrive(DlqRedrive),
 }
 
 /// `NOT_FOUND` is "try the next type"; any other error ends the lookup.
@@ -89,6 +92,14 @@ impl NodeQuery {
             && let Some(row) = found(svc.audit.entry(scope, id).await)?
         {
             return Ok(Some(Node::AuditLogEntry(AuditLogEntry(row))));
+        }
+        if who.can(Permission::DlqRead) {
+            if let Some(row) = found(svc.dlq.get(scope, id).await)? {
+                return Ok(Some(Node::DlqMessage(DlqMessage(row))));
+            }
+            if let Some(row) = found(svc.dlq.redrive_job(scope, id).await)? {
+                return Ok(Some(Node::DlqRedrive(DlqRedrive(row))));
+            }
         }
         // Every user may refetch themselves (`me`); other users need `user.manage`.
         let own = matches!(who, Caller::User { id: me, .. } if *me == id);
