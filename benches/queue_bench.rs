@@ -8,10 +8,14 @@
 //!    request of 10 aliased `enqueueTask`, one `claimTaskMessages(max: 10)`, one request of
 //!    aliased `ackTaskMessage` for what it got), against a native async-nats client doing the
 //!    same on the same stream and the same consumer in the same run (10 publishes with
-//!    `Nats-Msg-Id`, their acks awaited; a fetch of 10; 10 double acks). 4 clients on each
-//!    side; the sides take turns over several rounds (each first equally often) after a
-//!    warm-up; the ratio is of mean rates, with each round's ratio as a range. The GraphQL
-//!    side is also timed per step (enqueue, claim, ack), to show where its time goes.
+//!    `Nats-Msg-Id`, their acks awaited; a fetch of 10; 10 double acks). A third side is the
+//!    floor of any implementation that keeps the contract's state in PostgreSQL: the native
+//!    client plus one single-statement write per message per step (a key row at enqueue, its
+//!    update at claim and at ack), in autocommit, from the benchmark process. 4 clients on
+//!    each side; the sides take turns over several rounds (each first equally often) after a
+//!    warm-up; ratios are of mean rates, with each round's GraphQL/native ratio as a range.
+//!    The GraphQL side is also timed per step (enqueue, claim, ack), to show where its time
+//!    goes.
 //! b) latency from the last failed delivery to `dlqMessageAdded` at a WebSocket subscriber,
 //!    p50 / p99 over 100 messages: a GraphQL worker nacking the last allowed delivery, and a
 //!    NATS worker terminating a message (the MSG_TERMINATED advisory, captured in its
@@ -35,7 +39,7 @@ use common::{Sender, connect, login, spawn_server};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
@@ -223,10 +227,85 @@ async fn native_client(
     }
 }
 
+/// The native loop plus one PostgreSQL write per message per step: the floor.
+#[allow(clippy::too_many_arguments)]
+async fn floor_client(
+    js: jetstream::Context,
+    subject: String,
+    stream: String,
+    db: DatabaseConnection,
+    client: usize,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    seq: Arc<AtomicU64>,
+) {
+    let consumer: jetstream::consumer::PullConsumer =
+        js.get_consumer_from_stream("bench", &stream).await.unwrap();
+    let write = |sql: &str, key: String| {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, [key.into()])
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let mut acks = Vec::new();
+        for _ in 0..BATCH {
+            let id = format!("f{client}-{}", seq.fetch_add(1, Ordering::Relaxed));
+            db.execute_raw(write(
+                "INSERT INTO bench_floor (k, state) VALUES ($1, 'queued')",
+                id.clone(),
+            ))
+            .await
+            .unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            acks.push(
+                js.publish_with_headers(subject.clone(), headers, "work".into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(BATCH)
+            .messages()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(Ok(m)) = batch.next().await {
+            let key = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            db.execute_raw(write(
+                "UPDATE bench_floor SET state = 'claimed' WHERE k = $1",
+                key.clone(),
+            ))
+            .await
+            .unwrap();
+            got.push((m, key));
+        }
+        let n = got.len() as u64;
+        for (m, key) in got {
+            m.double_ack().await.unwrap();
+            db.execute_raw(write(
+                "UPDATE bench_floor SET state = 'acked' WHERE k = $1",
+                key,
+            ))
+            .await
+            .unwrap();
+        }
+        done.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Side {
     Graphql,
     Native,
+    Floor,
 }
 
 struct Ctx {
@@ -237,6 +316,7 @@ struct Ctx {
     stream: String,
     failed: Arc<AtomicBool>,
     seq: Arc<AtomicU64>,
+    db: DatabaseConnection,
 }
 
 /// Runs `side` with `CLIENTS` clients for `phase`; messages acked per second.
@@ -261,6 +341,16 @@ async fn phase(ctx: &Ctx, side: Side, phase: Duration, steps: &Arc<Steps>) -> f6
                 ctx.js.clone(),
                 ctx.subject.clone(),
                 ctx.stream.clone(),
+                c,
+                stop,
+                done,
+                Arc::clone(&ctx.seq),
+            )),
+            Side::Floor => tokio::spawn(floor_client(
+                ctx.js.clone(),
+                ctx.subject.clone(),
+                ctx.stream.clone(),
+                ctx.db.clone(),
                 c,
                 stop,
                 done,
@@ -477,7 +567,12 @@ async fn measure(db_url: &str, nats: &str, prefix: &str, js: jetstream::Context)
         .as_str()
         .unwrap()
         .to_owned();
+    let db = Database::connect(db_url).await.unwrap();
+    db.execute_unprepared("CREATE TABLE bench_floor (k text PRIMARY KEY, state text NOT NULL)")
+        .await
+        .unwrap();
     let ctx = Ctx {
+        db,
         s,
         task,
         js,
@@ -494,31 +589,34 @@ async fn measure(db_url: &str, nats: &str, prefix: &str, js: jetstream::Context)
     let unused = Arc::new(Steps::default());
     phase(&ctx, Side::Graphql, WARM_UP, &unused).await;
     phase(&ctx, Side::Native, WARM_UP, &unused).await;
-    let (mut graphql, mut native, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let order = if round % 2 == 0 {
-            [Side::Graphql, Side::Native]
-        } else {
-            [Side::Native, Side::Graphql]
-        };
-        let mut rates = [0.0; 2];
-        for side in order {
-            let rate = phase(&ctx, side, PHASE, &steps).await;
-            rates[usize::from(side == Side::Native)] = rate;
+    phase(&ctx, Side::Floor, WARM_UP, &unused).await;
+    let sides = [Side::Graphql, Side::Native, Side::Floor];
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut ratios = Vec::new();
+    for round in 0..ROUNDS.max(3) {
+        let mut got = [0.0; 3];
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let rate = phase(&ctx, sides[i], PHASE, &steps).await;
+            got[i] = rate;
+            rates[i].push(rate);
         }
-        graphql.push(rates[0]);
-        native.push(rates[1]);
-        ratios.push(rates[0] / rates[1]);
+        ratios.push(got[0] / got[1]);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     ratios.sort_by(f64::total_cmp);
-    let (g, n) = (mean(&graphql), mean(&native));
+    let (g, n, f) = (mean(&rates[0]), mean(&rates[1]), mean(&rates[2]));
     println!(
         "  GraphQL: {g:.0} messages/s   native async-nats: {n:.0} messages/s   ratio {:.3}× (rounds {:.3} / {:.3} / {:.3}; goal ≥ 0.7×)",
         g / n,
         ratios[0],
         ratios[ratios.len() / 2],
         ratios[ratios.len() - 1]
+    );
+    println!(
+        "  floor (native + one PostgreSQL write per message per step): {f:.0} messages/s = {:.3}× native; GraphQL = {:.3}× the floor",
+        f / n,
+        g / f
     );
     let total = (steps.enqueue.load(Ordering::Relaxed)
         + steps.claim.load(Ordering::Relaxed)

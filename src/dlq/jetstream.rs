@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::{
     capture::DeadLetter,
-    model::{DeadReason, DeliveryId},
+    model::{DeadReason, DeliveryId, ReportedError, push_error},
     queues::QueueSpec,
     work::{Delivery, QueueService},
 };
@@ -165,19 +165,22 @@ impl QueueService {
             .iter()
             .map(|f| i64::try_from(f.stream_seq).unwrap_or(i64::MAX))
             .collect();
-        let dead: Vec<i64> = queue_message::Entity::find()
-            .filter(queue_message::Column::Queue.eq(spec.name.as_str()))
-            .filter(queue_message::Column::StreamSeq.is_in(seqs.clone()))
-            .filter(queue_message::Column::State.eq(MessageState::Dead))
-            .all(self.db())
-            .await?
-            .into_iter()
-            .filter_map(|m| m.stream_seq)
-            .collect();
+        // Rows of earlier deliveries of these messages: dead ones are not handed out again; a
+        // delivery that was out and is now followed by another timed out (an error to keep).
+        let earlier: std::collections::HashMap<i64, queue_message::Model> =
+            queue_message::Entity::find()
+                .filter(queue_message::Column::Queue.eq(spec.name.as_str()))
+                .filter(queue_message::Column::StreamSeq.is_in(seqs.clone()))
+                .all(self.db())
+                .await?
+                .into_iter()
+                .filter_map(|m| Some((m.stream_seq?, m)))
+                .collect();
         let txn = db::begin_write(self.db()).await?;
         let mut handed = Vec::new();
         for (f, seq) in fetched.into_iter().zip(seqs) {
-            if dead.contains(&seq) {
+            let before = earlier.get(&seq);
+            if before.is_some_and(|m| m.state == MessageState::Dead) {
                 let _ = queues.respond(&f.reply, Response::Term).await;
                 let _ = queues.delete(f.stream_seq).await;
                 continue;
@@ -187,6 +190,22 @@ impl QueueService {
                 .unwrap_or_default();
             let token = Uuid::new_v4();
             let attempt = i32::try_from(f.delivered).unwrap_or(i32::MAX);
+            let mut errors = before.map_or_else(|| "[]".to_owned(), |m| m.errors.clone());
+            if let Some(m) =
+                before.filter(|m| m.state == MessageState::Claimed && m.attempts < attempt)
+            {
+                errors = push_error(
+                    &errors,
+                    ReportedError {
+                        attempt: m.attempts,
+                        at: now,
+                        error: format!(
+                            "delivery {} timed out: no ack within {} s",
+                            m.attempts, spec.ack_wait_seconds
+                        ),
+                    },
+                );
+            }
             let row = queue_message::ActiveModel {
                 queue: sea_orm::Set(spec.name.clone()),
                 stream_seq: sea_orm::Set(Some(seq)),
@@ -200,7 +219,7 @@ impl QueueService {
                 delivery_token: sea_orm::Set(Some(token)),
                 deadline: sea_orm::Set(Some(deadline(spec, now))),
                 reply: sea_orm::Set(Some(f.reply.clone())),
-                errors: sea_orm::Set("[]".into()),
+                errors: sea_orm::Set(errors),
                 enqueued_by: sea_orm::Set("nats".into()),
                 enqueued_at: sea_orm::Set(now),
                 first_delivered_at: sea_orm::Set(Some(now)),
@@ -220,6 +239,7 @@ impl QueueService {
                         queue_message::Column::DeliveryToken,
                         queue_message::Column::Deadline,
                         queue_message::Column::Reply,
+                        queue_message::Column::Errors,
                         queue_message::Column::LastDeliveredAt,
                         queue_message::Column::UpdatedAt,
                     ])
@@ -312,10 +332,17 @@ impl QueueService {
     }
 
     /// Handles one captured advisory: records the dead letter of its message (unless done
-    /// before), then removes the message. `Err` leaves the advisory to be delivered again.
-    async fn capture_advisory(&self, js: &JetQueues, advisory: &Advisory) -> AppResult<()> {
+    /// before), then removes the message. `Ok(Some(delay))` asks for the advisory again
+    /// after `delay`: a GraphQL delivery of the message is still out (its own reject or nack
+    /// is writing the dead letter, with the worker's error; if that fails, the advisory
+    /// captures it once the delivery lapsed). `Err` leaves the advisory to be delivered again.
+    async fn capture_advisory(
+        &self,
+        js: &JetQueues,
+        advisory: &Advisory,
+    ) -> AppResult<Option<Duration>> {
         let Some(spec) = self.queues().get(&advisory.queue).cloned() else {
-            return Ok(());
+            return Ok(None);
         };
         let seq = advisory.stream_seq;
         let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
@@ -324,6 +351,13 @@ impl QueueService {
             .filter(queue_message::Column::StreamSeq.eq(seq_i))
             .one(self.db())
             .await?;
+        let now = clock::now();
+        if let Some(r) = &row
+            && r.state == MessageState::Claimed
+            && let Some(left) = r.deadline.and_then(|d| (d - now).to_std().ok())
+        {
+            return Ok(Some(left.max(Duration::from_millis(200))));
+        }
         let reason = match advisory.kind {
             AdvisoryKind::MaxDeliveries => DeadReason::MaxDeliveries,
             AdvisoryKind::Terminated => DeadReason::Rejected,
@@ -333,36 +367,37 @@ impl QueueService {
             .js_letter(js, &spec, seq, reason, attempts, row.as_ref())
             .await?
         else {
-            return Ok(()); // no longer in the stream: captured and removed before
+            return Ok(None); // no longer in the stream: captured and removed before
         };
-        let now = clock::now();
         let txn = db::begin_write(self.db()).await?;
         self.record_js_letter(&txn, letter, now).await?;
         txn.commit().await?;
         self.bus().wake();
         self.js_remove(js, None, seq).await;
-        Ok(())
+        Ok(None)
     }
 
-    /// Records a JetStream dead letter in `txn` and marks its delivery row dead.
+    /// Records a JetStream dead letter in `txn` and marks its delivery row dead. The row is
+    /// marked first: every path that dead-letters a message locks its delivery row before
+    /// writing anything else, so two of them racing on one message wait for each other
+    /// instead of deadlocking.
     pub(super) async fn record_js_letter(
         &self,
         txn: &DatabaseTransaction,
         letter: DeadLetter,
         now: DateTime<Utc>,
     ) -> AppResult<()> {
-        let (queue, seq) = (letter.queue.clone(), letter.stream_seq);
-        self.consequences().record(txn, letter, now).await?;
         queue_message::Entity::update_many()
             .col_expr(
                 queue_message::Column::State,
                 Expr::value(MessageState::Dead),
             )
             .col_expr(queue_message::Column::UpdatedAt, Expr::value(now))
-            .filter(queue_message::Column::Queue.eq(queue))
-            .filter(queue_message::Column::StreamSeq.eq(seq))
+            .filter(queue_message::Column::Queue.eq(letter.queue.as_str()))
+            .filter(queue_message::Column::StreamSeq.eq(letter.stream_seq))
             .exec(txn)
             .await?;
+        self.consequences().record(txn, letter, now).await?;
         Ok(())
     }
 
@@ -406,7 +441,7 @@ impl QueueService {
                 };
                 for advisory in advisories {
                     let retry = match service.capture_advisory(&js, &advisory).await {
-                        Ok(()) => None,
+                        Ok(later) => later,
                         Err(e) => {
                             tracing::warn!(
                                 error.code = e.code(), error.cause = ?e, stream.seq = advisory.stream_seq,

@@ -158,10 +158,10 @@ pub async fn refusal<C: ConnectionTrait>(
     })
 }
 
-/// The live delivery `delivery`: its row, read in `txn` (conditional updates below re-check
-/// it). `Err` with the reason when it is not live.
-pub async fn live(
-    txn: &DatabaseTransaction,
+/// The live delivery `delivery`: its row, read through `txn` (conditional updates below
+/// re-check it). `Err` with the reason when it is not live.
+pub async fn live<C: ConnectionTrait>(
+    txn: &C,
     delivery: &DeliveryId,
     scope: Option<&str>,
     now: DateTime<Utc>,
@@ -185,8 +185,8 @@ pub async fn live(
 
 /// Moves the live delivery `delivery` to `state`, with the other columns `set` names;
 /// `false` when it was no longer live (a racing call settled it first).
-pub async fn settle(
-    txn: &DatabaseTransaction,
+pub async fn settle<C: ConnectionTrait>(
+    txn: &C,
     delivery: &DeliveryId,
     now: DateTime<Utc>,
     set: Vec<(queue_message::Column, sea_orm::sea_query::SimpleExpr)>,

@@ -393,15 +393,22 @@ impl WorkQueues {
             .js
             .get_consumer_from_stream(CAPTURE_CONSUMER, &self.advisories)
             .await?;
-        let mut batch = consumer
+        // The first one waited for, then whatever else is there without waiting (a batch of
+        // `max` would wait out `wait` whenever fewer than `max` are there).
+        let first = consumer
             .batch()
-            .max_messages(max)
+            .max_messages(1)
             .expires(wait)
             .messages()
             .await?;
+        let mut messages: Vec<jetstream::Message> = Vec::new();
+        Self::collect(first, &mut messages).await?;
+        if !messages.is_empty() && max > 1 {
+            let rest = consumer.fetch().max_messages(max - 1).messages().await?;
+            Self::collect(rest, &mut messages).await?;
+        }
         let mut out = Vec::new();
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| anyhow::anyhow!("fetching advisories: {e}"))?;
+        for message in messages {
             let kind = if message.subject.contains(".MAX_DELIVERIES.") {
                 AdvisoryKind::MaxDeliveries
             } else {
@@ -421,6 +428,16 @@ impl WorkQueues {
             }
         }
         Ok(out)
+    }
+
+    async fn collect(
+        mut batch: pull::Batch,
+        into: &mut Vec<jetstream::Message>,
+    ) -> anyhow::Result<()> {
+        while let Some(message) = batch.next().await {
+            into.push(message.map_err(|e| anyhow::anyhow!("fetching advisories: {e}"))?);
+        }
+        Ok(())
     }
 
     /// Acknowledges a handled advisory, or (`retry_after`) asks for it again after a delay.
