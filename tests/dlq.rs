@@ -612,3 +612,58 @@ async fn dlq_operations(profile: Profile, name: &str) {
     assert_eq!(audit["auditLog"]["totalCount"], 2);
     env.finish().await;
 }
+
+/// The JetStream queues are declared by every replica at start-up: a second replica changes
+/// nothing, a changed delivery count is applied to the consumer, and a stream JetStream
+/// cannot change in place stops start-up with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_declaration_is_idempotent_and_refuses_what_it_cannot_change() {
+    let name = "queue_declaration_is_idempotent_and_refuses_what_it_cannot_change";
+    let Some(urls) = common::services_or_skip(name).await else {
+        return;
+    };
+    let shared = common::Shared::services(&urls).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&urls.nats).await.unwrap());
+    let stream = format!("{}_TASKS", shared.nats_prefix.to_uppercase());
+    let config = |queues: &str| {
+        let mut c = shared.config(Some(&urls));
+        c.queues = queues.parse().unwrap();
+        c
+    };
+    let max_deliver = || async {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            js.get_consumer_from_stream("work", &stream).await.unwrap();
+        let info = consumer.info().await.unwrap();
+        (info.config.max_deliver, info.config.ack_wait)
+    };
+    let first = common::TestServer::start(config(r#"[{"name":"work","maxDeliver":3}]"#)).await;
+    let second = common::TestServer::start(config(r#"[{"name":"work","maxDeliver":3}]"#)).await;
+    assert_eq!(max_deliver().await, (3, Duration::from_secs(30)));
+    second.stop().await;
+    first.stop().await;
+    let changed = common::TestServer::start(config(
+        r#"[{"name":"work","maxDeliver":4,"ackWaitSeconds":45}]"#,
+    ))
+    .await;
+    assert_eq!(max_deliver().await, (4, Duration::from_secs(45)));
+    changed.stop().await;
+
+    // A task stream someone declared as a work queue: JetStream cannot turn it into limits
+    // retention, so start-up refuses, naming the stream.
+    js.delete_stream(&stream).await.unwrap();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{}.tasks.*", shared.nats_prefix)],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let refused = aurum::AppState::build(config("work")).await;
+    let message = format!("{:#}", refused.err().expect("start-up refused"));
+    assert!(
+        message.contains(&stream) && message.contains("cannot change them in place"),
+        "{message}"
+    );
+    shared.cleanup().await;
+}
