@@ -3,15 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What happened to a dead letter.
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What happened to a dead letter. (A purge announces nothing per row: it is one audited
+/// deletion of many.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DlqEventKind {
     /// A message was dead-lettered.
     Added,
     Resolved,
     /// Published back to its queue (a retry or a redrive).
     Retried,
-    Purged,
 }
 
 impl DlqEventKind {
@@ -20,7 +20,6 @@ impl DlqEventKind {
             Self::Added => "added",
             Self::Resolved => "resolved",
             Self::Retried => "retried",
-            Self::Purged => "purged",
         }
     }
 }

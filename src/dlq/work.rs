@@ -345,6 +345,8 @@ impl QueueService {
         loop {
             // Registered before looking, so an enqueue between the look and the wait wakes it.
             let woken = self.ready.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let txn = db::begin_write(&self.db).await?;
             let claimed = store::claim(
                 &txn,

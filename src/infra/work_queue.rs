@@ -371,8 +371,14 @@ impl WorkQueues {
         let stream = self.js.get_stream_no_info(&self.stream).await?;
         match stream.delete_message(seq).await {
             Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("no message found") => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("deleting message {seq}: {e}")),
+            Err(e) => match e.kind() {
+                stream::DeleteMessageErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND =>
+                {
+                    Ok(())
+                }
+                _ => Err(anyhow::anyhow!("deleting message {seq}: {e}")),
+            },
         }
     }
 
