@@ -123,6 +123,9 @@ struct Ledger {
     /// Acks sent whose answer was lost (a replica died under them).
     maybe: HashSet<u64>,
     deliveries: u64,
+    /// Claims and fetches that failed on the way back (a replica killed, NATS restarting):
+    /// the server may have delivered up to 10 messages on each that no worker saw.
+    lost_claims: u64,
 }
 
 type Shared2 = Arc<Mutex<Ledger>>;
@@ -147,11 +150,11 @@ async fn graphql_worker(cluster: Cluster, i: usize, ledger: Shared2, stop: Arc<R
         let res = cluster
             .call(i, CLAIM, json!({ "q": queue, "max": 10, "wait": 300 }))
             .await;
-        let Ok(res) = res else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Some(list) = res["data"]["claimTaskMessages"].as_array().cloned() else {
+        let list = res
+            .ok()
+            .and_then(|r| r["data"]["claimTaskMessages"].as_array().cloned());
+        let Some(list) = list else {
+            ledger.lock().unwrap().lost_claims += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -229,10 +232,15 @@ async fn native_worker(
             .messages()
             .await;
         let Ok(mut batch) = batch else {
+            ledger.lock().unwrap().lost_claims += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        while let Some(Ok(message)) = batch.next().await {
+        while let Some(message) = batch.next().await {
+            let Ok(message) = message else {
+                ledger.lock().unwrap().lost_claims += 1;
+                break;
+            };
             let Ok(info) = message.info() else { continue };
             let attempt = info.delivered;
             let key = key_of(std::str::from_utf8(&message.payload).unwrap()).unwrap();
@@ -477,7 +485,10 @@ async fn zero_loss_under_crashes_and_restarts() {
     let mut both = Vec::new();
     let mut missing = Vec::new();
     let mut twice = Vec::new();
+    // DLQ attempts are the server's deliveries; workers see all of them except those lost on
+    // the way back when a claim failed (at most 10 per failed claim).
     let mut attempts_off = Vec::new();
+    let mut fewer = Vec::new();
     for key in &recorded {
         let acked = l.acked.contains(key) || l.maybe.contains(key);
         match (acked, dead.get(key)) {
@@ -487,8 +498,11 @@ async fn zero_loss_under_crashes_and_restarts() {
                 if *rows != 1 {
                     twice.push(*key);
                 }
-                if Some(attempts) != l.seen.get(key) {
-                    attempts_off.push((*key, *attempts, l.seen.get(key).copied()));
+                let seen = l.seen.get(key).copied().unwrap_or(0);
+                if *attempts < seen {
+                    fewer.push((*key, *attempts, seen));
+                } else if *attempts > seen {
+                    attempts_off.push((*key, *attempts, seen));
                 }
             }
             (true, None) => {}
@@ -499,23 +513,29 @@ async fn zero_loss_under_crashes_and_restarts() {
         .filter(|k| l.acked.contains(k) || l.maybe.contains(k))
         .count();
     println!(
-        "zero-loss checker: {} enqueued, {} deliveries, {} acked ({} of them with a lost answer), {} dead-lettered; in both: {}, missing: {}, dead-lettered twice: {}, attempts off: {}",
+        "zero-loss checker: {} enqueued, {} deliveries seen ({} claims lost on the way back), {} acked ({} of them with a lost answer), {} dead-lettered; in both: {}, missing: {}, dead-lettered twice: {}, attempts above the deliveries seen: {}, below: {}",
         recorded.len(),
         l.deliveries,
+        l.lost_claims,
         acked,
         l.maybe.difference(&l.acked).count(),
         dead.len(),
         both.len(),
         missing.len(),
         twice.len(),
-        attempts_off.len()
+        attempts_off.len(),
+        fewer.len()
     );
     assert!(both.is_empty(), "acked and dead-lettered: {both:?}");
     assert!(missing.is_empty(), "lost: {missing:?}");
     assert!(twice.is_empty(), "dead-lettered twice: {twice:?}");
     assert!(
-        attempts_off.is_empty(),
-        "DLQ attempts differ from the deliveries seen: {attempts_off:?}"
+        fewer.is_empty(),
+        "DLQ attempts below the deliveries workers saw: {fewer:?}"
+    );
+    assert!(
+        attempts_off.len() as u64 <= 10 * l.lost_claims,
+        "DLQ attempts above the deliveries seen, more than lost claims explain: {attempts_off:?}"
     );
     assert!(
         dead.len() as u64 >= TOTAL * 3 / 10,
