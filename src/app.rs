@@ -15,6 +15,10 @@ use crate::{
         sessions::LiveSessions,
         token::TokenKeys,
     },
+    breaker::{
+        Dependency,
+        service::{BreakerService, guard_of},
+    },
     budget::service::BudgetService,
     config::{Config, JwtAlgorithm},
     dlq::{capture::Consequences, jetstream::JetQueues, service::DlqService, work::QueueService},
@@ -112,6 +116,7 @@ impl AppState {
             None => None,
         };
         let shutdown = CancellationToken::new();
+        let (guards, breaker_transitions) = BreakerService::dependency_guards();
         let capacity = usize::try_from(config.event_buffer).unwrap_or(1024);
         let (nats, bus) = match &config.nats_url {
             Some(url) => {
@@ -121,6 +126,7 @@ impl AppState {
                     client.clone(),
                     &config.nats_subject_prefix,
                     config.bus_options(),
+                    Some(guard_of(&guards, Dependency::Nats)),
                     shutdown.clone(),
                 );
                 (Some(client), bus)
@@ -146,11 +152,25 @@ impl AppState {
             config.argon2_memory_kib,
             config.argon2_iterations,
         )?);
+        let breakers = BreakerService::new(
+            db.clone(),
+            bus.clone(),
+            config.replica_name(),
+            redis
+                .clone()
+                .map(|conn| (conn, config.redis_key_prefix.clone())),
+            guards.clone(),
+        );
+        breakers
+            .load()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the circuit breakers: {e:?}"))?;
         let limits = Arc::new(ActionLimiter::new(
             config.rate_limits.clone(),
             redis
                 .clone()
                 .map(|conn| (conn, config.redis_key_prefix.clone())),
+            Some(breakers.guard(Dependency::Redis)),
         ));
         let bootstrap = users
             .ensure_first_admin(config.admin_password.as_ref())
@@ -160,7 +180,8 @@ impl AppState {
         let jetstream = match &nats {
             Some(client) => {
                 let js = JetQueues::new(
-                    WorkQueues::new(client.clone(), &config.nats_subject_prefix),
+                    WorkQueues::new(client.clone(), &config.nats_subject_prefix)
+                        .with_guard(guard_of(&guards, Dependency::Nats)),
                     &config.queues.iter().cloned().collect::<Vec<_>>(),
                     config.queue_retention()?,
                 );
@@ -190,6 +211,7 @@ impl AppState {
             budgets,
             audit: AuditService::new(db.clone()),
             dlq,
+            breakers,
             subscriptions: SubscriptionAdmin::new(
                 Registry::new(config.replica_name()),
                 nats.clone()
@@ -263,6 +285,11 @@ impl AppState {
         crate::budget::sweeper::spawn(
             services.budgets.clone(),
             std::time::Duration::from_millis(config.budget_sweep_interval_ms),
+            shutdown.clone(),
+        );
+        crate::breaker::spawn(
+            services.breakers.clone(),
+            breaker_transitions,
             shutdown.clone(),
         );
         let housekeeping = std::time::Duration::from_millis(config.queue_reap_interval_ms);

@@ -53,6 +53,14 @@ pub enum AppError {
     DeliveryExpired,
     /// The delivery was already acknowledged, nacked or rejected; nothing changed.
     DeliverySettled,
+    /// The circuit breaker's permit already had its outcome recorded; nothing changed.
+    PermitAlreadyRecorded,
+    /// A circuit breaker refused the call (the dependency it guards is failing, or a person
+    /// forced it open); retry after the given time.
+    CircuitOpen {
+        breaker: String,
+        retry_after_ms: u64,
+    },
     /// The request id was used before by this caller with a different input.
     IdempotencyKeyReused,
     /// The request id is being processed by another call right now; retry shortly.
@@ -154,6 +162,14 @@ impl AppError {
             Self::DeliverySettled => {
                 "the delivery was already acknowledged, nacked or rejected".into()
             }
+            Self::PermitAlreadyRecorded => "this permit's outcome was already recorded".into(),
+            Self::CircuitOpen {
+                breaker,
+                retry_after_ms,
+            } => format!(
+                "circuit breaker `{breaker}` is open; retry after {} s",
+                retry_after_ms.div_ceil(1000).max(1)
+            ),
             Self::IdempotencyKeyReused => {
                 "this requestId was already used with a different input".into()
             }
@@ -192,6 +208,8 @@ impl AppError {
             Self::ReservationExpired => "RESERVATION_EXPIRED",
             Self::DeliveryExpired => "DELIVERY_EXPIRED",
             Self::DeliverySettled => "DELIVERY_SETTLED",
+            Self::PermitAlreadyRecorded => "PERMIT_ALREADY_RECORDED",
+            Self::CircuitOpen { .. } => "CIRCUIT_OPEN",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -231,7 +249,8 @@ impl AppError {
                 StatusCode::CONFLICT
             }
             Self::ReservationExpired | Self::DeliveryExpired => StatusCode::GONE,
-            Self::DeliverySettled => StatusCode::CONFLICT,
+            Self::DeliverySettled | Self::PermitAlreadyRecorded => StatusCode::CONFLICT,
+            Self::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_)
             | Self::BatchTooLarge { .. }
@@ -262,6 +281,15 @@ impl From<DbErr> for AppError {
             return Self::Conflict("an object with the same unique key already exists".into());
         }
         Self::Database(err)
+    }
+}
+
+impl From<crate::infra::guard::Refused> for AppError {
+    fn from(r: crate::infra::guard::Refused) -> Self {
+        Self::CircuitOpen {
+            breaker: r.breaker.to_owned(),
+            retry_after_ms: u64::try_from(r.retry_after.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -324,6 +352,14 @@ impl ErrorExtensions for AppError {
                     field: Some(field), ..
                 } => ext.set("field", *field),
                 Self::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                Self::CircuitOpen {
+                    breaker,
+                    retry_after_ms,
+                } => {
+                    ext.set("breaker", breaker.as_str());
+                    ext.set("retryAfter", retry_after_ms.div_ceil(1000).max(1));
+                    ext.set("retryAfterMs", *retry_after_ms);
+                }
                 Self::SubscriptionLagged {
                     skipped,
                     last_cursor,
@@ -387,6 +423,11 @@ mod tests {
             AppError::AlreadyCommitted,
             AppError::AlreadyReleased,
             AppError::ReservationExpired,
+            AppError::PermitAlreadyRecorded,
+            AppError::CircuitOpen {
+                breaker: "docker".into(),
+                retry_after_ms: 1500,
+            },
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyInProgress,
             AppError::BadRequest("not json".into()),
@@ -441,7 +482,7 @@ mod tests {
             );
             codes.insert(code);
         }
-        assert_eq!(codes.len(), 29, "codes: {codes:?}");
+        assert_eq!(codes.len(), 31, "codes: {codes:?}");
     }
 
     /// The README's list of codes is complete: every code a client can receive is named there.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     audit::events::AuditEvent,
     auth::service::IdentityEvent,
+    breaker::events::BreakerEvent,
     budget::events::BudgetEvent,
     dlq::events::{DlqEvent, RedriveEvent},
     infra::event_bus::BusEvent,
@@ -27,6 +28,8 @@ pub enum DomainEvent {
     Dlq(DlqEvent),
     /// A DLQ redrive job moved on.
     Redrive(RedriveEvent),
+    /// A circuit breaker changed state or configuration.
+    Breaker(BreakerEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -38,6 +41,7 @@ impl BusEvent for DomainEvent {
             Self::Audit(e) => format!("audit.{}.added", e.entry.id),
             Self::Dlq(e) => format!("dlq.{}.{}", e.message.id, e.kind.as_str()),
             Self::Redrive(e) => format!("dlq_redrive.{}.progress", e.job.id),
+            Self::Breaker(e) => format!("breaker.{}.{}", e.breaker.name, e.kind.as_str()),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod config;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use crate::{
-    audit::AuditService, auth::service::UserService, budget::service::BudgetService,
-    dlq::service::DlqService, events::Bus, rate_limit::ActionLimiter,
-    subscriptions::SubscriptionAdmin, task::service::TaskService,
+    audit::AuditService, auth::service::UserService, breaker::service::BreakerService,
+    budget::service::BudgetService, dlq::service::DlqService, events::Bus,
+    rate_limit::ActionLimiter, subscriptions::SubscriptionAdmin, task::service::TaskService,
 };
 
 /// The domain services, as resolvers reach them (schema data).
@@ -19,6 +19,8 @@ pub struct Services {
     pub audit: AuditService,
     /// The work queues and the dead letter queue.
     pub dlq: DlqService,
+    /// Circuit breakers (the agents' and Aurum's own).
+    pub breakers: BreakerService,
     /// Live subscriptions on every replica (admin).
     pub subscriptions: SubscriptionAdmin,
     pub bus: Bus,

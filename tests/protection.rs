@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, Profile, TestServer, error_code};
+use common::{Env, PrivateRedis, Profile, TestServer, error_code};
 use serde_json::{Value, json};
 
 both_profiles!(
@@ -178,37 +178,6 @@ async fn per_caller_limits_hold_across_replicas() {
     a.stop().await;
     b.stop().await;
     shared.cleanup().await;
-}
-
-/// A redis-server of this test's own, on a free port, killed on drop.
-struct PrivateRedis {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    async fn start() -> Option<Self> {
-        Self::start_on(common::free_port()?).await
-    }
-
-    async fn start_on(port: u16) -> Option<Self> {
-        let port_arg = port.to_string();
-        let args = [
-            "--port",
-            &port_arg,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ];
-        let child = common::private_server("redis-server", &args, port).await?;
-        Some(Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        })
-    }
 }
 
 /// Redis down when a replica starts: the replica serves anyway (per-replica limits), `/ready`

@@ -6,6 +6,8 @@ pub mod audit_log;
 pub mod budget;
 pub mod budget_reservation;
 pub mod budget_transaction;
+pub mod circuit_breaker;
+pub mod circuit_breaker_transition;
 pub mod dlq_message;
 pub mod dlq_redrive;
 pub mod escalation;

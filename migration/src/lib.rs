@@ -11,6 +11,7 @@ mod m20261126_000005_budgets;
 mod m20261202_000006_audit_log_tenant;
 mod m20261203_000007_event_outbox;
 mod m20261204_000008_queues;
+mod m20261205_000009_circuit_breakers;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_audit_log_tenant::Migration),
             Box::new(m20261203_000007_event_outbox::Migration),
             Box::new(m20261204_000008_queues::Migration),
+            Box::new(m20261205_000009_circuit_breakers::Migration),
         ]
     }
 }

@@ -51,6 +51,7 @@ permissions! {
     SandboxView => "sandbox.view": "read sandbox runs and their output",
     BreakerView => "breaker.view": "read circuit breakers",
     BreakerManage => "breaker.manage": "force, reset and configure circuit breakers",
+    BreakerUse => "breaker.use": "consult circuit breakers and report call outcomes",
     AuditView => "audit.view": "read the audit log",
     UserManage => "user.manage": "create users, change roles, disable users, manage API keys",
     MetricsView => "metrics.view": "read operational metrics",
@@ -128,6 +129,7 @@ impl Role {
                 SandboxView,
                 BreakerView,
                 BreakerManage,
+                BreakerUse,
                 AuditView,
                 MetricsView,
             ],
@@ -146,6 +148,7 @@ impl Role {
                 SandboxRun,
                 SandboxView,
                 BreakerView,
+                BreakerUse,
                 MetricsView,
             ],
             Self::Observer => &[

@@ -56,6 +56,14 @@ fn unavailable(e: impl std::fmt::Display) -> AppError {
     AppError::ServiceUnavailable { dependency: "nats" }
 }
 
+/// A publish or fetch that failed: `CIRCUIT_OPEN` when the `nats` breaker refused it.
+fn nats_failed(e: anyhow::Error) -> AppError {
+    match e.downcast_ref::<crate::infra::guard::Refused>() {
+        Some(refused) => (*refused).into(),
+        None => unavailable(e),
+    }
+}
+
 impl JetQueues {
     pub fn new(queues: WorkQueues, specs: &[QueueSpec], retention: Duration) -> Self {
         let settings = specs
@@ -138,7 +146,7 @@ impl QueueService {
                 payload.unwrap_or_default().into_bytes().into(),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(nats_failed)?;
         Ok(i64::try_from(seq).unwrap_or(i64::MAX))
     }
 
@@ -156,7 +164,7 @@ impl QueueService {
         let fetched = queues
             .fetch(&spec.name, max, wait)
             .await
-            .map_err(unavailable)?;
+            .map_err(nats_failed)?;
         if fetched.is_empty() {
             return Ok(Vec::new());
         }

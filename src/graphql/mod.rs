@@ -15,6 +15,7 @@ use async_graphql::{
 use crate::{
     audit::graphql::{AuditQuery, AuditSubscription},
     auth::graphql::{AuthMutation, AuthQuery},
+    breaker::graphql::{BreakerMutation, BreakerQuery, BreakerSubscription},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
     dlq::graphql::{DlqMutation, DlqQuery, DlqSubscription},
     services::Services,
@@ -32,6 +33,7 @@ pub struct Query(
     TaskQuery,
     BudgetQuery,
     DlqQuery,
+    BreakerQuery,
     AuditQuery,
     SubscriptionAdminQuery,
     node::NodeQuery,
@@ -44,6 +46,7 @@ pub struct Mutation(
     TaskMutation,
     BudgetMutation,
     DlqMutation,
+    BreakerMutation,
     SubscriptionAdminMutation,
 );
 
@@ -53,6 +56,7 @@ pub struct Subscription(
     TaskSubscription,
     BudgetSubscription,
     DlqSubscription,
+    BreakerSubscription,
     AuditSubscription,
 );
 

@@ -4,6 +4,7 @@
 pub mod db;
 pub mod docker;
 pub mod event_bus;
+pub mod guard;
 pub mod nats;
 pub mod outbox;
 pub mod redis;

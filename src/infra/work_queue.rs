@@ -6,6 +6,7 @@
 //! starts. Everything is declared here, in one place, idempotently. Knows no domain: queues
 //! are names with delivery settings, messages are bytes with headers.
 
+use super::guard::{Guard, guarded_poll};
 use std::time::Duration;
 
 use async_nats::{
@@ -103,6 +104,8 @@ pub struct WorkQueues {
     stream: String,
     advisories: String,
     subject_prefix: String,
+    /// The `nats` breaker, on publishes and fetches (the calls agents wait on).
+    guard: Option<Guard>,
 }
 
 fn headers_of(map: Option<&HeaderMap>) -> Vec<(String, String)> {
@@ -131,7 +134,16 @@ impl WorkQueues {
             stream: format!("{}_TASKS", prefix.to_uppercase()),
             advisories: format!("{}_QUEUE_ADVISORIES", prefix.to_uppercase()),
             subject_prefix: format!("{prefix}.tasks"),
+            guard: None,
         }
+    }
+
+    /// Publishes and fetches go through `guard`: refused at once (`Refused` in the error)
+    /// while it is open.
+    #[must_use]
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// The task stream's name (`dlq_messages.stream`).
@@ -273,16 +285,33 @@ impl WorkQueues {
         for (name, value) in headers {
             map.insert(*name, value.as_str());
         }
-        let ack = self
-            .js
-            .publish_with_headers(self.subject(queue), map, payload)
-            .await?
-            .await?;
-        Ok((ack.sequence, ack.duplicate))
+        guarded_poll(self.guard.as_ref(), Duration::ZERO, async {
+            let ack = self
+                .js
+                .publish_with_headers(self.subject(queue), map, payload)
+                .await?
+                .await?;
+            Ok((ack.sequence, ack.duplicate))
+        })
+        .await
     }
 
     /// Up to `max` messages of `queue`, waiting up to `wait` for the first one.
     pub async fn fetch(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+    ) -> anyhow::Result<Vec<Fetched>> {
+        guarded_poll(
+            self.guard.as_ref(),
+            wait,
+            self.fetch_unguarded(queue, max, wait),
+        )
+        .await
+    }
+
+    async fn fetch_unguarded(
         &self,
         queue: &str,
         max: usize,

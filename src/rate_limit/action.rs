@@ -3,15 +3,11 @@
 //! script (read, refill, take, write in a single atomic step, timed by Redis' own clock), so a
 //! limit holds across every replica. Without Redis, or while Redis does not answer, the same
 //! quotas are enforced in process (governor's keyed GCRA): a Redis outage loosens a limit to
-//! "per replica" for its duration, it never lifts it and never blocks requests on Redis.
+//! "per replica" for its duration, it never lifts it and never blocks requests on Redis: the
+//! `redis` circuit breaker sends every check to the in-process buckets at once while it is
+//! open, instead of each waiting for a timeout.
 
-use std::{
-    fmt,
-    num::NonZeroU32,
-    str::FromStr,
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, num::NonZeroU32, str::FromStr, time::Duration};
 
 use governor::{
     DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter,
@@ -19,7 +15,10 @@ use governor::{
 };
 use redis::aio::ConnectionManager;
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    infra::guard::{Guard, guarded},
+};
 
 /// The actions that have a per-caller limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -252,8 +251,6 @@ return {allowed, wait}
 
 /// How long a Redis call may take before the in-process bucket answers instead.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-/// After a Redis failure, how long the in-process buckets answer before Redis is tried again.
-const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// The per-caller limiter.
 pub struct ActionLimiter {
@@ -262,15 +259,8 @@ pub struct ActionLimiter {
     clock: DefaultClock,
     redis: Option<(ConnectionManager, String)>,
     script: redis::Script,
-    /// Unix milliseconds until which Redis is not asked (after a failure).
-    redis_paused_until: AtomicU64,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    /// The `redis` breaker: while it refuses, the in-process buckets answer at once.
+    guard: Option<Guard>,
 }
 
 fn governor_quota(q: Quota) -> Option<GovernorQuota> {
@@ -288,8 +278,13 @@ fn refused(action: LimitedAction, wait: Duration) -> AppError {
 }
 
 impl ActionLimiter {
-    /// Buckets in Redis under `<prefix>:ratelimit:<action>:<caller>` when `redis` is given.
-    pub fn new(quotas: ActionQuotas, redis: Option<(ConnectionManager, String)>) -> Self {
+    /// Buckets in Redis under `<prefix>:ratelimit:<action>:<caller>` when `redis` is given,
+    /// its calls guarded by `guard`.
+    pub fn new(
+        quotas: ActionQuotas,
+        redis: Option<(ConnectionManager, String)>,
+        guard: Option<Guard>,
+    ) -> Self {
         let local = LimitedAction::ALL.map(|a| {
             quotas
                 .get(a)
@@ -302,7 +297,7 @@ impl ActionLimiter {
             clock: DefaultClock::default(),
             redis,
             script: redis::Script::new(TOKEN_BUCKET),
-            redis_paused_until: AtomicU64::new(0),
+            guard,
         }
     }
 
@@ -314,36 +309,40 @@ impl ActionLimiter {
             return Ok(());
         };
         let cost = cost.clamp(1, quota.burst);
-        if let Some((conn, prefix)) = &self.redis
-            && unix_ms() >= self.redis_paused_until.load(Ordering::Relaxed)
-        {
+        if let Some((conn, prefix)) = &self.redis {
             let key = format!("{prefix}:ratelimit:{}:{caller}", action.name());
             let mut conn = conn.clone();
             let mut invocation = self.script.key(key);
             invocation.arg(quota.per_ms()).arg(quota.burst).arg(cost);
-            let call = invocation.invoke_async::<(u8, u64)>(&mut conn);
-            match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            let call = async {
+                match tokio::time::timeout(
+                    REDIS_TIMEOUT,
+                    invocation.invoke_async::<(u8, u64)>(&mut conn),
+                )
+                .await
+                {
+                    Ok(Ok(answer)) => Ok(answer),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer within 250 ms".to_owned()),
+                }
+            };
+            match guarded(self.guard.as_ref(), call).await {
                 Ok(Ok((1, _))) => return Ok(()),
                 Ok(Ok((_, wait_ms))) => {
                     return Err(refused(action, Duration::from_millis(wait_ms)));
                 }
-                Ok(Err(e)) => self.redis_failed(&e.to_string()),
-                Err(_) => self.redis_failed("no answer within 250 ms"),
+                Ok(Err(reason)) => {
+                    metrics::counter!("aurum_rate_limit_fallback_total").increment(1);
+                    tracing::debug!(
+                        error = reason,
+                        "Redis rate limit failed; this replica's bucket answers"
+                    );
+                }
+                // The breaker is open: the in-process bucket answers without trying Redis.
+                Err(_) => metrics::counter!("aurum_rate_limit_fallback_total").increment(1),
             }
         }
         self.check_local(action, caller, cost)
-    }
-
-    fn redis_failed(&self, reason: &str) {
-        let until = unix_ms() + u64::try_from(REDIS_RETRY_AFTER.as_millis()).unwrap_or(2000);
-        let previous = self.redis_paused_until.swap(until, Ordering::Relaxed);
-        metrics::counter!("aurum_rate_limit_fallback_total").increment(1);
-        if previous <= unix_ms() {
-            tracing::warn!(
-                error = reason,
-                "Redis rate limits unavailable; enforcing them per replica until it answers"
-            );
-        }
     }
 
     fn check_local(&self, action: LimitedAction, caller: &str, cost: u32) -> AppResult<()> {
@@ -412,7 +411,7 @@ mod tests {
         let Ok(q) = ActionQuotas::from_str("mutation=1/1m:3") else {
             panic!("quota")
         };
-        let l = ActionLimiter::new(q, None);
+        let l = ActionLimiter::new(q, None, None);
         for _ in 0..3 {
             assert!(l.check(LimitedAction::Mutation, "u:a", 1).await.is_ok());
         }

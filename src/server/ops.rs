@@ -19,8 +19,12 @@ pub async fn health() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /ready`: one entry per dependency. 503 when the database, Redis or NATS (when
-/// configured) is down; Docker is reported but only disables sandbox runs.
+/// `GET /ready`: one entry per dependency, and where the circuit breakers keep their windows.
+/// 503 when the database or NATS (when configured) is down. Redis down is reported
+/// (`status: degraded`) but keeps the replica in service: it carries nothing a replica cannot
+/// do without (rate limits and breakers fall back to this replica's own), and taking every
+/// replica out of service during a Redis outage would turn it into a full one. Docker is
+/// reported but only disables sandbox runs.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let redis = async {
         match &state.redis {
@@ -40,10 +44,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         nats,
         infra::docker::check(&state.docker),
     );
-    let ready = !(database.is_down() || redis.is_down() || nats.is_down());
+    let ready = !(database.is_down() || nats.is_down());
+    let status = match (ready, redis.is_down()) {
+        (false, _) => "unavailable",
+        (true, true) => "degraded",
+        (true, false) => "ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
+        "status": status,
         "dependencies": { "database": database, "redis": redis, "nats": nats, "docker": docker },
+        "circuitBreakers": state.services.breakers.readiness(),
     });
     let status = if ready {
         StatusCode::OK

@@ -199,3 +199,53 @@ impl PrivateNats {
         }
     }
 }
+
+/// A `redis-server` of a test's own, on a free port, without persistence, killed on drop: a
+/// test may stop it and start it again on the same port.
+pub struct PrivateRedis {
+    pub child: tokio::process::Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Option<Self> {
+        Self::start_on(free_port()?).await
+    }
+
+    pub async fn start_on(port: u16) -> Option<Self> {
+        let port_arg = port.to_string();
+        let args = [
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let child = private_server("redis-server", &args, port).await?;
+        Some(Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+        })
+    }
+
+    /// Kills it (SIGKILL) and waits for it to be gone.
+    pub async fn stop(&mut self) {
+        self.child.kill().await.expect("stop redis-server");
+    }
+
+    /// Starts it again on the same port (empty: it keeps nothing).
+    pub async fn restart(&mut self) -> bool {
+        match Self::start_on(self.port).await {
+            Some(again) => {
+                *self = again;
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -24,6 +24,7 @@
 //! `replay` reads held events for a resuming subscriber, `subscription` is one subscriber's
 //! stream.
 
+use super::guard::Guard;
 use std::{
     sync::{
         Arc,
@@ -112,6 +113,8 @@ enum Backend {
         subjects: String,
         /// The stream was created or updated since the last failure.
         ready: AtomicBool,
+        /// The `nats` breaker, on the relay's publishes.
+        guard: Option<Guard>,
     },
 }
 
@@ -173,6 +176,7 @@ impl<E: BusEvent> EventBus<E> {
         client: async_nats::Client,
         prefix: &str,
         options: BusOptions,
+        guard: Option<Guard>,
         shutdown: CancellationToken,
     ) -> Self {
         let stream = format!(
@@ -192,6 +196,7 @@ impl<E: BusEvent> EventBus<E> {
             stream,
             subjects: format!("{prefix}.events"),
             ready: AtomicBool::new(false),
+            guard,
         };
         let bus = Self::new(db, backend, options, 0);
         tokio::spawn(Arc::clone(&bus.shared).relay_loop(shutdown.clone()));

@@ -155,6 +155,7 @@ impl<E: BusEvent> Shared<E> {
             js,
             subjects,
             ready,
+            guard,
             ..
         } = &self.backend
         else {
@@ -167,7 +168,7 @@ impl<E: BusEvent> Shared<E> {
         if !ready.load(Ordering::Acquire) {
             self.ensure_stream().await?;
         }
-        let result = async {
+        let result = crate::infra::guard::guarded_poll(guard.as_ref(), Duration::ZERO, async {
             let mut acks = Vec::with_capacity(rows.len());
             for row in &rows {
                 let mut headers = async_nats::HeaderMap::new();
@@ -190,7 +191,7 @@ impl<E: BusEvent> Shared<E> {
                     .map_err(|_| anyhow::anyhow!("no JetStream ack within {ACK_WAIT:?}"))??;
             }
             anyhow::Ok(())
-        }
+        })
         .await;
         if let Err(e) = result {
             // The stream may be gone (a NATS without its store): declare it again next time.
