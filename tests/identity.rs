@@ -427,6 +427,66 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "subscription { dlqRedriveProgress(jobId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { cursor } }",
     ),
     (
+        "Query.circuitBreakers",
+        Some(Permission::BreakerView),
+        "{ circuitBreakers { totalCount edges { node { name } } } }",
+    ),
+    (
+        "Query.circuitBreaker",
+        Some(Permission::BreakerView),
+        "{ circuitBreaker(name: \"redis\") { name state } }",
+    ),
+    (
+        "Query.circuitBreakerTransitions",
+        Some(Permission::BreakerView),
+        "{ circuitBreakerTransitions(name: \"redis\") { edges { node { id } } } }",
+    ),
+    (
+        "Mutation.configureCircuitBreaker",
+        Some(Permission::BreakerManage),
+        "mutation { configureCircuitBreaker(input: { name: \"m-ROLE\", reason: \"matrix\" }) { name } }",
+    ),
+    (
+        "Mutation.acquireCircuitBreakerPermit",
+        Some(Permission::BreakerUse),
+        "mutation { acquireCircuitBreakerPermit(name: \"nope\") { permitted } }",
+    ),
+    (
+        "Mutation.recordCircuitBreakerOutcome",
+        Some(Permission::BreakerUse),
+        "mutation { recordCircuitBreakerOutcome(input: { permitId: \"x\", outcome: SUCCESS }) { counted } }",
+    ),
+    (
+        "Mutation.forceOpenCircuitBreaker",
+        Some(Permission::BreakerManage),
+        "mutation { forceOpenCircuitBreaker(name: \"nope\", reason: \"r\") { state } }",
+    ),
+    (
+        "Mutation.forceCloseCircuitBreaker",
+        Some(Permission::BreakerManage),
+        "mutation { forceCloseCircuitBreaker(name: \"nope\", reason: \"r\") { state } }",
+    ),
+    (
+        "Mutation.metricsOnlyCircuitBreaker",
+        Some(Permission::BreakerManage),
+        "mutation { metricsOnlyCircuitBreaker(name: \"nope\", reason: \"r\") { state } }",
+    ),
+    (
+        "Mutation.resetCircuitBreaker",
+        Some(Permission::BreakerManage),
+        "mutation { resetCircuitBreaker(name: \"nope\", reason: \"r\") { state } }",
+    ),
+    (
+        "Mutation.resetAllCircuitBreakers",
+        Some(Permission::BreakerManage),
+        "mutation { resetAllCircuitBreakers(reason: \"matrix\") }",
+    ),
+    (
+        "Subscription.circuitBreakerChanged",
+        Some(Permission::BreakerView),
+        "subscription { circuitBreakerChanged { cursor } }",
+    ),
+    (
         "Task.assignee",
         Some(Permission::AgentView),
         "{ tasks { edges { node { assignee { id } } } } }",
