@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use common::{Env, Profile, TestServer, error_code};
 use serde_json::{Value, json};
 
-both_profiles!(breaker_contract, restart_keeps_persisted_states);
+both_profiles!(
+    breaker_contract,
+    restart_keeps_persisted_states,
+    own_calls_fail_fast_while_their_breaker_is_open
+);
 
 pub const CONFIGURE: &str = "mutation($input: ConfigureCircuitBreakerInput!) { configureCircuitBreaker(input: $input) { name state scope dependency configuration { slidingWindowType slidingWindowSize minimumNumberOfCalls failureRateThreshold slowCallRateThreshold slowCallDurationThresholdMs waitDurationInOpenStateMs permittedNumberOfCallsInHalfOpenState maxWaitDurationInHalfOpenStateMs automaticTransitionFromOpenToHalfOpen } } }";
 pub const ACQUIRE: &str = "mutation($n: String!) { acquireCircuitBreakerPermit(name: $n) { permitted permitId state retryAfterMs } }";
@@ -449,6 +453,86 @@ async fn restart_keeps_persisted_states(profile: Profile, name: &str) {
     assert_eq!(g["acquireCircuitBreakerPermit"]["permitted"], false, "{g}");
     s.stop().await;
     shared.cleanup().await;
+}
+
+/// Aurum's own calls go through the `redis`, `nats` and `docker` breakers: forced open, the
+/// Docker probe reports the breaker instead of calling; on the services profile a queue
+/// publish or claim is refused at once with `CIRCUIT_OPEN` naming `nats`, and with `redis`
+/// open every request is still served, the agents' breakers on this replica's own windows.
+async fn own_calls_fail_fast_while_their_breaker_is_open(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    let force = |n: &str| json!({ "n": n, "r": "fault drill" });
+    let docker_before = s.ready().await["dependencies"]["docker"]["status"].clone();
+    if docker_before == "disabled" {
+        assert!(
+            !common::services_required(),
+            "no Docker engine, so the docker breaker's probe cannot be shown"
+        );
+        common::record_skip(&format!("{name}: docker breaker part (no Docker engine)"));
+    } else {
+        assert_eq!(docker_before, "ok");
+        s.ok(SET, force("docker")).await;
+        let ready = s.ready().await;
+        let docker = &ready["dependencies"]["docker"];
+        assert_eq!(docker["status"], "down", "{ready}");
+        assert!(
+            docker["reason"]
+                .as_str()
+                .unwrap()
+                .contains("circuit breaker `docker` is open"),
+            "{ready}"
+        );
+        s.ok(RESET, force("docker")).await;
+        assert_eq!(s.ready().await["dependencies"]["docker"]["status"], "ok");
+    }
+    if matches!(profile, Profile::Embedded) {
+        env.finish().await;
+        return;
+    }
+    const TASK: &str = "mutation($t: String!) { createTask(input: { title: $t }) { id } }";
+    let task = s.ok(TASK, json!({ "t": "guarded" })).await["createTask"]["id"].clone();
+    let enqueue = |r: &str| json!({ "task": task, "q": "default", "p": "x", "r": r });
+    s.ok(common::queues::ENQUEUE, enqueue("before")).await;
+    s.ok(SET, force("nats")).await;
+    let started = Instant::now();
+    let refused = s.gql(common::queues::ENQUEUE, enqueue("during")).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "it waited on NATS"
+    );
+    assert_eq!(error_code(&refused), "CIRCUIT_OPEN", "{refused}");
+    let ext = &refused["errors"][0]["extensions"];
+    assert_eq!(ext["breaker"], "nats", "{refused}");
+    assert!(ext["retryAfter"].as_u64().unwrap() >= 1, "{refused}");
+    let claim = s
+        .gql(
+            common::queues::CLAIM,
+            json!({ "q": "default", "max": 1, "wait": 0 }),
+        )
+        .await;
+    assert_eq!(error_code(&claim), "CIRCUIT_OPEN", "{claim}");
+    s.ok(RESET, force("nats")).await;
+    s.ok(common::queues::ENQUEUE, enqueue("after")).await;
+
+    // `redis` open: everything served, from this replica's own windows and buckets.
+    s.ok(CONFIGURE, prototype("llm", 1000)).await;
+    s.ok(SET, force("redis")).await;
+    for _ in 0..3 {
+        assert_eq!(call(s, "llm", "SUCCESS").await["counted"], true);
+    }
+    let b = breaker(s, "llm").await;
+    assert_eq!(b["scope"], "REPLICA", "{b}");
+    assert_eq!(b["metrics"]["numberOfCalls"], 3, "{b}");
+    let ready = s.ready().await;
+    assert_eq!(ready["circuitBreakers"]["scope"], "replica", "{ready}");
+    assert_eq!(ready["circuitBreakers"]["status"], "degraded", "{ready}");
+    s.ok(RESET, force("redis")).await;
+    let b = breaker(s, "llm").await;
+    assert_eq!(b["scope"], "SHARED", "{b}");
+    env.finish().await;
 }
 
 /// The Redis script and the in-process rules give the same answers on random sequences of

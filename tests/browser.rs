@@ -360,3 +360,102 @@ async fn graphiql_watches_a_dead_letter_arrive_and_retries_it() {
     );
     env.finish().await;
 }
+
+/// A breaker watched opening live in GraphiQL, then forced closed from it: the page runs
+/// `circuitBreakerChanged` while an agent reports five failures in a row; the transition to
+/// `OPEN` shows up on the page, and `forceCloseCircuitBreaker` run on the page lets calls
+/// through again, recorded as the operator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_watches_a_breaker_open_and_forces_it_closed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(chromium) = browser_ready("graphiql_watches_a_breaker_open_and_forces_it_closed")
+    else {
+        return;
+    };
+    let env = Env::new(Profile::Embedded, "browser-breaker")
+        .await
+        .expect("embedded profile");
+    let s = &env.server;
+    s.ok(
+        "mutation { configureCircuitBreaker(input: { name: \"openai\", slidingWindowSize: 5, minimumNumberOfCalls: 5, failureRateThreshold: 100, waitDurationInOpenStateMs: 30000, permittedNumberOfCallsInHalfOpenState: 3, reason: \"browser test\" }) { state } }",
+        json!({}),
+    )
+    .await;
+    let query = "subscription WatchBreakers { circuitBreakerChanged(name: \"openai\") { name state previousState cause } }";
+    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}?query={}&headers={}",
+        s.url("/graphql"),
+        enc(query),
+        enc(&headers)
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(root.join("web/tests/graphiql.mjs"))
+        .arg(&url)
+        .arg("THRESHOLDS_EXCEEDED")
+        .env("CHROMIUM_PATH", &chromium)
+        .current_dir(root.join("web"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The agent fails five calls in a row (the breaker opens), and the operator's script
+    // resets it, until the page shows an opening (its subscription starts once the page has
+    // loaded and the button was clicked).
+    let mut round = 0;
+    let status = loop {
+        if let Ok(Some(status)) = node.try_wait() {
+            break status;
+        }
+        assert!(round < 60, "the page never showed the breaker open");
+        for _ in 0..5 {
+            let grant = s
+                .ok(
+                    "mutation { acquireCircuitBreakerPermit(name: \"openai\") { permitId } }",
+                    json!({}),
+                )
+                .await;
+            s.ok(
+                "mutation($p: String!) { recordCircuitBreakerOutcome(input: { permitId: $p, outcome: FAILURE }) { state } }",
+                json!({ "p": grant["acquireCircuitBreakerPermit"]["permitId"] }),
+            )
+            .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        s.ok(
+            "mutation { resetCircuitBreaker(name: \"openai\", reason: \"next round\") { state } }",
+            json!({}),
+        )
+        .await;
+        round += 1;
+    };
+    let out = node.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success(),
+        "browser check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("\"state\": \"OPEN\""), "{stdout}");
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        "mutation { forceCloseCircuitBreaker(name: \"openai\", reason: \"provider confirmed healthy\") { state } }",
+        "DISABLED",
+    )
+    .await;
+    assert!(page.contains("DISABLED"), "{page}");
+    let now = s
+        .ok(
+            "{ circuitBreaker(name: \"openai\") { state } circuitBreakerTransitions(name: \"openai\", first: 1) { edges { node { toState actor reason } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(now["circuitBreaker"]["state"], "DISABLED", "{now}");
+    let last = &now["circuitBreakerTransitions"]["edges"][0]["node"];
+    assert_eq!(last["actor"], "user:admin", "{now}");
+    assert_eq!(last["reason"], "provider confirmed healthy", "{now}");
+    env.finish().await;
+}

@@ -12,6 +12,9 @@
 //!   (`scope: REPLICA`); it rejoins the shared state at its next successful call.
 //! - The dependency breakers (`redis`, `nats`, `docker`) are always per replica: they guard
 //!   this process' own calls. Their forced states and configuration are shared.
+//!
+//! Here: the records and this replica's view of them, and the reads; `calls`: acquiring and
+//! recording (the hot path); `manage`: transitions recorded, configuration, manual states.
 
 use std::{
     collections::HashMap,
@@ -25,33 +28,29 @@ use std::{
 use chrono::{DateTime, TimeZone, Utc};
 use entity::{circuit_breaker, circuit_breaker_transition};
 use redis::aio::ConnectionManager;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{
     Dependency,
-    events::{BreakerEvent, BreakerEventKind},
+    events::BreakerEvent,
     local::{CallCounters, DependencyGuard, LocalBreakers, now_ms},
-    model::{BreakerView, Grant, PermitId, Recorded, Scope},
-    rules::{Cause, Config, Counts, Decision, Metrics, Outcome, State, Transition},
+    model::{BreakerView, Scope},
+    rules::{Config, Metrics, State, Transition},
     shared::{Answer, Op, Persisted, Reply, SharedScript},
 };
 use crate::{
-    audit::{self, AuditEntry},
-    auth::RequestMeta,
     clock,
     error::{AppError, AppResult},
-    events::{Bus, DomainEvent},
-    infra::{
-        db,
-        guard::{CallGuard, Guard},
-        outbox,
-    },
+    events::Bus,
+    infra::guard::Guard,
 };
+
+mod calls;
+mod manage;
+
+use calls::shared_transition;
 
 /// How long a Redis script may take before the replica answers from its own window.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -258,6 +257,10 @@ impl BreakerService {
             return;
         }
         let entry = Entry::new(row);
+        if !entry.row.dependency && previous.is_none_or(|(_, e)| e < entry.row.epoch) {
+            // Every replica's gauge follows the shared state, not only the deciding one's.
+            super::gauge_state(&entry.row.name, entry.row.state);
+        }
         if let Some(guard) = self.dependency_guard(&entry.row.name) {
             if start || previous.is_none_or(|(v, _)| v < entry.row.config_version) {
                 guard.configure(entry.config);
@@ -307,308 +310,6 @@ impl BreakerService {
             (Some(_), Scope::Replica) => {
                 json!({ "status": "degraded", "scope": "replica", "reason": "Redis does not answer: each replica decides on its own window until it does" })
             }
-        }
-    }
-
-    /// Runs `op` on the shared state of `entry`; `None` when it cannot (no Redis, the
-    /// `redis` breaker refuses, the call fails): the caller falls back to its own window.
-    async fn shared(&self, entry: &Entry, op: Op<'_>) -> Option<Answer> {
-        let (conn, prefix) = self.inner.redis.as_ref()?;
-        let guard = &self.inner.guards[Dependency::Redis as usize];
-        let Ok(ticket) = guard.admit() else {
-            self.set_shared(false);
-            return None;
-        };
-        let started = std::time::Instant::now();
-        let mut conn = conn.clone();
-        let call = self.inner.script.call(
-            &mut conn,
-            prefix,
-            &entry.row.name,
-            &entry.config,
-            entry.persisted(),
-            op,
-            0,
-        );
-        let result = tokio::time::timeout(REDIS_TIMEOUT, call).await;
-        let answered = matches!(result, Ok(Ok(_)));
-        guard.report(ticket, answered, started.elapsed());
-        self.set_shared(answered);
-        match result {
-            Ok(Ok(answer)) => Some(answer),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, breaker = %entry.row.name, "shared breaker call failed; deciding locally");
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    fn set_shared(&self, ok: bool) {
-        let was = self.inner.shared_ok.swap(ok, Ordering::AcqRel);
-        if was != ok {
-            if ok {
-                tracing::info!("Redis answers again: circuit breakers are shared");
-                self.inner.local.forget();
-            } else {
-                tracing::warn!(
-                    "Redis does not answer: circuit breakers decide on this replica's own windows"
-                );
-            }
-            metrics::gauge!("aurum_circuit_breaker_shared").set(if ok { 1.0 } else { 0.0 });
-        }
-    }
-
-    /// Notes a newer live state learned from Redis.
-    fn note_live(&self, name: &str, reply: &Reply) {
-        let mut cache = write(&self.inner.cache);
-        if let Some(e) = cache.get_mut(name)
-            && reply.epoch > e.live.1
-        {
-            e.live = (reply.state, reply.epoch, reply.since_ms);
-        }
-    }
-
-    /// Asks to make a call through breaker `name`.
-    pub async fn acquire(&self, name: &str) -> AppResult<Grant> {
-        let entry = self.entry(name)?;
-        if entry.row.dependency {
-            return Err(AppError::bad_field(
-                "name",
-                format!("`{name}` guards Aurum's own calls; agents use breakers of their own"),
-            ));
-        }
-        let random = uuid::Uuid::new_v4().simple().to_string();
-        let acquired_ms = now_ms();
-        let permit_for = |epoch: u64| PermitId {
-            name: name.to_owned(),
-            epoch,
-            acquired_ms,
-            random: random.clone(),
-        };
-        // The epoch is not known before the script runs, so the shared permit's key is its
-        // random part alone; the id handed out names breaker and epoch as well.
-        let shared = self
-            .shared(
-                &entry,
-                Op::Acquire {
-                    permit: &random,
-                    ttl_ms: PERMIT_TTL_MS,
-                },
-            )
-            .await;
-        let (decision, state, transition) = match shared {
-            Some(Answer::Done(reply)) => {
-                self.note_live(name, &reply);
-                let decision = if reply.permitted {
-                    Decision::Permitted { epoch: reply.epoch }
-                } else {
-                    Decision::Refused {
-                        retry_after_ms: reply.retry_after_ms,
-                    }
-                };
-                let t = reply.transition.map(|(from, cause, counts)| {
-                    shared_transition(&entry.config, &reply, from, cause, counts)
-                });
-                (decision, reply.state, t)
-            }
-            _ => {
-                let (decision, t, state) = self.inner.local.with(name, entry.live, |m| {
-                    let (d, t) = m.acquire(&entry.config, now_ms());
-                    (d, t, m.state)
-                });
-                if let Decision::Permitted { .. } = decision {
-                    self.inner.local.issue(&random, PERMIT_TTL_MS);
-                }
-                (decision, state, t)
-            }
-        };
-        if let Some(t) = transition {
-            self.persist(name, t).await;
-        }
-        Ok(match decision {
-            Decision::Permitted { epoch } => Grant {
-                permit: Some(permit_for(epoch)),
-                state,
-                retry_after_ms: 0,
-            },
-            Decision::Refused { retry_after_ms } => {
-                entry.counters.refused();
-                Grant {
-                    permit: None,
-                    state,
-                    retry_after_ms,
-                }
-            }
-        })
-    }
-
-    /// Reports the outcome of a permitted call, once.
-    pub async fn record(
-        &self,
-        permit: &PermitId,
-        outcome: Outcome,
-        duration_ms: Option<u64>,
-    ) -> AppResult<Recorded> {
-        let entry = self.entry(&permit.name).map_err(|_| unknown_permit())?;
-        let duration_ms =
-            duration_ms.unwrap_or_else(|| now_ms().saturating_sub(permit.acquired_ms));
-        let code = match outcome {
-            Outcome::Success => 'S',
-            Outcome::Failure => 'F',
-            Outcome::Ignored => 'I',
-        };
-        // A permit issued here (while Redis was away) is decided here; any other is the
-        // shared store's, unless Redis does not answer: then it is accepted once here, as
-        // far as its id shows it could be real.
-        match self.inner.local.report(&permit.random) {
-            Some(false) => return Err(AppError::PermitAlreadyRecorded),
-            Some(true) => {}
-            None => match self
-                .shared(
-                    &entry,
-                    Op::Record {
-                        permit: &permit.random,
-                        outcome: code,
-                        duration_ms,
-                    },
-                )
-                .await
-            {
-                Some(Answer::UnknownPermit) => return Err(unknown_permit()),
-                Some(Answer::PermitUsed) => return Err(AppError::PermitAlreadyRecorded),
-                Some(Answer::Done(reply)) => {
-                    self.note_live(&permit.name, &reply);
-                    let t = reply.transition.map(|(from, cause, counts)| {
-                        shared_transition(&entry.config, &reply, from, cause, counts)
-                    });
-                    entry.counters.outcome(outcome);
-                    if let Some(t) = t {
-                        self.persist(&permit.name, t).await;
-                    }
-                    return Ok(Recorded {
-                        counted: reply.counted,
-                        state: reply.state,
-                    });
-                }
-                None => {
-                    let now = now_ms();
-                    if permit.acquired_ms.saturating_add(PERMIT_TTL_MS) <= now {
-                        return Err(unknown_permit());
-                    }
-                    self.inner.local.mark_used(&permit.random, PERMIT_TTL_MS);
-                }
-            },
-        }
-        let (counted, state, transition) = self.inner.local.with(&permit.name, entry.live, |m| {
-            let (counted, t) =
-                m.record(&entry.config, permit.epoch, outcome, duration_ms, now_ms());
-            (counted, m.state, t)
-        });
-        entry.counters.outcome(outcome);
-        if let Some(t) = transition {
-            self.persist(&permit.name, t).await;
-        }
-        Ok(Recorded { counted, state })
-    }
-
-    /// Records a transition this replica decided: the record (shared breakers: state and
-    /// epoch, when newer), the history row and the event, in one transaction. A failure is
-    /// logged: the shared state in Redis stays the truth, and the next transition records
-    /// again.
-    async fn persist(&self, name: &str, t: Transition) {
-        if let Err(e) = self.write_transition(name, t, None).await {
-            tracing::error!(error = ?e, breaker = name, "recording a breaker transition failed");
-        }
-    }
-
-    async fn write_transition(
-        &self,
-        name: &str,
-        t: Transition,
-        manual: Option<(&RequestMeta, &str)>,
-    ) -> AppResult<circuit_breaker::Model> {
-        let entry = self.entry(name)?;
-        let at = at_millis(t.at_ms);
-        let epoch = i64::try_from(t.epoch).unwrap_or(i64::MAX);
-        let txn = db::begin_write(&self.inner.db).await?;
-        // A dependency breaker's own transitions are this replica's: the record keeps the
-        // shared (manual) state. Everything else moves the record forward, never back.
-        if !entry.row.dependency || manual.is_some() {
-            circuit_breaker::Entity::update_many()
-                .col_expr(circuit_breaker::Column::State, Expr::value(t.to))
-                .col_expr(circuit_breaker::Column::Epoch, Expr::value(epoch))
-                .col_expr(circuit_breaker::Column::StateSince, Expr::value(at))
-                .col_expr(
-                    circuit_breaker::Column::UpdatedAt,
-                    Expr::value(clock::now()),
-                )
-                .filter(circuit_breaker::Column::Name.eq(name))
-                .filter(circuit_breaker::Column::Epoch.lt(epoch))
-                .exec(&txn)
-                .await?;
-        }
-        let row = circuit_breaker::Entity::find_by_id(name.to_owned())
-            .one(&txn)
-            .await?
-            .ok_or_else(|| AppError::not_found("CircuitBreaker", name))?;
-        let history = circuit_breaker_transition::ActiveModel {
-            id: sea_orm::NotSet,
-            name: Set(name.to_owned()),
-            epoch: Set(epoch),
-            from_state: Set(t.from),
-            to_state: Set(t.to),
-            cause: Set(t.cause),
-            failure_rate: Set(t.rates.map(|r| r.0)),
-            slow_call_rate: Set(t.rates.map(|r| r.1)),
-            actor: Set(manual.map(|(meta, _)| meta.caller.audit_label())),
-            reason: Set(manual.map(|(_, reason)| reason.to_owned())),
-            replica: Set(self.inner.replica.clone()),
-            at: Set(at),
-        };
-        let history = circuit_breaker_transition::Entity::insert(history)
-            .exec_with_returning(&txn)
-            .await?;
-        if let Some((meta, reason)) = manual {
-            audit::record(
-                &txn,
-                meta,
-                AuditEntry {
-                    action: "breaker.transition",
-                    entity_type: "circuit_breaker",
-                    entity_id: Some(name.to_owned()),
-                    tenant_id: None,
-                    details: json!({ "from": t.from, "to": t.to, "epoch": epoch, "reason": reason }),
-                },
-            )
-            .await?;
-        }
-        outbox::append(
-            &txn,
-            &DomainEvent::Breaker(BreakerEvent {
-                kind: BreakerEventKind::Transitioned,
-                breaker: row.clone(),
-                transition: Some(history),
-            }),
-        )
-        .await?;
-        txn.commit().await?;
-        self.inner.bus.wake();
-        if !entry.row.dependency {
-            super::gauge_state(name, t.to);
-        }
-        tracing::info!(breaker = name, from = ?t.from, to = ?t.to, cause = ?t.cause, epoch, "circuit breaker transition");
-        self.adopt(row.clone(), false);
-        Ok(row)
-    }
-
-    /// Records the dependency guards' transitions as they come (until `shutdown`).
-    pub async fn record_dependency_transitions(
-        &self,
-        mut rx: mpsc::UnboundedReceiver<(String, Transition)>,
-    ) {
-        while let Some((name, t)) = rx.recv().await {
-            self.persist(&name, t).await;
         }
     }
 
@@ -680,133 +381,6 @@ impl BreakerService {
         read(&self.inner.cache).len()
     }
 
-    /// Creates breaker `name` or changes its configuration; the window starts again, the
-    /// state stays. Audited with the reason.
-    pub async fn configure(
-        &self,
-        meta: &RequestMeta,
-        name: &str,
-        config: Config,
-        reason: &str,
-    ) -> AppResult<BreakerView> {
-        super::model::check_name(name)?;
-        let reason = super::model::check_reason(reason)?;
-        manageable(meta)?;
-        if let Some((field, message)) = config.problem() {
-            return Err(AppError::bad_field(field, message));
-        }
-        let actor = meta.caller.audit_label();
-        let txn = db::begin_write(&self.inner.db).await?;
-        let existing = circuit_breaker::Entity::find_by_id(name.to_owned())
-            .lock_exclusive()
-            .one(&txn)
-            .await?;
-        let created = existing.is_none();
-        let row = match existing {
-            None => {
-                let row = new_row(name, false, &config, &actor);
-                circuit_breaker::Entity::insert(circuit_breaker::ActiveModel::from(row.clone()))
-                    .exec_without_returning(&txn)
-                    .await?;
-                row
-            }
-            Some(mut row) => {
-                super::model::set_config(&mut row, &config);
-                row.config_version += 1;
-                row.updated_by = actor;
-                row.updated_at = clock::now();
-                circuit_breaker::Entity::update(
-                    circuit_breaker::ActiveModel::from(row.clone()).reset_all(),
-                )
-                .exec(&txn)
-                .await?;
-                row
-            }
-        };
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry {
-                action: if created { "breaker.create" } else { "breaker.configure" },
-                entity_type: "circuit_breaker",
-                entity_id: Some(name.to_owned()),
-                tenant_id: None,
-                details: json!({ "configuration": super::model::config_json(&config), "reason": reason }),
-            },
-        )
-        .await?;
-        outbox::append(
-            &txn,
-            &DomainEvent::Breaker(BreakerEvent {
-                kind: BreakerEventKind::Configured,
-                breaker: row.clone(),
-                transition: None,
-            }),
-        )
-        .await?;
-        txn.commit().await?;
-        self.inner.bus.wake();
-        if created && !row.dependency {
-            super::gauge_state(name, State::Closed);
-        }
-        self.adopt(row, false);
-        self.view(name).await
-    }
-
-    /// A person's change of state: `FORCED_OPEN`, `DISABLED`, `METRICS_ONLY` or `CLOSED`
-    /// (reset: the window starts again). Audited with the reason.
-    pub async fn set_state(
-        &self,
-        meta: &RequestMeta,
-        name: &str,
-        to: State,
-        reason: &str,
-    ) -> AppResult<BreakerView> {
-        let reason = super::model::check_reason(reason)?;
-        manageable(meta)?;
-        let entry = self.entry(name)?;
-        let transition = if let Some(guard) = self.dependency_guard(name) {
-            let mut t = guard.set(to);
-            // The record's epoch moves on from the record's own, not the guard's.
-            t.epoch = t.epoch.max(entry.live.1 + 1);
-            t
-        } else {
-            match self.shared(&entry, Op::Set(to)).await {
-                Some(Answer::Done(reply)) => {
-                    self.note_live(name, &reply);
-                    Transition {
-                        from: reply.transition.map_or(entry.live.0, |t| t.0),
-                        to,
-                        epoch: reply.epoch,
-                        at_ms: reply.now_ms,
-                        cause: Cause::Manual,
-                        rates: None,
-                    }
-                }
-                _ => self
-                    .inner
-                    .local
-                    .with(name, entry.live, |m| m.set(to, now_ms())),
-            }
-        };
-        self.write_transition(name, transition, Some((meta, &reason)))
-            .await?;
-        self.view(name).await
-    }
-
-    /// Resets every agent breaker (the prototype's endpoint); returns how many.
-    pub async fn reset_all(&self, meta: &RequestMeta, reason: &str) -> AppResult<u64> {
-        super::model::check_reason(reason)?;
-        manageable(meta)?;
-        let names: Vec<String> = read(&self.inner.cache).keys().cloned().collect();
-        let mut n = 0;
-        for name in names {
-            self.set_state(meta, &name, State::Closed, reason).await?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Breaker `name`'s transitions, newest first (`after`: the last id seen).
     pub async fn transitions(
         &self,
@@ -865,40 +439,6 @@ impl BreakerService {
 /// `dependency`'s guard out of the array `dependency_guards` made.
 pub fn guard_of(guards: &[Arc<DependencyGuard>; 3], dependency: Dependency) -> Guard {
     Arc::clone(&guards[dependency as usize]) as Guard
-}
-
-fn unknown_permit() -> AppError {
-    AppError::not_found("CircuitBreakerPermit", "(the permit given)")
-}
-
-/// Breakers are the fleet's, not a tenant's: a tenant-scoped caller may not change them.
-fn manageable(meta: &RequestMeta) -> AppResult<()> {
-    if meta.caller.tenant().is_some() {
-        return Err(AppError::Forbidden);
-    }
-    Ok(())
-}
-
-fn shared_transition(
-    config: &Config,
-    reply: &Reply,
-    from: State,
-    cause: Cause,
-    counts: Counts,
-) -> Transition {
-    let min = if from == State::HalfOpen {
-        config.half_open_calls
-    } else {
-        config.min_calls()
-    };
-    Transition {
-        from,
-        to: reply.state,
-        epoch: reply.epoch,
-        at_ms: reply.now_ms,
-        cause,
-        rates: counts.rates(min),
-    }
 }
 
 fn shared_metrics(config: &Config, reply: &Reply) -> Metrics {

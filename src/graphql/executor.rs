@@ -240,8 +240,9 @@ impl ObservedSchema {
         }
     }
 
-    /// Charges the caller's `cost` bucket (and `mutation` bucket for mutations) for `op`;
-    /// refused = `RATE_LIMITED` with `retryAfter`, and nothing runs.
+    /// Charges the caller's `cost` bucket (and `mutation` bucket for mutations) for `op`, both
+    /// or neither (one Redis round trip); refused = `RATE_LIMITED` with `retryAfter`, and
+    /// nothing runs.
     pub async fn charge(
         &self,
         op: &Operation,
@@ -252,12 +253,20 @@ impl ObservedSchema {
             return Ok(());
         };
         let cost = u32::try_from(op.cost).unwrap_or(u32::MAX);
-        let mut result = self.rate.check(LimitedAction::Cost, &key, cost).await;
-        if result.is_ok() && op.kind == "mutation" {
-            let roots = u32::try_from(op.roots).unwrap_or(u32::MAX);
-            result = self.rate.check(LimitedAction::Mutation, &key, roots).await;
-        }
-        result.map_err(AppError::into_server_error)
+        let roots = u32::try_from(op.roots).unwrap_or(u32::MAX);
+        let charges = [
+            (LimitedAction::Cost, cost),
+            (LimitedAction::Mutation, roots),
+        ];
+        let charges = if op.kind == "mutation" {
+            &charges[..]
+        } else {
+            &charges[..1]
+        };
+        self.rate
+            .check_all(charges, &key)
+            .await
+            .map_err(AppError::into_server_error)
     }
 
     /// The unwrapped schema (for SDL export and tests).

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-use super::DependencyStatus;
+use super::{
+    DependencyStatus,
+    guard::{Guard, guarded},
+};
 
 /// Where the Docker engine was looked for and whether it answered.
 pub enum DockerState {
@@ -47,18 +50,26 @@ pub async fn connect(host: Option<&str>) -> DockerState {
     }
 }
 
-/// Readiness probe: `GET /_ping` within a second.
-pub async fn check(state: &DockerState) -> DependencyStatus {
+/// Readiness probe: `GET /_ping` within a second, through the `docker` breaker: while it is
+/// open the probe reports that instead of waiting on an engine known to be failing.
+pub async fn check(state: &DockerState, guard: Option<&Guard>) -> DependencyStatus {
     match state {
         DockerState::Unavailable(reason) => DependencyStatus::down(reason),
         DockerState::Disabled(reason) => DependencyStatus::Disabled {
             reason: Some(reason.clone()),
         },
         DockerState::Connected(docker) => {
-            match tokio::time::timeout(Duration::from_secs(1), docker.ping()).await {
-                Ok(Ok(_)) => DependencyStatus::Ok,
-                Ok(Err(e)) => DependencyStatus::down(e),
-                Err(_) => DependencyStatus::down("ping timed out after 1 s"),
+            let ping = async {
+                match tokio::time::timeout(Duration::from_secs(1), docker.ping()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("ping timed out after 1 s".to_owned()),
+                }
+            };
+            match guarded(guard, ping).await {
+                Ok(Ok(())) => DependencyStatus::Ok,
+                Ok(Err(reason)) => DependencyStatus::down(reason),
+                Err(refused) => DependencyStatus::down(refused),
             }
         }
     }

@@ -219,34 +219,41 @@ impl fmt::Display for ActionQuotas {
     }
 }
 
-/// Read, refill, take and write one bucket atomically. Returns `{allowed, wait_ms}`.
-const TOKEN_BUCKET: &str = r"
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+/// Reads, refills and writes every bucket in `KEYS` (ARGV: rate, burst, cost per key) in one
+/// atomic step, and takes the costs only if every bucket holds enough: a request is charged
+/// whole or not at all, in one round trip. Returns `{allowed, wait_ms, refusing key index}`.
+const TOKEN_BUCKETS: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
-end
-if now > at then
-  tokens = math.min(burst, tokens + (now - at) * rate)
+local tokens, wait, refusing = {}, 0, 0
+for i = 1, #KEYS do
+  local rate, burst, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local state = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local have, at = tonumber(state[1]), tonumber(state[2])
+  if have == nil or at == nil then
+    have, at = burst, now
+  end
+  if now > at then
+    have = math.min(burst, have + (now - at) * rate)
+  end
+  tokens[i] = have
+  if have < cost then
+    local w = math.ceil((cost - have) / rate)
+    if w > wait then
+      wait, refusing = w, i - 1
+    end
+  end
 end
 local allowed = 0
-local wait = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-else
-  wait = math.ceil((cost - tokens) / rate)
+if wait == 0 then allowed = 1 end
+for i = 1, #KEYS do
+  local rate, burst, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local have = tokens[i]
+  if allowed == 1 then have = have - cost end
+  redis.call('HSET', KEYS[i], 'tokens', tostring(have), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate) + 1000)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return {allowed, wait}
+return {allowed, wait, refusing}
 ";
 
 /// How long a Redis call may take before the in-process bucket answers instead.
@@ -296,7 +303,7 @@ impl ActionLimiter {
             local,
             clock: DefaultClock::default(),
             redis,
-            script: redis::Script::new(TOKEN_BUCKET),
+            script: redis::Script::new(TOKEN_BUCKETS),
             guard,
         }
     }
@@ -305,19 +312,36 @@ impl ActionLimiter {
     /// `RATE_LIMITED` and the seconds to wait. A cost above the burst is charged as the burst
     /// (the document limits bound it already).
     pub async fn check(&self, action: LimitedAction, caller: &str, cost: u32) -> AppResult<()> {
-        let Some(quota) = self.quotas.get(action) else {
+        self.check_all(&[(action, cost)], caller).await
+    }
+
+    /// Takes each `(action, cost)` from `caller`'s buckets: with Redis all of them or none,
+    /// in one round trip; in process, in order, stopping at the first refusal.
+    pub async fn check_all(&self, charges: &[(LimitedAction, u32)], caller: &str) -> AppResult<()> {
+        let charges: Vec<(LimitedAction, Quota, u32)> = charges
+            .iter()
+            .filter_map(|&(action, cost)| {
+                let quota = self.quotas.get(action)?;
+                Some((action, quota, cost.clamp(1, quota.burst)))
+            })
+            .collect();
+        if charges.is_empty() {
             return Ok(());
-        };
-        let cost = cost.clamp(1, quota.burst);
+        }
         if let Some((conn, prefix)) = &self.redis {
-            let key = format!("{prefix}:ratelimit:{}:{caller}", action.name());
             let mut conn = conn.clone();
-            let mut invocation = self.script.key(key);
-            invocation.arg(quota.per_ms()).arg(quota.burst).arg(cost);
+            let mut invocation = self.script.prepare_invoke();
+            for (action, quota, cost) in &charges {
+                invocation
+                    .key(format!("{prefix}:ratelimit:{}:{caller}", action.name()))
+                    .arg(quota.per_ms())
+                    .arg(quota.burst)
+                    .arg(*cost);
+            }
             let call = async {
                 match tokio::time::timeout(
                     REDIS_TIMEOUT,
-                    invocation.invoke_async::<(u8, u64)>(&mut conn),
+                    invocation.invoke_async::<(u8, u64, usize)>(&mut conn),
                 )
                 .await
                 {
@@ -327,8 +351,9 @@ impl ActionLimiter {
                 }
             };
             match guarded(self.guard.as_ref(), call).await {
-                Ok(Ok((1, _))) => return Ok(()),
-                Ok(Ok((_, wait_ms))) => {
+                Ok(Ok((1, _, _))) => return Ok(()),
+                Ok(Ok((_, wait_ms, refusing))) => {
+                    let action = charges.get(refusing).map_or(charges[0].0, |c| c.0);
                     return Err(refused(action, Duration::from_millis(wait_ms)));
                 }
                 Ok(Err(reason)) => {
@@ -342,7 +367,10 @@ impl ActionLimiter {
                 Err(_) => metrics::counter!("aurum_rate_limit_fallback_total").increment(1),
             }
         }
-        self.check_local(action, caller, cost)
+        for (action, _, cost) in charges {
+            self.check_local(action, caller, cost)?;
+        }
+        Ok(())
     }
 
     fn check_local(&self, action: LimitedAction, caller: &str, cost: u32) -> AppResult<()> {

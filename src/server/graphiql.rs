@@ -146,6 +146,10 @@ const STARTER: &str = r#"# Welcome to Aurum.
 # 6. Dead letters: run `WatchDlq` in its own tab; a task message a worker rejects, or that
 #    fails all its deliveries, shows up there as it is recorded. `RetryDeadLetter` puts one
 #    back on its queue (and its task back to PENDING).
+# 7. Circuit breakers: run `WatchBreakers` in its own tab. `ConfigureBreaker` creates one with
+#    the prototype's rule; `AcquirePermit` then `ReportFailure` (with the permit's id) five
+#    times opens it, and the watch shows it. `ForceCloseBreaker` lets every call through
+#    again; `Breakers` lists every breaker with its state and live figures.
 #
 # The Docs button (top left) lists every query, mutation and subscription.
 
@@ -230,6 +234,66 @@ mutation RetryDeadLetter {
   retryDlqMessage(id: "an id from WatchDlq", requestId: "retry-1") {
     id
     status
+  }
+}
+
+subscription WatchBreakers {
+  circuitBreakerChanged {
+    name
+    kind
+    state
+    previousState
+    cause
+    replica
+  }
+}
+
+mutation ConfigureBreaker {
+  configureCircuitBreaker(
+    input: {name: "openai", slidingWindowSize: 5, minimumNumberOfCalls: 5, failureRateThreshold: 100, waitDurationInOpenStateMs: 30000, permittedNumberOfCallsInHalfOpenState: 3, reason: "the prototype's rule"}
+  ) {
+    name
+    state
+  }
+}
+
+mutation AcquirePermit {
+  acquireCircuitBreakerPermit(name: "openai") {
+    permitted
+    permitId
+    retryAfterMs
+  }
+}
+
+mutation ReportFailure {
+  recordCircuitBreakerOutcome(
+    input: {permitId: "a permitId from AcquirePermit", outcome: FAILURE}
+  ) {
+    counted
+    state
+  }
+}
+
+mutation ForceCloseBreaker {
+  forceCloseCircuitBreaker(name: "openai", reason: "provider confirmed healthy") {
+    state
+  }
+}
+
+query Breakers {
+  circuitBreakers {
+    edges {
+      node {
+        name
+        state
+        scope
+        metrics {
+          failureRate
+          numberOfCalls
+          remainingOpenMs
+        }
+      }
+    }
   }
 }
 "#;

@@ -10,6 +10,7 @@ use axum::{
 use serde_json::json;
 
 use crate::{
+    breaker::Dependency,
     infra::{self, DependencyStatus},
     server::AppState,
 };
@@ -38,11 +39,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             None => DependencyStatus::Disabled { reason: None },
         }
     };
+    let docker_guard = state.services.breakers.guard(Dependency::Docker);
     let (database, redis, nats, docker) = tokio::join!(
         infra::db::check(&state.db),
         redis,
         nats,
-        infra::docker::check(&state.docker),
+        infra::docker::check(&state.docker, Some(&docker_guard)),
     );
     let ready = !(database.is_down() || nats.is_down());
     let status = match (ready, redis.is_down()) {
