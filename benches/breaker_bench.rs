@@ -38,9 +38,6 @@ use aurum::{
     infra::guard::CallGuard,
 };
 use common::{Sender, connect, login, spawn_server};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 4;
@@ -60,17 +57,7 @@ struct Aurum {
 }
 
 async fn post(sender: &mut Sender, s: &Aurum, body: &Value) -> Value {
-    let body = serde_json::to_vec(body).unwrap();
-    let request = hyper::Request::post("/graphql")
-        .header(hyper::header::HOST, &s.addr)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::AUTHORIZATION, s.auth.clone())
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    sender.ready().await.unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&body).unwrap()
+    common::post_graphql(sender, &s.addr, &s.auth, body).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -215,18 +202,14 @@ async fn bench() -> bool {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let redis_url =
         std::env::var("AURUM_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("aurum_bbench_{}", uuid::Uuid::new_v4().simple());
+
     let prefix = format!("bb{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let admin = Database::connect(format!("{pg}/postgres")).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
+    let (admin, db_url, name) = common::fresh_database(&pg, "aurum_bbench").await;
     let redis =
         redis::aio::ConnectionManager::new(redis::Client::open(redis_url.as_str()).unwrap())
             .await
             .unwrap();
-    let ok = measure(&format!("{pg}/{name}"), &redis_url, &prefix, redis.clone()).await;
+    let ok = measure(&db_url, &redis_url, &prefix, redis.clone()).await;
     let mut conn = redis;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
@@ -236,10 +219,7 @@ async fn bench() -> bool {
     for chunk in keys.chunks(1000) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
     }
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .ok();
+    common::drop_database(&admin, &name).await;
     ok
 }
 

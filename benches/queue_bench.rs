@@ -37,8 +37,6 @@ use std::{
 use async_nats::{HeaderMap, jetstream};
 use common::{Sender, connect, login, spawn_server};
 use futures::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
@@ -89,17 +87,7 @@ impl Drop for Aurum {
 }
 
 async fn post(sender: &mut Sender, s: &Aurum, body: &Value) -> Value {
-    let body = serde_json::to_vec(body).unwrap();
-    let request = hyper::Request::post("/graphql")
-        .header(hyper::header::HOST, &s.addr)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::AUTHORIZATION, s.auth.clone())
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    sender.ready().await.unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&body).unwrap()
+    common::post_graphql(sender, &s.addr, &s.auth, body).await
 }
 
 fn fail_on_errors(what: &str, v: &Value, failed: &AtomicBool) {
@@ -515,24 +503,17 @@ async fn bench() -> bool {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let nats =
         std::env::var("AURUM_BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let name = format!("aurum_qbench_{}", uuid::Uuid::new_v4().simple());
+
     let prefix = format!("qb{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let admin = Database::connect(format!("{pg}/postgres")).await.unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
+    let (admin, db_url, name) = common::fresh_database(&pg, "aurum_qbench").await;
     let js = jetstream::new(async_nats::connect(&nats).await.unwrap());
-    let ok = measure(&format!("{pg}/{name}"), &nats, &prefix, js.clone()).await;
+    let ok = measure(&db_url, &nats, &prefix, js.clone()).await;
     for stream in ["EVENTS", "TASKS", "QUEUE_ADVISORIES"] {
         let _ = js
             .delete_stream(format!("{}_{stream}", prefix.to_uppercase()))
             .await;
     }
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .ok();
+    common::drop_database(&admin, &name).await;
     ok
 }
 

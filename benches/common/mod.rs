@@ -30,6 +30,52 @@ pub async fn connect(addr: &str) -> Sender {
     sender
 }
 
+/// POSTs `body` to `/graphql` over `sender`'s connection to `addr`, as `auth`; the answer.
+pub async fn post_graphql(
+    sender: &mut Sender,
+    addr: &str,
+    auth: &hyper::header::HeaderValue,
+    body: &Value,
+) -> Value {
+    use http_body_util::BodyExt;
+    let body = serde_json::to_vec(body).unwrap();
+    let request = hyper::Request::post("/graphql")
+        .header(hyper::header::HOST, addr)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::AUTHORIZATION, auth.clone())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    sender.ready().await.unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// A fresh PostgreSQL database for one run on the server at `pg` (a URL without a database):
+/// the connection that made it (to drop it with [`drop_database`]), and its URL.
+pub async fn fresh_database(pg: &str, stem: &str) -> (sea_orm::DatabaseConnection, String, String) {
+    use sea_orm::ConnectionTrait;
+    let name = format!("{stem}_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(format!("{pg}/postgres"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{pg}/{name}");
+    (admin, url, name)
+}
+
+/// Drops a database [`fresh_database`] made.
+pub async fn drop_database(admin: &sea_orm::DatabaseConnection, name: &str) {
+    use sea_orm::ConnectionTrait;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .ok();
+}
+
 /// The first admin's password in every benchmark server.
 pub const ADMIN_PASSWORD: &str = "bench-password";
 
