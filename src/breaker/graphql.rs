@@ -405,11 +405,7 @@ impl BreakerMutation {
         input: ConfigureCircuitBreakerInput,
     ) -> Result<CircuitBreaker> {
         let svc = &services(ctx)?.breakers;
-        let current = match svc.view(&input.name).await {
-            Ok(view) => view.config,
-            Err(AppError::NotFound { .. }) => Config::DEFAULT,
-            Err(e) => return Err(e.into()),
-        };
+        let current = svc.configuration(&input.name).unwrap_or(Config::DEFAULT);
         let config = input.apply(current)?;
         Ok(CircuitBreaker(
             svc.configure(&meta(ctx), &input.name, config, &input.reason)

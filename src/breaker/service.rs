@@ -377,6 +377,11 @@ impl BreakerService {
         (names.into_iter().take(first).cloned().collect(), more)
     }
 
+    /// Breaker `name`'s configuration as recorded (`None`: no such breaker).
+    pub fn configuration(&self, name: &str) -> Option<Config> {
+        read(&self.inner.cache).get(name).map(|e| e.config)
+    }
+
     pub fn count(&self) -> usize {
         read(&self.inner.cache).len()
     }

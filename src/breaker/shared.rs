@@ -240,9 +240,10 @@ fn keys(prefix: &str, name: &str) -> [String; 3] {
     ]
 }
 
-/// The key a permit is held under.
-pub fn permit_key(prefix: &str, permit: &str) -> String {
-    format!("{prefix}:breaker-permit:{permit}")
+/// The key a permit of breaker `name` is held under (a permit presented with another
+/// breaker's name is unknown there).
+pub fn permit_key(prefix: &str, name: &str, permit: &str) -> String {
+    format!("{prefix}:breaker:{name}:permit:{permit}")
 }
 
 fn state_name(state: State) -> &'static str {
@@ -303,7 +304,9 @@ impl SharedScript {
     ) -> redis::RedisResult<Answer> {
         let [hash, window, buckets] = keys(prefix, name);
         let permit = match op {
-            Op::Acquire { permit, .. } | Op::Record { permit, .. } => permit_key(prefix, permit),
+            Op::Acquire { permit, .. } | Op::Record { permit, .. } => {
+                permit_key(prefix, name, permit)
+            }
             Op::Set(_) | Op::Snapshot => String::new(),
         };
         let mut inv = self.script.key(hash);

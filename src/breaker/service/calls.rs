@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{BreakerService, Entry, PERMIT_TTL_MS, REDIS_TIMEOUT, write};
+use super::{BreakerService, Entry, PERMIT_TTL_MS, REDIS_TIMEOUT, read, write};
 use crate::{
     breaker::{
         Dependency,
@@ -66,8 +66,14 @@ impl BreakerService {
         }
     }
 
-    /// Notes a newer live state learned from Redis.
+    /// Notes a newer live state learned from Redis (most calls bring none: they only read).
     pub(super) fn note_live(&self, name: &str, reply: &Reply) {
+        let newer = read(&self.inner.cache)
+            .get(name)
+            .is_some_and(|e| reply.epoch > e.live.1);
+        if !newer {
+            return;
+        }
         let mut cache = write(&self.inner.cache);
         if let Some(e) = cache.get_mut(name)
             && reply.epoch > e.live.1
