@@ -23,8 +23,10 @@ use crate::{
     config::{Config, JwtAlgorithm},
     dlq::{capture::Consequences, jetstream::JetQueues, service::DlqService, work::QueueService},
     events::Bus,
+    governance::service::GovernanceService,
     graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
     infra::{self, work_queue::WorkQueues},
+    llm::service::LlmService,
     rate_limit::{ActionLimiter, EdgeLimit},
     server::{AppState, Inner, feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots},
     services::Services,
@@ -176,6 +178,11 @@ impl AppState {
             .ensure_first_admin(config.admin_password.as_ref())
             .await?;
         let tasks = TaskService::new(db.clone(), bus.clone());
+        let governance = GovernanceService::new(db.clone(), bus.clone());
+        governance
+            .seed()
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding the governance rules: {e:?}"))?;
         let budgets = BudgetService::new(db.clone(), bus.clone());
         let jetstream = match &nats {
             Some(client) => {
@@ -212,6 +219,8 @@ impl AppState {
             audit: AuditService::new(db.clone()),
             dlq,
             breakers,
+            governance,
+            llm: LlmService::new(db.clone()),
             subscriptions: SubscriptionAdmin::new(
                 Registry::new(config.replica_name()),
                 nats.clone()
@@ -290,6 +299,11 @@ impl AppState {
         crate::breaker::spawn(
             services.breakers.clone(),
             breaker_transitions,
+            shutdown.clone(),
+        );
+        crate::governance::spawn_expiry(
+            services.governance.clone(),
+            std::time::Duration::from_millis(config.learning_expiry_interval_ms),
             shutdown.clone(),
         );
         let housekeeping = std::time::Duration::from_millis(config.queue_reap_interval_ms);

@@ -273,6 +273,11 @@ pub struct Config {
     #[arg(long, env = "AURUM_BUDGET_SWEEP_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub budget_sweep_interval_ms: u64,
 
+    /// Milliseconds between sweeps that expire learning updates nobody approved in time
+    /// (their rule's `approvalExpiryHours`); every replica sweeps.
+    #[arg(long, env = "AURUM_LEARNING_EXPIRY_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub learning_expiry_interval_ms: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM before the process exits.
     #[arg(long, env = "AURUM_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_timeout_seconds: u64,

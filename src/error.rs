@@ -61,6 +61,18 @@ pub enum AppError {
         breaker: String,
         retry_after_ms: u64,
     },
+    /// The agent role's prompt updates already fill the last 24 hours; the next may apply at
+    /// `next_allowed_at` (`None`: the role's rule allows none).
+    LearningDailyLimit {
+        next_allowed_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// The agent role's last prompt update applied too recently; the next may apply at
+    /// `next_allowed_at`.
+    LearningCooldown {
+        next_allowed_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The change needs a second person: the proposer (or an API key) cannot approve it.
+    FourEyesRequired(String),
     /// The request id was used before by this caller with a different input.
     IdempotencyKeyReused,
     /// The request id is being processed by another call right now; retry shortly.
@@ -170,6 +182,18 @@ impl AppError {
                 "circuit breaker `{breaker}` is open; retry after {} s",
                 retry_after_ms.div_ceil(1000).max(1)
             ),
+            Self::LearningDailyLimit { next_allowed_at } => match next_allowed_at {
+                Some(at) => format!(
+                    "the role's daily limit of prompt updates is reached; the next may apply at {}",
+                    at.to_rfc3339()
+                ),
+                None => "the role's rule allows no prompt updates".into(),
+            },
+            Self::LearningCooldown { next_allowed_at } => format!(
+                "the role's cooldown after its last prompt update runs until {}",
+                next_allowed_at.to_rfc3339()
+            ),
+            Self::FourEyesRequired(message) => message.clone(),
             Self::IdempotencyKeyReused => {
                 "this requestId was already used with a different input".into()
             }
@@ -210,6 +234,9 @@ impl AppError {
             Self::DeliverySettled => "DELIVERY_SETTLED",
             Self::PermitAlreadyRecorded => "PERMIT_ALREADY_RECORDED",
             Self::CircuitOpen { .. } => "CIRCUIT_OPEN",
+            Self::LearningDailyLimit { .. } => "LEARNING_DAILY_LIMIT",
+            Self::LearningCooldown { .. } => "LEARNING_COOLDOWN",
+            Self::FourEyesRequired(_) => "FOUR_EYES_REQUIRED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -251,6 +278,10 @@ impl AppError {
             Self::ReservationExpired | Self::DeliveryExpired => StatusCode::GONE,
             Self::DeliverySettled | Self::PermitAlreadyRecorded => StatusCode::CONFLICT,
             Self::CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LearningDailyLimit { .. } | Self::LearningCooldown { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::FourEyesRequired(_) => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_)
             | Self::BatchTooLarge { .. }
@@ -370,6 +401,12 @@ impl ErrorExtensions for AppError {
                     }
                 }
                 Self::CursorExpired { oldest, .. } => ext.set("oldestCursor", oldest.to_string()),
+                Self::LearningDailyLimit {
+                    next_allowed_at: Some(at),
+                }
+                | Self::LearningCooldown {
+                    next_allowed_at: at,
+                } => ext.set("nextAllowedAt", at.to_rfc3339()),
                 Self::BudgetExceeded {
                     requested,
                     available,
@@ -428,6 +465,13 @@ mod tests {
                 breaker: "docker".into(),
                 retry_after_ms: 1500,
             },
+            AppError::LearningDailyLimit {
+                next_allowed_at: None,
+            },
+            AppError::LearningCooldown {
+                next_allowed_at: chrono::DateTime::UNIX_EPOCH,
+            },
+            AppError::FourEyesRequired("someone else must approve".into()),
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyInProgress,
             AppError::BadRequest("not json".into()),
@@ -482,7 +526,7 @@ mod tests {
             );
             codes.insert(code);
         }
-        assert_eq!(codes.len(), 31, "codes: {codes:?}");
+        assert_eq!(codes.len(), 34, "codes: {codes:?}");
     }
 
     /// The README's list of codes is complete: every code a client can receive is named there.

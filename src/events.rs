@@ -9,6 +9,7 @@ use crate::{
     breaker::events::BreakerEvent,
     budget::events::BudgetEvent,
     dlq::events::{DlqEvent, RedriveEvent},
+    governance::events::GovernanceEvent,
     infra::event_bus::BusEvent,
     task::events::TaskEvent,
 };
@@ -30,6 +31,8 @@ pub enum DomainEvent {
     Redrive(RedriveEvent),
     /// A circuit breaker changed state or configuration.
     Breaker(BreakerEvent),
+    /// A learning update was proposed or decided, or a role's rule changed.
+    Governance(GovernanceEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -42,6 +45,11 @@ impl BusEvent for DomainEvent {
             Self::Dlq(e) => format!("dlq.{}.{}", e.message.id, e.kind.as_str()),
             Self::Redrive(e) => format!("dlq_redrive.{}.progress", e.job.id),
             Self::Breaker(e) => format!("breaker.{}.{}", e.breaker.name, e.kind.as_str()),
+            Self::Governance(e) => format!(
+                "governance.{}.{}",
+                e.status.rule.agent_role,
+                e.kind.as_str()
+            ),
         }
     }
 }

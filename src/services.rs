@@ -7,7 +7,8 @@ use std::sync::Arc;
 use crate::{
     audit::AuditService, auth::service::UserService, breaker::service::BreakerService,
     budget::service::BudgetService, dlq::service::DlqService, events::Bus,
-    rate_limit::ActionLimiter, subscriptions::SubscriptionAdmin, task::service::TaskService,
+    governance::service::GovernanceService, llm::service::LlmService, rate_limit::ActionLimiter,
+    subscriptions::SubscriptionAdmin, task::service::TaskService,
 };
 
 /// The domain services, as resolvers reach them (schema data).
@@ -21,6 +22,10 @@ pub struct Services {
     pub dlq: DlqService,
     /// Circuit breakers (the agents' and Aurum's own).
     pub breakers: BreakerService,
+    /// Prompt-update rules, proposals and prompt versions.
+    pub governance: GovernanceService,
+    /// LLM output validation and the output kinds.
+    pub llm: LlmService,
     /// Live subscriptions on every replica (admin).
     pub subscriptions: SubscriptionAdmin,
     pub bus: Bus,

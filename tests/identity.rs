@@ -487,6 +487,96 @@ const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "subscription { circuitBreakerChanged { cursor } }",
     ),
     (
+        "Query.governanceRules",
+        Some(Permission::LearningView),
+        "{ governanceRules { agentRole maxUpdatesPerDay } }",
+    ),
+    (
+        "Query.governanceStatus",
+        Some(Permission::LearningView),
+        "{ governanceStatus(agentRole: \"security\") { status pendingApprovals } }",
+    ),
+    (
+        "Query.learningUpdates",
+        Some(Permission::LearningView),
+        "{ learningUpdates { totalCount edges { node { id } } } }",
+    ),
+    (
+        "Query.learningUpdate",
+        Some(Permission::LearningView),
+        "{ learningUpdate(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Query.promptVersions",
+        Some(Permission::LearningView),
+        "{ promptVersions(agentRole: \"security\") { edges { node { version } } } }",
+    ),
+    (
+        "Query.currentPrompt",
+        Some(Permission::LearningView),
+        "{ currentPrompt(agentRole: \"security\") { version text } }",
+    ),
+    (
+        "Mutation.configureGovernanceRule",
+        Some(Permission::LearningConfigure),
+        "mutation { configureGovernanceRule(input: { agentRole: \"m-ROLE\", maxUpdatesPerDay: 3 }) { version } }",
+    ),
+    (
+        "Mutation.proposeLearningUpdate",
+        Some(Permission::LearningPropose),
+        "mutation { proposeLearningUpdate(input: { agentRole: \"m-ROLE\", promptUpdate: \"p\", rationale: \"r\", requestId: \"m-ROLE\" }) { id status } }",
+    ),
+    (
+        "Mutation.approveLearningUpdate",
+        Some(Permission::LearningApprove),
+        "mutation { approveLearningUpdate(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Mutation.rejectLearningUpdate",
+        Some(Permission::LearningApprove),
+        "mutation { rejectLearningUpdate(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", reason: \"r\") { id } }",
+    ),
+    (
+        "Mutation.rollbackPrompt",
+        Some(Permission::LearningApprove),
+        "mutation { rollbackPrompt(agentRole: \"nobody\", version: 1, reason: \"r\") { id } }",
+    ),
+    (
+        "Subscription.learningUpdateChanged",
+        Some(Permission::LearningView),
+        "subscription { learningUpdateChanged { cursor } }",
+    ),
+    (
+        "Subscription.governanceStatusChanged",
+        Some(Permission::LearningView),
+        "subscription { governanceStatusChanged { cursor } }",
+    ),
+    (
+        "Query.validateLlmOutput",
+        Some(Permission::LlmValidate),
+        "{ validateLlmOutput(kind: \"CONSENSUS\", text: \"{}\") { valid } }",
+    ),
+    (
+        "Query.llmOutputKinds",
+        Some(Permission::LlmValidate),
+        "{ llmOutputKinds { name builtin } }",
+    ),
+    (
+        "Mutation.registerLlmOutputKind",
+        Some(Permission::SystemAdmin),
+        "mutation { registerLlmOutputKind(name: \"M_ROLE\", description: \"d\", schema: {type: \"object\"}) { name } }",
+    ),
+    (
+        "Query.taskOutputs",
+        Some(Permission::TaskView),
+        "{ taskOutputs(taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Mutation.submitTaskOutput",
+        Some(Permission::TaskUpdate),
+        "mutation { submitTaskOutput(input: { taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", kind: \"CONSENSUS\", text: \"{}\", requestId: \"m\" }) { task { id } } }",
+    ),
+    (
         "Task.assignee",
         Some(Permission::AgentView),
         "{ tasks { edges { node { assignee { id } } } } }",

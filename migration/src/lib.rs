@@ -12,6 +12,8 @@ mod m20261202_000006_audit_log_tenant;
 mod m20261203_000007_event_outbox;
 mod m20261204_000008_queues;
 mod m20261205_000009_circuit_breakers;
+mod m20261206_000010_governance;
+mod m20261206_000011_llm_outputs;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_event_outbox::Migration),
             Box::new(m20261204_000008_queues::Migration),
             Box::new(m20261205_000009_circuit_breakers::Migration),
+            Box::new(m20261206_000010_governance::Migration),
+            Box::new(m20261206_000011_llm_outputs::Migration),
         ]
     }
 }

@@ -18,11 +18,14 @@ use crate::{
     breaker::graphql::{BreakerMutation, BreakerQuery, BreakerSubscription},
     budget::graphql::{BudgetMutation, BudgetQuery, BudgetSubscription},
     dlq::graphql::{DlqMutation, DlqQuery, DlqSubscription},
+    governance::graphql::{GovernanceMutation, GovernanceQuery, GovernanceSubscription},
+    llm::graphql::{LlmMutation, LlmQuery},
     services::Services,
     subscriptions::graphql::{SubscriptionAdminMutation, SubscriptionAdminQuery},
     task::{
         graphql::{TaskMutation, TaskQuery, TaskSubscription},
         loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
+        output_graphql::{TaskOutputMutation, TaskOutputQuery},
     },
 };
 
@@ -31,9 +34,12 @@ use crate::{
 pub struct Query(
     AuthQuery,
     TaskQuery,
+    TaskOutputQuery,
     BudgetQuery,
     DlqQuery,
     BreakerQuery,
+    GovernanceQuery,
+    LlmQuery,
     AuditQuery,
     SubscriptionAdminQuery,
     node::NodeQuery,
@@ -44,9 +50,12 @@ pub struct Query(
 pub struct Mutation(
     AuthMutation,
     TaskMutation,
+    TaskOutputMutation,
     BudgetMutation,
     DlqMutation,
     BreakerMutation,
+    GovernanceMutation,
+    LlmMutation,
     SubscriptionAdminMutation,
 );
 
@@ -57,6 +66,7 @@ pub struct Subscription(
     BudgetSubscription,
     DlqSubscription,
     BreakerSubscription,
+    GovernanceSubscription,
     AuditSubscription,
 );
 

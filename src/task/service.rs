@@ -76,8 +76,8 @@ pub struct EscalationFilter {
 /// The task domain's operations.
 #[derive(Clone)]
 pub struct TaskService {
-    db: DatabaseConnection,
-    bus: Bus,
+    pub(super) db: DatabaseConnection,
+    pub(super) bus: Bus,
 }
 
 fn text(field: &'static str, value: &str, max: usize) -> AppResult<String> {
@@ -91,7 +91,7 @@ impl TaskService {
 
     /// Writes the task's event through `txn`, the transaction making the change; the bus
     /// relays it once that commits.
-    async fn announce(
+    pub(super) async fn announce(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         kind: TaskEventKind,
@@ -284,7 +284,7 @@ impl TaskService {
     }
 
     /// Clears `agent_id`'s current task if it is still `task_id`.
-    async fn free_agent<C: sea_orm::ConnectionTrait>(
+    pub(super) async fn free_agent<C: sea_orm::ConnectionTrait>(
         conn: &C,
         agent_id: Uuid,
         task_id: Uuid,
