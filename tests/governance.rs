@@ -267,6 +267,18 @@ async fn rules_limits_and_versions(profile: Profile, name: &str) {
     env.finish().await;
 }
 
+/// The next `governanceStatusChanged` of subscription `status` that is not the rule's own
+/// change (the relay may deliver the configuration's event after the subscription started).
+async fn status_change(ws: &mut common::WsClient) -> Value {
+    loop {
+        let next = ws.next_data("status", Duration::from_secs(5)).await;
+        let change = next["data"]["governanceStatusChanged"].clone();
+        if change["kind"] != "RULE_CHANGED" {
+            return change;
+        }
+    }
+}
+
 async fn four_eyes_approval_and_expiry(profile: Profile, name: &str) {
     let Some(env) = Env::with(profile, name, |c| c.learning_expiry_interval_ms = 100).await else {
         return;
@@ -307,13 +319,18 @@ async fn four_eyes_approval_and_expiry(profile: Profile, name: &str) {
     let a2 = a2["data"]["proposeLearningUpdate"].clone();
     assert_eq!(a2["status"], "PENDING_APPROVAL", "{a2}");
 
-    let first = ws.next_data("status", Duration::from_secs(5)).await;
-    let change = &first["data"]["governanceStatusChanged"];
+    let first = status_change(&mut ws).await;
+    let change = &first;
     assert_eq!(change["kind"], "PROPOSED", "{first}");
     assert_eq!(change["status"]["status"], "REQUIRES_APPROVAL");
     assert_eq!(change["status"]["pendingApprovals"], 1);
-    let proposed = ws_updates.next_data("updates", Duration::from_secs(5)).await;
-    assert_eq!(proposed["data"]["learningUpdateChanged"]["update"]["id"], a1["id"]);
+    let proposed = ws_updates
+        .next_data("updates", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        proposed["data"]["learningUpdateChanged"]["update"]["id"],
+        a1["id"]
+    );
     assert_eq!(
         proposed["data"]["learningUpdateChanged"]["update"]["proposedBy"],
         "user:alice"
@@ -376,9 +393,9 @@ async fn four_eyes_approval_and_expiry(profile: Profile, name: &str) {
     let mut kinds = vec![change["kind"].clone()];
     let mut last = Value::Null;
     for _ in 0..3 {
-        let next = ws.next_data("status", Duration::from_secs(5)).await;
-        kinds.push(next["data"]["governanceStatusChanged"]["kind"].clone());
-        last = next["data"]["governanceStatusChanged"]["status"].clone();
+        let next = status_change(&mut ws).await;
+        kinds.push(next["kind"].clone());
+        last = next["status"].clone();
     }
     assert_eq!(kinds, vec!["PROPOSED", "PROPOSED", "APPLIED", "REJECTED"]);
     assert_eq!(last["status"], "DAILY_LIMIT_REACHED", "{last}");
