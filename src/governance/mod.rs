@@ -1,7 +1,8 @@
 //! Governance of self-learning agents: per agent role, how often its prompt may change and
 //! whether a person must approve each change, enforced in the write path; every applied
-//! change is a numbered prompt version. `model` holds the pure rules, `service` the changes,
-//! `reads` the queries, `graphql` the thin resolvers, `events` what each change announces.
+//! change is a numbered prompt version. `model` holds the pure rules, `service` the rule
+//! changes and proposals, `decisions` approval, rejection and expiry, `reads` the queries,
+//! `graphql` the thin resolvers, `events` what each change announces.
 //!
 //! # The rules
 //! Per role: `maxUpdatesPerDay` applied updates in any rolling 24 hours, `cooldownHours`
@@ -36,6 +37,7 @@
 //! through `crate::idempotency` in their transaction: a replay answers the first result;
 //! refusals store nothing, so a retry after `nextAllowedAt` may succeed with the same key.
 
+mod decisions;
 pub mod events;
 pub mod graphql;
 pub mod model;
