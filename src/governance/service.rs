@@ -1,10 +1,10 @@
 //! The governance operations that change rules or propose updates (proposals and
-//! rollbacks), and what every change shares (the role's lock, its history, its status and
-//! announcement); decisions on proposals are in `decisions`. Every change runs in one write transaction that first
-//! locks the role's rule row (PostgreSQL `FOR UPDATE`; SQLite's single writer lock taken by
-//! `BEGIN IMMEDIATE`), so the limits are decided on a history no other writer can change
-//! before commit; it writes its audit row and its events (into the outbox) in the same
-//! transaction. Reads are in `reads`.
+//! rollbacks), and what every change shares: the role's lock, its history, its status and
+//! its announcement. Decisions on proposals are in `decisions`, reads in `reads`.
+//! Every change runs in one write transaction that first locks the role's rule row
+//! (PostgreSQL `FOR UPDATE`; SQLite's single writer lock taken by `BEGIN IMMEDIATE`), so the
+//! limits are decided on a history no other writer can change before commit; it writes its
+//! audit row and its events (into the outbox) in the same transaction.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{agent, api_key, governance_rule, learning_update, prompt_version, task};
