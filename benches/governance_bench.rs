@@ -46,7 +46,8 @@ const ROUNDS: usize = 4;
 const ROLES: usize = 200;
 
 const PROPOSE: &str = "mutation($role: String!, $text: String!, $r: String!) { proposeLearningUpdate(input: { agentRole: $role, promptUpdate: $text, rationale: \"benchmark\", requestId: $r }) { id status } }";
-const VALIDATE: &str = "query($t: String!) { validateLlmOutput(kind: \"SYNTHESIS\", text: $t) { valid } }";
+const VALIDATE: &str =
+    "query($t: String!) { validateLlmOutput(kind: \"SYNTHESIS\", text: $t) { valid } }";
 
 struct Aurum {
     addr: String,
@@ -272,7 +273,8 @@ async fn measure(db_url: &str) -> bool {
         addr,
     });
     let mut sender = connect(&s.addr).await;
-    for r in std::iter::once("bench-hot".to_owned()).chain((0..ROLES).map(|i| format!("bench-{i}"))) {
+    for r in std::iter::once("bench-hot".to_owned()).chain((0..ROLES).map(|i| format!("bench-{i}")))
+    {
         let res = common::post_graphql(
             &mut sender,
             &s.addr,

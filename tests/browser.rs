@@ -461,3 +461,109 @@ async fn graphiql_watches_a_breaker_open_and_forces_it_closed() {
     assert_eq!(last["reason"], "provider confirmed healthy", "{now}");
     env.finish().await;
 }
+
+/// A pending prompt update approved from GraphiQL while another GraphiQL page watches
+/// `governanceStatusChanged`: a developer proposes (the role requires approval), the
+/// operator approves on a page (`APPLIED`, version 1), and the watching page shows the role's
+/// status move to `DAILY_LIMIT_REACHED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_approves_a_prompt_update_while_watching_the_status() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Some(chromium) =
+        browser_ready("graphiql_approves_a_prompt_update_while_watching_the_status")
+    else {
+        return;
+    };
+    let env = Env::new(Profile::Embedded, "browser-governance")
+        .await
+        .expect("embedded profile");
+    let s = &env.server;
+    s.ok(
+        "mutation { createUser(input: { username: \"dev\", password: \"a long password\", role: DEVELOPER }) { id } }",
+        json!({}),
+    )
+    .await;
+    let dev = s.login("dev", "a long password").await;
+    let query = "subscription WatchGovernance { governanceStatusChanged(agentRole: \"scout\") { kind status { status pendingApprovals updatesInWindow currentVersion } } }";
+    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}?query={}&headers={}",
+        s.url("/graphql"),
+        enc(query),
+        enc(&headers)
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(root.join("web/tests/graphiql.mjs"))
+        .arg(&url)
+        .arg("DAILY_LIMIT_REACHED")
+        .env("CHROMIUM_PATH", &chromium)
+        .current_dir(root.join("web"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Each round: the rule allows one more update today, the developer proposes, and the
+    // operator approves on a page; until the watching page (subscribed once it has loaded and
+    // its button was clicked) has seen the status reach the limit.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut round = 0;
+    let status = loop {
+        if let Ok(Some(status)) = node.try_wait() {
+            break status;
+        }
+        assert!(round < 6, "the page never showed the status move");
+        round += 1;
+        s.ok(
+            "mutation($n: Int!) { configureGovernanceRule(input: { agentRole: \"scout\", maxUpdatesPerDay: $n, cooldownHours: 0, requireApproval: true }) { version } }",
+            json!({ "n": round }),
+        )
+        .await;
+        let proposed = s
+            .gql_as(
+                Some(&dev),
+                "mutation($r: String!) { proposeLearningUpdate(input: { agentRole: \"scout\", promptUpdate: \"Report every finding with its evidence.\", rationale: \"reviews lacked evidence\", requestId: $r }) { id status } }",
+                json!({ "r": format!("scout-{round}") }),
+            )
+            .await;
+        let update = &proposed["data"]["proposeLearningUpdate"];
+        assert_eq!(update["status"], "PENDING_APPROVAL", "{proposed}");
+        let page = run_in_graphiql(
+            &env,
+            &chromium,
+            &format!(
+                "mutation ApproveUpdate {{ approveLearningUpdate(id: \"{}\", note: \"evidence matters\") {{ status promptVersion decidedBy }} }}",
+                update["id"].as_str().unwrap()
+            ),
+            "APPLIED",
+        )
+        .await;
+        assert!(page.contains("user:admin"), "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let out = node.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success(),
+        "browser check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("governanceStatusChanged"), "{stdout}");
+    let prompt = s
+        .gql_as(
+            Some(&dev),
+            "{ currentPrompt(agentRole: \"scout\") { version text approvedBy } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        prompt["data"]["currentPrompt"]["approvedBy"], "user:admin",
+        "{prompt}"
+    );
+    assert_eq!(
+        prompt["data"]["currentPrompt"]["text"],
+        "Report every finding with its evidence."
+    );
+    env.finish().await;
+}

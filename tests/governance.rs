@@ -264,6 +264,17 @@ async fn rules_limits_and_versions(profile: Profile, name: &str) {
         )
         .await;
     assert_eq!(by_task["learningUpdates"]["totalCount"], 1, "{by_task}");
+
+    // Prometheus counts what happened, refusals by cause.
+    let m = s.metrics().await;
+    for (event, at_least) in [
+        ("applied", 6.0),
+        ("refused_daily_limit", 2.0),
+        ("refused_cooldown", 1.0),
+    ] {
+        let name = format!("aurum_learning_updates_total{{event=\"{event}\"}}");
+        assert!(common::metric_value(&m, &name) >= at_least, "{name}");
+    }
     env.finish().await;
 }
 

@@ -149,6 +149,15 @@ async fn validation_and_kinds(profile: Profile, name: &str) {
         .map(|k| k["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["SYNTHESIS", "PATTERN", "CONSENSUS", "TICKET"]);
+    let m = s.metrics().await;
+    for (series, at_least) in [
+        ("kind=\"SYNTHESIS\",outcome=\"repaired\"", 1.0),
+        ("kind=\"CONSENSUS\",outcome=\"invalid\"", 2.0),
+        ("kind=\"TICKET\",outcome=\"repaired\"", 1.0),
+    ] {
+        let name = format!("aurum_llm_validations_total{{{series}}}");
+        assert!(common::metric_value(&m, &name) >= at_least, "{name}");
+    }
     env.finish().await;
 }
 

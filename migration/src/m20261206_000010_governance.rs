@@ -74,7 +74,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // The expiry sweep and the pending counts.
+        // The expiry sweep.
         manager
             .create_index(
                 Index::create()
@@ -82,6 +82,17 @@ impl MigrationTrait for Migration {
                     .table(LearningUpdates::Table)
                     .col(LearningUpdates::Status)
                     .col(LearningUpdates::ExpiresAt)
+                    .to_owned(),
+            )
+            .await?;
+        // A role's pending proposals (its status counts them with every change).
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_learning_updates_role_status")
+                    .table(LearningUpdates::Table)
+                    .col(LearningUpdates::AgentRole)
+                    .col(LearningUpdates::Status)
                     .to_owned(),
             )
             .await?;

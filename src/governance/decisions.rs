@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     events::GovernanceEventKind,
     model::{self, Rule, limits},
-    service::{GovernanceService, refused, text},
+    service::{GovernanceService, count, refused, text},
 };
 use crate::{
     audit::{self, AuditEntry},
@@ -87,6 +87,7 @@ impl GovernanceService {
         .await?;
         txn.commit().await?;
         self.bus.wake();
+        count("approved");
         Ok(update)
     }
 
@@ -135,6 +136,7 @@ impl GovernanceService {
         .await?;
         txn.commit().await?;
         self.bus.wake();
+        count("rejected");
         Ok(update)
     }
 
@@ -232,6 +234,7 @@ impl GovernanceService {
             )
             .await?;
             txn.commit().await?;
+            count("expired");
             expired += 1;
         }
         if expired > 0 {

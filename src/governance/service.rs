@@ -255,7 +255,8 @@ impl GovernanceService {
     // ---- rules -------------------------------------------------------------------------
 
     /// Creates or changes the rule of `agent_role`. Values are checked (a negative or absurd
-    /// one is `BAD_USER_INPUT` naming the field) before anything is written.
+    /// one is `BAD_USER_INPUT` naming the field) before anything is written; a tenant-scoped
+    /// caller may not change the fleet's rules (`FORBIDDEN`).
     pub async fn configure_rule(
         &self,
         meta: &RequestMeta,
@@ -263,6 +264,10 @@ impl GovernanceService {
         changes: RuleChanges,
     ) -> AppResult<governance_rule::Model> {
         let role = role(agent_role)?;
+        // Rules govern the whole fleet's agents, not one tenant's.
+        if meta.caller.tenant().is_some() {
+            return Err(AppError::Forbidden);
+        }
         if let Some(max) = changes.max_updates_per_day
             && !(0..=limits::MAX_PER_DAY_MAX).contains(&max)
         {
@@ -516,6 +521,10 @@ impl GovernanceService {
             .await?;
         txn.commit().await?;
         self.bus.wake();
+        count(match kind {
+            GovernanceEventKind::Applied => "applied",
+            _ => "proposed",
+        });
         Ok(update)
     }
 
@@ -603,8 +612,17 @@ impl GovernanceService {
     }
 }
 
-/// A limit's refusal as the client sees it.
+/// Counts a learning update event on `/metrics` (`aurum_learning_updates_total{event}`).
+pub(super) fn count(event: &'static str) {
+    metrics::counter!("aurum_learning_updates_total", "event" => event).increment(1);
+}
+
+/// A limit's refusal as the client sees it (and counted).
 pub(super) fn refused(r: Refusal) -> AppError {
+    count(match r {
+        Refusal::DailyLimit(_) => "refused_daily_limit",
+        Refusal::Cooldown(_) => "refused_cooldown",
+    });
     match r {
         Refusal::DailyLimit(next_allowed_at) => AppError::LearningDailyLimit { next_allowed_at },
         Refusal::Cooldown(next_allowed_at) => AppError::LearningCooldown { next_allowed_at },

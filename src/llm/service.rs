@@ -150,7 +150,15 @@ impl LlmService {
             ));
         }
         let schema = self.schema(&kind).await?;
-        Ok(validate_with(&kind, &schema, text))
+        let v = validate_with(&kind, &schema, text);
+        let outcome = match (v.valid, v.repaired) {
+            (true, false) => "valid",
+            (true, true) => "repaired",
+            (false, _) => "invalid",
+        };
+        metrics::counter!("aurum_llm_validations_total", "kind" => kind, "outcome" => outcome)
+            .increment(1);
+        Ok(v)
     }
 
     /// Every kind: the built-in ones first, then the registered ones by name.

@@ -150,6 +150,11 @@ const STARTER: &str = r#"# Welcome to Aurum.
 #    the prototype's rule; `AcquirePermit` then `ReportFailure` (with the permit's id) five
 #    times opens it, and the watch shows it. `ForceCloseBreaker` lets every call through
 #    again; `Breakers` lists every breaker with its state and live figures.
+# 8. Governance: run `WatchGovernance` in its own tab. A developer (another user: four eyes)
+#    runs `ProposeUpdate`; the `security` role requires approval, so it waits. `PendingUpdates`
+#    lists what waits; `ApproveUpdate` (with its id) applies it as the role's next prompt
+#    version, and the watch shows the role's status move. `ValidateOutput` checks a model's
+#    answer against the SYNTHESIS schema and lists every fix it made.
 #
 # The Docs button (top left) lists every query, mutation and subscription.
 
@@ -296,6 +301,74 @@ query Breakers {
     }
   }
 }
+
+subscription WatchGovernance {
+  governanceStatusChanged(agentRole: "security") {
+    kind
+    status {
+      status
+      updatesInWindow
+      pendingApprovals
+      nextAllowedAt
+      currentVersion
+    }
+  }
+}
+
+mutation ProposeUpdate {
+  proposeLearningUpdate(
+    input: {
+      agentRole: "security"
+      promptUpdate: "Report every finding with the evidence that supports it."
+      rationale: "reviews of the last round lacked evidence"
+      requestId: "propose-1"
+    }
+  ) {
+    id
+    status
+    expiresAt
+  }
+}
+
+query PendingUpdates {
+  learningUpdates(filter: { status: PENDING_APPROVAL }) {
+    edges {
+      node {
+        id
+        agentRole
+        promptUpdate
+        proposedBy
+      }
+    }
+  }
+}
+
+mutation ApproveUpdate {
+  approveLearningUpdate(id: "<id from PendingUpdates>", note: "evidence matters") {
+    status
+    promptVersion
+    decidedBy
+  }
+}
+
+query ValidateOutput {
+  validateLlmOutput(
+    kind: "SYNTHESIS"
+    text: "Here it is: {\"reasoning\": \"the retries drop errors\", \"action_plan\": [{\"priority\": \"7\", \"type\": \"FIX\", \"issue\": \"keep the last error\", \"agent\": \"developer\"}]}"
+  ) {
+    valid
+    value
+    fixes {
+      pointer
+      kind
+      message
+    }
+    errors {
+      pointer
+      message
+    }
+  }
+}
 "#;
 
 /// The page, with [`STARTER`] in place of `{{STARTER}}`.
@@ -402,9 +475,27 @@ mod tests {
             Default::default(),
         )
         .finish();
-        for operation in ["Login", "FirstQuery", "CreateTask", "WatchTasks"] {
+        // Every operation the page offers, read from the document itself.
+        let operations: Vec<(&str, bool)> = STARTER
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (kind, rest) = l.split_once(' ')?;
+                let name = rest.split([' ', '(', '{']).next()?;
+                ["query", "mutation", "subscription"]
+                    .contains(&kind)
+                    .then_some((name, kind == "subscription"))
+            })
+            .collect();
+        for expected in ["Login", "WatchTasks", "WatchGovernance", "ApproveUpdate"] {
+            assert!(
+                operations.iter().any(|(name, _)| *name == expected),
+                "{expected} not found in {operations:?}"
+            );
+        }
+        for (operation, subscription) in operations {
             let request = Request::new(STARTER).operation_name(operation);
-            let response = if operation == "WatchTasks" {
+            let response = if subscription {
                 schema.execute_stream(request).next().await
             } else {
                 Some(schema.execute(request).await)
