@@ -13,7 +13,9 @@
 //! b) `validateLlmOutput` throughput (MB of model text per second) through GraphQL against
 //!    parsing (serde_json) and validating (jsonschema, the same compiled schema) the same
 //!    documents in-process; and, for scale, Aurum's whole in-process path (extraction,
-//!    normalisation, validation) on them.
+//!    normalisation, validation) on them, and the ceiling of the ratio here: the same
+//!    requests through GraphQL with a malformed kind name, refused before the text is
+//!    read (the cost of carrying the text: HTTP, the JSON body, the GraphQL request).
 //!
 //! The sides take turns over several rounds after a warm-up; ratios are of mean rates, with
 //! each round's ratio as a range. Any response with errors fails the run. Goals (issue #18):
@@ -48,6 +50,8 @@ const ROLES: usize = 200;
 const PROPOSE: &str = "mutation($role: String!, $text: String!, $r: String!) { proposeLearningUpdate(input: { agentRole: $role, promptUpdate: $text, rationale: \"benchmark\", requestId: $r }) { id status } }";
 const VALIDATE: &str =
     "query($t: String!) { validateLlmOutput(kind: \"SYNTHESIS\", text: $t) { valid } }";
+const CARRY: &str =
+    "query($t: String!) { validateLlmOutput(kind: \"-\", text: $t) { valid } }";
 
 struct Aurum {
     addr: String,
@@ -60,6 +64,9 @@ enum Side {
     Direct,
     /// (b) only: Aurum's own extraction + normalisation + validation, in-process.
     Pipeline,
+    /// (b) only: the same request through GraphQL with a malformed kind name, refused
+    /// before the text is read: what carrying the text costs (the ceiling of (b) here).
+    Transport,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,7 +96,7 @@ fn role(load: Load, n: u64) -> String {
 /// One client of `side` under `load` until `stop`; counts operations (or bytes, for (b)).
 async fn client(ctx: Ctx, side: Side, load: Load, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     let mut sender: Option<Sender> = match side {
-        Side::Graphql => Some(connect(&ctx.s.addr).await),
+        Side::Graphql | Side::Transport => Some(connect(&ctx.s.addr).await),
         _ => None,
     };
     let schema = check::builtin("SYNTHESIS").unwrap();
@@ -106,6 +113,16 @@ async fn client(ctx: Ctx, side: Side, load: Load, stop: Arc<AtomicBool>, done: A
                 )
                 .await;
                 r["data"]["validateLlmOutput"]["valid"] == true
+            }
+            (Side::Transport, _) => {
+                let r = common::post_graphql(
+                    sender.as_mut().unwrap(),
+                    &ctx.s.addr,
+                    &ctx.s.auth,
+                    &json!({ "query": CARRY, "variables": { "t": *ctx.doc } }),
+                )
+                .await;
+                r["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
             }
             (Side::Graphql, _) => {
                 let r = common::post_graphql(
@@ -344,7 +361,7 @@ async fn measure(db_url: &str) -> bool {
     let (m, lo, hi) = compare(
         &ctx,
         Load::Validate,
-        &[Side::Graphql, Side::Direct, Side::Pipeline],
+        &[Side::Graphql, Side::Direct, Side::Pipeline, Side::Transport],
     )
     .await;
     let mb = |b: f64| b / 1e6;
@@ -358,6 +375,12 @@ async fn measure(db_url: &str) -> bool {
         "  Aurum's in-process path (extract + normalise + validate): {:.1} MB/s ({:.3}× of parse + validate)",
         mb(m[2]),
         m[2] / m[1]
+    );
+    println!(
+        "  the same requests refused before the text is read (GraphQL carrying it, nothing else): {:.1} MB/s ({:.3}× of parse + validate; GraphQL validation is {:.3}× of it)",
+        mb(m[3]),
+        m[3] / m[1],
+        m[0] / m[3]
     );
     let _ = child.kill();
     let _ = child.wait();

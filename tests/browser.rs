@@ -8,7 +8,7 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use common::{Env, Profile};
+use common::{Env, Profile, TestServer};
 use serde_json::json;
 
 /// The Chromium path when node, playwright-core and Chromium are all there; otherwise the
@@ -90,7 +90,6 @@ async fn graphiql_runs_a_query_in_headless_chromium() {
 /// spends the budget; the event shows up on the page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_watches_a_budget_live() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let Some(chromium) = browser_ready("graphiql_watches_a_budget_live") else {
         return;
     };
@@ -113,25 +112,7 @@ async fn graphiql_watches_a_budget_live() {
         .unwrap()
         .to_owned();
     let query = "subscription { budgetChanged(tenantId: \"acme\", projectId: \"bot\") { kind state { used reserved available } } }";
-    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let url = format!(
-        "{}?query={}&headers={}",
-        s.url("/graphql"),
-        enc(query),
-        enc(&headers)
-    );
-    let mut node = tokio::process::Command::new("node")
-        .arg(root.join("web/tests/graphiql.mjs"))
-        .arg(&url)
-        .arg("RESERVED")
-        .env("CHROMIUM_PATH", &chromium)
-        .current_dir(root.join("web"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut node = open_graphiql(s, &chromium, query, "RESERVED");
     // The agent spends until the page has the event (the subscription starts when the page
     // has loaded and the button was clicked).
     let mut spent = 0;
@@ -151,13 +132,7 @@ async fn graphiql_watches_a_budget_live() {
         spent += 1;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
-    let out = node.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        status.success(),
-        "browser check failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = page_output(node, status).await;
     assert!(
         stdout.contains("RESERVED") && stdout.contains("reserved"),
         "{stdout}"
@@ -165,34 +140,57 @@ async fn graphiql_watches_a_budget_live() {
     env.finish().await;
 }
 
-/// Runs `document` in GraphiQL (headless Chromium, the admin's token in the headers tab) and
-/// returns what the page printed once `expected` showed up in the result pane.
-async fn run_in_graphiql(env: &Env, chromium: &str, document: &str, expected: &str) -> String {
+/// Starts the browser driver on GraphiQL running `document` (the admin's token in the headers
+/// tab); it ends once `expected` shows up in the result pane. For a watch the test acts on
+/// while the page runs; `page_output` collects it.
+fn open_graphiql(
+    s: &TestServer,
+    chromium: &str,
+    document: &str,
+    expected: &str,
+) -> tokio::process::Child {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let headers = json!({ "Authorization": format!("Bearer {}", env.server.token) }).to_string();
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let url = format!(
         "{}?query={}&headers={}",
-        env.server.url("/graphql"),
+        s.url("/graphql"),
         enc(document),
         enc(&headers)
     );
-    let out = tokio::process::Command::new("node")
+    tokio::process::Command::new("node")
         .arg(root.join("web/tests/graphiql.mjs"))
         .arg(&url)
         .arg(expected)
         .env("CHROMIUM_PATH", chromium)
         .current_dir(root.join("web"))
-        .output()
-        .await
-        .unwrap();
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// What a driver that ended with `status` printed; fails the test with its output unless it
+/// saw what it waited for.
+async fn page_output(node: tokio::process::Child, status: std::process::ExitStatus) -> String {
+    let out = node.wait_with_output().await.unwrap();
+    checked(&out, status.success())
+}
+
+fn checked(out: &std::process::Output, success: bool) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser check failed:\n{stdout}\n{stderr}"
-    );
+    assert!(success, "browser check failed:\n{stdout}\n{stderr}");
     stdout
+}
+
+/// Runs `document` in GraphiQL (headless Chromium, the admin's token in the headers tab) and
+/// returns what the page printed once `expected` showed up in the result pane.
+async fn run_in_graphiql(env: &Env, chromium: &str, document: &str, expected: &str) -> String {
+    let node = open_graphiql(&env.server, chromium, document, expected);
+    let out = node.wait_with_output().await.unwrap();
+    checked(&out, out.status.success())
 }
 
 /// Subscription admin from GraphiQL: an admin lists the live subscriptions (an agent's
@@ -252,7 +250,6 @@ async fn graphiql_lists_and_closes_live_subscriptions() {
 /// dead letter shows up on the page, and `retryDlqMessage` run on the page puts it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_watches_a_dead_letter_arrive_and_retries_it() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let Some(chromium) = browser_ready("graphiql_watches_a_dead_letter_arrive_and_retries_it")
     else {
         return;
@@ -263,25 +260,7 @@ async fn graphiql_watches_a_dead_letter_arrive_and_retries_it() {
     let s = &env.server;
     let query =
         "subscription WatchDlq { dlqMessageAdded { cursor message { id reason lastError } } }";
-    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let url = format!(
-        "{}?query={}&headers={}",
-        s.url("/graphql"),
-        enc(query),
-        enc(&headers)
-    );
-    let mut node = tokio::process::Command::new("node")
-        .arg(root.join("web/tests/graphiql.mjs"))
-        .arg(&url)
-        .arg("REJECTED")
-        .env("CHROMIUM_PATH", &chromium)
-        .current_dir(root.join("web"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut node = open_graphiql(s, &chromium, query, "REJECTED");
     // The agent dead-letters messages until the page shows one (its subscription starts once
     // the page has loaded and the button was clicked).
     let mut round = 0;
@@ -316,13 +295,7 @@ async fn graphiql_watches_a_dead_letter_arrive_and_retries_it() {
         round += 1;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
-    let out = node.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        status.success(),
-        "browser check failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = page_output(node, status).await;
     assert!(stdout.contains("cannot parse the payload"), "{stdout}");
     // The letter the page showed (earlier rounds may have died before it subscribed).
     let letters = s
@@ -367,7 +340,6 @@ async fn graphiql_watches_a_dead_letter_arrive_and_retries_it() {
 /// through again, recorded as the operator's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_watches_a_breaker_open_and_forces_it_closed() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let Some(chromium) = browser_ready("graphiql_watches_a_breaker_open_and_forces_it_closed")
     else {
         return;
@@ -382,25 +354,7 @@ async fn graphiql_watches_a_breaker_open_and_forces_it_closed() {
     )
     .await;
     let query = "subscription WatchBreakers { circuitBreakerChanged(name: \"openai\") { name state previousState cause } }";
-    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let url = format!(
-        "{}?query={}&headers={}",
-        s.url("/graphql"),
-        enc(query),
-        enc(&headers)
-    );
-    let mut node = tokio::process::Command::new("node")
-        .arg(root.join("web/tests/graphiql.mjs"))
-        .arg(&url)
-        .arg("THRESHOLDS_EXCEEDED")
-        .env("CHROMIUM_PATH", &chromium)
-        .current_dir(root.join("web"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut node = open_graphiql(s, &chromium, query, "THRESHOLDS_EXCEEDED");
     // The agent fails five calls in a row (the breaker opens), and the operator's script
     // resets it, until the page shows an opening (its subscription starts once the page has
     // loaded and the button was clicked).
@@ -431,13 +385,7 @@ async fn graphiql_watches_a_breaker_open_and_forces_it_closed() {
         .await;
         round += 1;
     };
-    let out = node.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        status.success(),
-        "browser check failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = page_output(node, status).await;
     // The page showed an opening (the driver waits for THRESHOLDS_EXCEEDED in the result
     // pane); by the time it prints the pane, the next round's reset may have replaced it.
     assert!(stdout.contains("circuitBreakerChanged"), "{stdout}");
@@ -468,7 +416,6 @@ async fn graphiql_watches_a_breaker_open_and_forces_it_closed() {
 /// status move to `DAILY_LIMIT_REACHED`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_approves_a_prompt_update_while_watching_the_status() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let Some(chromium) =
         browser_ready("graphiql_approves_a_prompt_update_while_watching_the_status")
     else {
@@ -485,25 +432,7 @@ async fn graphiql_approves_a_prompt_update_while_watching_the_status() {
     .await;
     let dev = s.login("dev", "a long password").await;
     let query = "subscription WatchGovernance { governanceStatusChanged(agentRole: \"scout\") { kind status { status pendingApprovals updatesInWindow currentVersion } } }";
-    let headers = json!({ "Authorization": format!("Bearer {}", s.token) }).to_string();
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let url = format!(
-        "{}?query={}&headers={}",
-        s.url("/graphql"),
-        enc(query),
-        enc(&headers)
-    );
-    let mut node = tokio::process::Command::new("node")
-        .arg(root.join("web/tests/graphiql.mjs"))
-        .arg(&url)
-        .arg("DAILY_LIMIT_REACHED")
-        .env("CHROMIUM_PATH", &chromium)
-        .current_dir(root.join("web"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut node = open_graphiql(s, &chromium, query, "DAILY_LIMIT_REACHED");
     // Each round: the rule allows one more update today, the developer proposes, and the
     // operator approves on a page; until the watching page (subscribed once it has loaded and
     // its button was clicked) has seen the status reach the limit.
@@ -542,13 +471,7 @@ async fn graphiql_approves_a_prompt_update_while_watching_the_status() {
         assert!(page.contains("user:admin"), "{page}");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     };
-    let out = node.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        status.success(),
-        "browser check failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = page_output(node, status).await;
     assert!(stdout.contains("governanceStatusChanged"), "{stdout}");
     let prompt = s
         .gql_as(
