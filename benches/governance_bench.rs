@@ -50,8 +50,7 @@ const ROLES: usize = 200;
 const PROPOSE: &str = "mutation($role: String!, $text: String!, $r: String!) { proposeLearningUpdate(input: { agentRole: $role, promptUpdate: $text, rationale: \"benchmark\", requestId: $r }) { id status } }";
 const VALIDATE: &str =
     "query($t: String!) { validateLlmOutput(kind: \"SYNTHESIS\", text: $t) { valid } }";
-const CARRY: &str =
-    "query($t: String!) { validateLlmOutput(kind: \"-\", text: $t) { valid } }";
+const CARRY: &str = "query($t: String!) { validateLlmOutput(kind: \"-\", text: $t) { valid } }";
 
 struct Aurum {
     addr: String,
