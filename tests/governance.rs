@@ -123,6 +123,21 @@ async fn rules_limits_and_versions(profile: Profile, name: &str) {
     }
     let rules = s.ok("{ governanceRules { agentRole } }", json!({})).await;
     assert!(!rules.to_string().contains("writer"), "{rules}");
+    // Rules are the fleet's: a tenant's operator may not change them.
+    s.ok(
+        "mutation { createUser(input: { username: \"acme-ops\", password: \"a long password\", role: OPERATOR, tenantId: \"acme\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let tenant_ops = s.login("acme-ops", "a long password").await;
+    let res = s
+        .gql_as(
+            Some(&tenant_ops),
+            CONFIGURE,
+            json!({ "i": { "agentRole": "writer", "maxUpdatesPerDay": 50 } }),
+        )
+        .await;
+    assert_eq!(error_code(&res), "FORBIDDEN", "{res}");
 
     // Two a day, no cooldown, no approval.
     let rule = configure(

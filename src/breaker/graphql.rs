@@ -18,7 +18,7 @@ use crate::{
     auth::{guard::Require, permission::Permission},
     error::AppError,
     events::DomainEvent,
-    graphql::context::{ConnectionFields, meta, page_cost, services},
+    graphql::context::{ConnectionFields, meta, page_cost, page_size, services},
 };
 
 fn at(ms: u64) -> DateTime<Utc> {
@@ -291,16 +291,6 @@ pub struct RecordCircuitBreakerOutcomeInput {
 type BreakerConnection = Connection<String, CircuitBreaker, ConnectionFields>;
 type TransitionConnection = Connection<String, CircuitBreakerTransition, ConnectionFields>;
 
-fn first_of(ctx: &Context<'_>, first: Option<i32>) -> Result<u64, AppError> {
-    let max = services(ctx)?.max_page_size;
-    match first {
-        None => Ok(max.min(crate::graphql::context::DEFAULT_PAGE_SIZE)),
-        Some(n) => Ok(u64::try_from(n)
-            .map_err(|_| AppError::bad_field("first", "first must not be negative"))?
-            .min(max)),
-    }
-}
-
 #[derive(Default)]
 pub struct BreakerQuery;
 
@@ -318,7 +308,7 @@ impl BreakerQuery {
         after: Option<String>,
     ) -> Result<BreakerConnection> {
         let svc = &services(ctx)?.breakers;
-        let first = first_of(ctx, first)?;
+        let first = page_size(services(ctx)?, first)?;
         let (names, more) = svc.names(
             after.as_deref(),
             usize::try_from(first).unwrap_or(usize::MAX),
@@ -365,7 +355,7 @@ impl BreakerQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<TransitionConnection> {
-        let first = first_of(ctx, first)?;
+        let first = page_size(services(ctx)?, first)?;
         let after_id = after
             .as_deref()
             .map(|a| {

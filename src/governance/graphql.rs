@@ -20,8 +20,8 @@ use crate::{
     error::AppError,
     events::DomainEvent,
     graphql::context::{
-        ConnectionFields, DEFAULT_PAGE_SIZE, connection, meta, page_cost, page_request, parse_id,
-        services, wants_total,
+        ConnectionFields, connection, meta, page_cost, page_request, page_size, parse_id, services,
+        wants_total,
     },
 };
 
@@ -336,12 +336,7 @@ impl GovernanceQuery {
         after: Option<String>,
     ) -> Result<VersionConnection> {
         let svc = services(ctx)?;
-        let first = match first {
-            None => svc.max_page_size.min(DEFAULT_PAGE_SIZE),
-            Some(n) => u64::try_from(n)
-                .map_err(|_| AppError::bad_field("first", "first must not be negative"))?
-                .min(svc.max_page_size),
-        };
+        let first = page_size(svc, first)?;
         let before = after
             .as_deref()
             .map(|a| {

@@ -55,18 +55,25 @@ pub fn parse_id(field: &'static str, id: &ID) -> AppResult<Uuid> {
 /// Page size of a connection queried without `first` (never above the configured maximum).
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 
+/// A connection's `first`: the default page size when omitted, never above the configured
+/// maximum; a negative one is `BAD_USER_INPUT`.
+pub fn page_size(services: &Services, first: Option<i32>) -> AppResult<u64> {
+    let max = services.max_page_size;
+    match first {
+        None => Ok(max.min(DEFAULT_PAGE_SIZE)),
+        Some(n) => Ok(u64::try_from(n)
+            .map_err(|_| AppError::bad_field("first", "first must not be negative"))?
+            .min(max)),
+    }
+}
+
 /// Validates `first`/`after` and clamps `first` to the configured maximum.
 pub fn page_request(
     services: &Services,
     first: Option<i32>,
     after: Option<String>,
 ) -> AppResult<PageRequest> {
-    let max = services.max_page_size;
-    let first = match first {
-        None => max.min(DEFAULT_PAGE_SIZE),
-        Some(n) if n < 0 => return Err(AppError::bad_field("first", "first must not be negative")),
-        Some(n) => u64::try_from(n).unwrap_or(0).min(max),
-    };
+    let first = page_size(services, first)?;
     let after = after
         .map(|c| {
             Uuid::parse_str(&c)
