@@ -1,6 +1,8 @@
 //! The operation × role matrix: every root field and domain edge with the permission it
-//! needs and a document that reaches it (`identity.rs` walks the schema and runs each as
-//! every role).
+//! needs and a document that reaches it, checked complete against the schema itself here;
+//! `identity.rs` runs each document as every role.
+
+use std::collections::BTreeSet;
 
 use aurum::auth::permission::Permission;
 
@@ -469,3 +471,59 @@ pub const DOMAIN_TYPES: &[&str] = &[
     "TaskChangedEvent",
     "AuthPayload",
 ];
+
+/// Root fields and domain edges, read from the exported schema.
+fn guarded_fields() -> BTreeSet<String> {
+    use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
+    fn named(ty: &Type) -> String {
+        match &ty.base {
+            BaseType::Named(n) => n.to_string(),
+            BaseType::List(inner) => named(inner),
+        }
+    }
+    let doc = async_graphql::parser::parse_schema(aurum::graphql::sdl()).expect("SDL parses");
+    let mut fields = BTreeSet::new();
+    for def in doc.definitions {
+        let TypeSystemDefinition::Type(t) = def else {
+            continue;
+        };
+        let TypeKind::Object(object) = &t.node.kind else {
+            continue;
+        };
+        let ty = t.node.name.node.to_string();
+        let root = ["Query", "Mutation", "Subscription"]
+            .into_iter()
+            .find(|r| *r == ty);
+        for f in &object.fields {
+            let name = f.node.name.node.to_string();
+            if let Some(root) = root {
+                fields.insert(format!("{root}.{name}"));
+            } else if DOMAIN_TYPES.contains(&ty.as_str())
+                && DOMAIN_TYPES.contains(&named(&f.node.ty.node).as_str())
+            {
+                fields.insert(format!("{ty}.{name}"));
+            }
+        }
+    }
+    // The payload types are reached only through their guarded roots.
+    fields.retain(|f| {
+        !["TaskChangedEvent.", "AuthPayload.", "CreatedApiKey."]
+            .iter()
+            .any(|p| f.starts_with(p))
+    });
+    fields
+}
+
+#[test]
+fn every_exposed_field_is_in_the_matrix() {
+    let listed: BTreeSet<String> = MATRIX
+        .iter()
+        .map(|(f, _, _)| (*f).to_owned())
+        .chain(OPEN.iter().map(|f| (*f).to_owned()))
+        .collect();
+    let missing: Vec<_> = guarded_fields().difference(&listed).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "fields without an entry in the permission matrix: {missing:?}"
+    );
+}
