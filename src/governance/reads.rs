@@ -142,18 +142,6 @@ impl GovernanceService {
         Ok((rows, more))
     }
 
-    pub async fn prompt_version(
-        &self,
-        agent_role: &str,
-        version: i32,
-    ) -> AppResult<Option<prompt_version::Model>> {
-        Ok(
-            prompt_version::Entity::find_by_id((role(agent_role)?, version))
-                .one(&self.db)
-                .await?,
-        )
-    }
-
     /// The role's current prompt (its highest version); `None` before the first update.
     pub async fn current_prompt(
         &self,
