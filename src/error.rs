@@ -73,6 +73,15 @@ pub enum AppError {
     },
     /// The change needs a second person: the proposer (or an API key) cannot approve it.
     FourEyesRequired(String),
+    /// Quality gates refused a task's move to `target`: each failing gate with why. The
+    /// refusal committed a remediation plan (`plan_created`) or left the active one
+    /// (`plan_id`) in place, and sent the task back to work.
+    GateFailed {
+        target: String,
+        gates: Vec<(String, String)>,
+        plan_id: uuid::Uuid,
+        plan_created: bool,
+    },
     /// The request id was used before by this caller with a different input.
     IdempotencyKeyReused,
     /// The request id is being processed by another call right now; retry shortly.
@@ -194,6 +203,14 @@ impl AppError {
                 next_allowed_at.to_rfc3339()
             ),
             Self::FourEyesRequired(message) => message.clone(),
+            Self::GateFailed { target, gates, .. } => format!(
+                "quality gates refuse the move to {target}: {}; the task has a remediation plan",
+                gates
+                    .iter()
+                    .map(|(gate, why)| format!("{gate} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Self::IdempotencyKeyReused => {
                 "this requestId was already used with a different input".into()
             }
@@ -237,6 +254,7 @@ impl AppError {
             Self::LearningDailyLimit { .. } => "LEARNING_DAILY_LIMIT",
             Self::LearningCooldown { .. } => "LEARNING_COOLDOWN",
             Self::FourEyesRequired(_) => "FOUR_EYES_REQUIRED",
+            Self::GateFailed { .. } => "GATE_FAILED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -282,6 +300,7 @@ impl AppError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Self::FourEyesRequired(_) => StatusCode::FORBIDDEN,
+            Self::GateFailed { .. } => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_)
             | Self::BatchTooLarge { .. }
@@ -414,6 +433,35 @@ impl ErrorExtensions for AppError {
                     ext.set("requested", *requested);
                     ext.set("available", *available);
                 }
+                Self::GateFailed {
+                    target,
+                    gates,
+                    plan_id,
+                    plan_created,
+                } => {
+                    ext.set("targetState", target.as_str());
+                    ext.set(
+                        "failingGates",
+                        gates
+                            .iter()
+                            .map(|(gate, _)| async_graphql::Value::from(gate.as_str()))
+                            .collect::<Vec<_>>(),
+                    );
+                    ext.set(
+                        "failures",
+                        gates
+                            .iter()
+                            .map(|(gate, why)| {
+                                let mut m = async_graphql::indexmap::IndexMap::new();
+                                m.insert(async_graphql::Name::new("gate"), gate.as_str().into());
+                                m.insert(async_graphql::Name::new("why"), why.as_str().into());
+                                async_graphql::Value::Object(m)
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    ext.set("planId", plan_id.to_string());
+                    ext.set("planCreated", *plan_created);
+                }
                 _ => {}
             }
         })
@@ -472,6 +520,12 @@ mod tests {
                 next_allowed_at: chrono::DateTime::UNIX_EPOCH,
             },
             AppError::FourEyesRequired("someone else must approve".into()),
+            AppError::GateFailed {
+                target: "REVIEWING".into(),
+                gates: vec![("code_quality".into(), "no result reported".into())],
+                plan_id: uuid::Uuid::nil(),
+                plan_created: true,
+            },
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyInProgress,
             AppError::BadRequest("not json".into()),
@@ -526,7 +580,7 @@ mod tests {
             );
             codes.insert(code);
         }
-        assert_eq!(codes.len(), 34, "codes: {codes:?}");
+        assert_eq!(codes.len(), 35, "codes: {codes:?}");
     }
 
     /// The README's list of codes is complete: every code a client can receive is named there.

@@ -11,7 +11,7 @@ use crate::{
     dlq::events::{DlqEvent, RedriveEvent},
     governance::events::GovernanceEvent,
     infra::event_bus::BusEvent,
-    task::events::TaskEvent,
+    task::{events::TaskEvent, quality::events::ReviewEvent},
 };
 
 /// One event on the bus.
@@ -33,6 +33,8 @@ pub enum DomainEvent {
     Breaker(BreakerEvent),
     /// A learning update was proposed or decided, or a role's rule changed.
     Governance(GovernanceEvent),
+    /// A peer review started, received a vote or completed.
+    Review(ReviewEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -50,6 +52,7 @@ impl BusEvent for DomainEvent {
                 e.status.rule.agent_role,
                 e.kind.as_str()
             ),
+            Self::Review(e) => format!("review.{}.{}", e.review.id, e.kind.as_str()),
         }
     }
 }

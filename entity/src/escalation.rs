@@ -16,6 +16,11 @@ pub struct Model {
     pub resolution: Option<String>,
     pub resolved_by: Option<String>,
     pub tenant_id: Option<String>,
+    /// What kind of deadlock opened it, when the service did (quality gates, peer reviews).
+    pub pattern: Option<EscalationPattern>,
+    /// What the service suggests doing about it.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub suggested_fix: Option<String>,
     pub created_by: String,
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
@@ -49,6 +54,21 @@ pub enum EscalationStatus {
     Open,
     #[sea_orm(string_value = "RESOLVED")]
     Resolved,
+}
+
+/// `escalations.pattern`: the deadlock patterns the prototype classified.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EscalationPattern {
+    #[sea_orm(string_value = "SKILL_GAP")]
+    SkillGap,
+    #[sea_orm(string_value = "AGENT_CONFLICT")]
+    AgentConflict,
+    #[sea_orm(string_value = "PROCESS_ISSUE")]
+    ProcessIssue,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,6 +33,10 @@ pub enum TaskState {
     InProgress,
     #[sea_orm(string_value = "BLOCKED")]
     Blocked,
+    #[sea_orm(string_value = "REVIEWING")]
+    Reviewing,
+    #[sea_orm(string_value = "DEPLOYING")]
+    Deploying,
     #[sea_orm(string_value = "COMPLETED")]
     Completed,
     #[sea_orm(string_value = "FAILED")]

@@ -24,8 +24,15 @@ use crate::{
     subscriptions::graphql::{SubscriptionAdminMutation, SubscriptionAdminQuery},
     task::{
         graphql::{TaskMutation, TaskQuery, TaskSubscription},
-        loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
+        loaders::{
+            ActivePlanLoader, AgentLoader, EscalationsByTaskLoader, GateResultsByTaskLoader,
+            TaskLoader,
+        },
         output_graphql::{TaskOutputMutation, TaskOutputQuery},
+        quality::{
+            graphql::{QualityMutation, QualityQuery},
+            review_graphql::{ReviewMutation, ReviewQuery, ReviewSubscription},
+        },
     },
 };
 
@@ -35,6 +42,8 @@ pub struct Query(
     AuthQuery,
     TaskQuery,
     TaskOutputQuery,
+    QualityQuery,
+    ReviewQuery,
     BudgetQuery,
     DlqQuery,
     BreakerQuery,
@@ -51,6 +60,8 @@ pub struct Mutation(
     AuthMutation,
     TaskMutation,
     TaskOutputMutation,
+    QualityMutation,
+    ReviewMutation,
     BudgetMutation,
     DlqMutation,
     BreakerMutation,
@@ -63,6 +74,7 @@ pub struct Mutation(
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(
     TaskSubscription,
+    ReviewSubscription,
     BudgetSubscription,
     DlqSubscription,
     BreakerSubscription,
@@ -111,7 +123,15 @@ pub fn build_schema(
     .limit_directives(16)
     .data(DataLoader::new(TaskLoader(tasks.clone()), spawn).delay(limits.dataloader_delay))
     .data(DataLoader::new(AgentLoader(tasks.clone()), spawn).delay(limits.dataloader_delay))
-    .data(DataLoader::new(EscalationsByTaskLoader(tasks), spawn).delay(limits.dataloader_delay))
+    .data(
+        DataLoader::new(EscalationsByTaskLoader(tasks.clone()), spawn)
+            .delay(limits.dataloader_delay),
+    )
+    .data(
+        DataLoader::new(GateResultsByTaskLoader(tasks.clone()), spawn)
+            .delay(limits.dataloader_delay),
+    )
+    .data(DataLoader::new(ActivePlanLoader(tasks), spawn).delay(limits.dataloader_delay))
     .data(services);
     if !limits.introspection {
         builder = builder.disable_introspection();

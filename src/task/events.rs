@@ -11,6 +11,10 @@ pub enum TaskEventKind {
     Assigned,
     Escalated,
     EscalationResolved,
+    /// A quality gate's result was reported (by an agent, a person or a completed review).
+    GateReported,
+    /// A quality gate refused a move and a remediation plan was written (or replaced).
+    RemediationPlanned,
 }
 
 impl TaskEventKind {
@@ -21,6 +25,8 @@ impl TaskEventKind {
             Self::Assigned => "assigned",
             Self::Escalated => "escalated",
             Self::EscalationResolved => "escalation_resolved",
+            Self::GateReported => "gate_reported",
+            Self::RemediationPlanned => "remediation_planned",
         }
     }
 }

@@ -13,8 +13,14 @@ use futures::Stream;
 
 use super::{
     events::TaskEventKind,
-    loaders::{AgentLoader, EscalationsByTaskLoader, TaskLoader},
+    loaders::{
+        ActivePlanLoader, AgentLoader, EscalationsByTaskLoader, GateResultsByTaskLoader, TaskLoader,
+    },
     model::{AgentStatus, EscalationStatus, Severity, TaskState},
+    quality::{
+        graphql::{GateResult, RemediationPlan},
+        model::EscalationPattern,
+    },
     service::{AgentFilter, EscalationFilter, NewAgent, NewEscalation, NewTask, TaskFilter},
 };
 use crate::{
@@ -110,6 +116,28 @@ impl Task {
             .map(Escalation)
             .collect())
     }
+    #[graphql(guard = "Require(Permission::TaskView)")]
+    /// The latest result of each quality gate reported (or refusing moves) on this task,
+    /// by gate.
+    async fn gate_results(&self, ctx: &Context<'_>) -> Result<Vec<GateResult>> {
+        let rows = ctx
+            .data_unchecked::<DataLoader<GateResultsByTaskLoader>>()
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_error)?
+            .unwrap_or_default();
+        Ok(rows.into_iter().map(GateResult).collect())
+    }
+    #[graphql(guard = "Require(Permission::TaskView)")]
+    /// The remediation plan being worked on, if a quality gate refused a move.
+    async fn remediation_plan(&self, ctx: &Context<'_>) -> Result<Option<RemediationPlan>> {
+        Ok(ctx
+            .data_unchecked::<DataLoader<ActivePlanLoader>>()
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_error)?
+            .map(RemediationPlan))
+    }
 }
 
 /// A registered LLM agent.
@@ -179,6 +207,14 @@ impl Escalation {
     }
     async fn resolved_by(&self) -> Option<&str> {
         self.0.resolved_by.as_deref()
+    }
+    /// The deadlock pattern, when the service opened it (quality gates, peer reviews).
+    async fn pattern(&self) -> Option<EscalationPattern> {
+        self.0.pattern.map(Into::into)
+    }
+    /// What the service suggests doing about it.
+    async fn suggested_fix(&self) -> Option<&str> {
+        self.0.suggested_fix.as_deref()
     }
     async fn created_by(&self) -> &str {
         &self.0.created_by

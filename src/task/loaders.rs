@@ -1,13 +1,14 @@
-//! DataLoaders for the task domain's nested fields: every `assignee`, `currentTask`, `task`
-//! and `escalations` edge in one response is fetched with one batched query per kind.
+//! DataLoaders for the task domain's nested fields: every `assignee`, `currentTask`, `task`,
+//! `escalations`, `gateResults` and `remediationPlan` edge in one response is fetched with
+//! one batched query per kind.
 
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::Loader;
-use entity::{agent, escalation, task};
+use entity::{agent, escalation, task, task_gate_result};
 use uuid::Uuid;
 
-use super::service::TaskService;
+use super::{quality::gates::Plan, service::TaskService};
 use crate::error::AppError;
 
 /// Tasks by id.
@@ -16,6 +17,10 @@ pub struct TaskLoader(pub TaskService);
 pub struct AgentLoader(pub TaskService);
 /// Escalations by task id.
 pub struct EscalationsByTaskLoader(pub TaskService);
+/// Gate results by task id.
+pub struct GateResultsByTaskLoader(pub TaskService);
+/// The active remediation plan by task id (absent: none).
+pub struct ActivePlanLoader(pub TaskService);
 
 impl Loader<Uuid> for TaskLoader {
     type Value = task::Model;
@@ -53,5 +58,38 @@ impl Loader<Uuid> for EscalationsByTaskLoader {
             by_task.entry(e.task_id).or_default().push(e);
         }
         Ok(by_task)
+    }
+}
+
+impl Loader<Uuid> for GateResultsByTaskLoader {
+    type Value = Vec<task_gate_result::Model>;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = self
+            .0
+            .gate_results_by_task_ids(keys)
+            .await
+            .map_err(Arc::new)?;
+        let mut by_task: HashMap<Uuid, Vec<task_gate_result::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for r in rows {
+            by_task.entry(r.task_id).or_default().push(r);
+        }
+        Ok(by_task)
+    }
+}
+
+impl Loader<Uuid> for ActivePlanLoader {
+    type Value = Plan;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let plans = self
+            .0
+            .active_plans_by_task_ids(keys)
+            .await
+            .map_err(Arc::new)?;
+        Ok(plans.into_iter().map(|p| (p.plan.task_id, p)).collect())
     }
 }

@@ -1,7 +1,8 @@
 //! Tasks, agents and escalations: the first domain, and the pattern the others follow.
 //! `model` holds the pure rules, `service` the transactions, `graphql` the thin resolvers,
-//! `output` the outputs agents submit
-//! (validated as LLM output), `events` what each change writes into the event outbox (relayed after commit).
+//! `output` the outputs agents submit (validated as LLM output), `quality` the gates,
+//! remediation plans and peer reviews on the way to review and deployment, `events` what
+//! each change writes into the event outbox (relayed after commit).
 
 pub mod events;
 pub mod graphql;
@@ -9,4 +10,5 @@ pub mod loaders;
 pub mod model;
 pub mod output;
 pub mod output_graphql;
+pub mod quality;
 pub mod service;

@@ -20,6 +20,11 @@ pub enum TaskState {
     InProgress,
     /// Waiting on something outside the agent (often an escalation).
     Blocked,
+    /// Done by its agent, under review (quality gates guard the way in; peer reviews run
+    /// here).
+    Reviewing,
+    /// Reviewed, being rolled out (quality gates guard the way in).
+    Deploying,
     /// Finished successfully (terminal).
     Completed,
     /// Finished unsuccessfully; may be sent back to `PENDING` for another attempt.
@@ -29,25 +34,30 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 7] = [
+    pub const ALL: [TaskState; 9] = [
         Self::Pending,
         Self::Assigned,
         Self::InProgress,
         Self::Blocked,
+        Self::Reviewing,
+        Self::Deploying,
         Self::Completed,
         Self::Failed,
         Self::Cancelled,
     ];
 
     /// States `updateTaskState` may move to from `self`. `ASSIGNED` is reached only through
-    /// `assignTask`, which also names the agent.
+    /// `assignTask`, which also names the agent. Quality gates may refuse a move to
+    /// `REVIEWING`, `DEPLOYING` or `COMPLETED` on top of this.
     pub fn allowed_next(self) -> &'static [TaskState] {
         use TaskState::*;
         match self {
             Pending => &[InProgress, Cancelled],
             Assigned => &[Pending, InProgress, Cancelled],
-            InProgress => &[Blocked, Completed, Failed, Cancelled],
+            InProgress => &[Blocked, Reviewing, Completed, Failed, Cancelled],
             Blocked => &[InProgress, Failed, Cancelled],
+            Reviewing => &[InProgress, Deploying, Completed, Failed, Cancelled],
+            Deploying => &[InProgress, Completed, Failed, Cancelled],
             Failed => &[Pending],
             Completed | Cancelled => &[],
         }

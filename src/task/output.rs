@@ -16,7 +16,7 @@ use crate::{
     clock,
     error::{AppError, AppResult},
     idempotency,
-    infra::db::{self, tenant_condition},
+    infra::db,
     llm::service::Validation,
 };
 
@@ -38,7 +38,8 @@ fn to_json(value: &impl Serialize) -> AppResult<String> {
 
 impl TaskService {
     /// Records `validation` (of `text`) as task `task_id`'s output. The task must be
-    /// `IN_PROGRESS`: a valid output completes it, an invalid one blocks it and opens an
+    /// `IN_PROGRESS`: a valid output completes it (unless quality gates guarding COMPLETED
+    /// refuse: `GATE_FAILED`, nothing recorded), an invalid one blocks it and opens an
     /// escalation with the errors.
     pub async fn submit_output(
         &self,
@@ -59,14 +60,7 @@ impl TaskService {
         if let Some(previous) = idempotency::claim::<Submitted>(&txn, &key, None, now).await? {
             return Ok(previous);
         }
-        let mut task = task::Entity::find_by_id(task_id)
-            .filter(tenant_condition(
-                task::Column::TenantId,
-                meta.caller.tenant(),
-            ))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| AppError::not_found("Task", task_id))?;
+        let mut task = Self::lock_task(&txn, meta.caller.tenant(), task_id).await?;
         let from = TaskState::from(task.state);
         if from != TaskState::InProgress {
             return Err(AppError::Conflict(format!(
@@ -78,6 +72,12 @@ impl TaskService {
         } else {
             TaskState::Blocked
         };
+        if let Some(refusal) = Self::gate_refusal(&txn, &task, next).await? {
+            // The refusal commits its plan, not this call's answer: the key goes back so
+            // the same request can be retried once the gates hold.
+            idempotency::release(&txn, &key).await?;
+            return Err(self.refuse(txn, meta, task, next, refusal).await?);
+        }
         let moved = task::Entity::update_many()
             .col_expr(
                 task::Column::State,
@@ -141,6 +141,8 @@ impl TaskService {
                 resolution: None,
                 resolved_by: None,
                 tenant_id: task.tenant_id.clone(),
+                pattern: None,
+                suggested_fix: None,
                 created_by: meta.caller.audit_label(),
                 created_at: now,
                 resolved_at: None,

@@ -52,6 +52,18 @@ pub struct NewEscalation {
     pub severity: Severity,
 }
 
+/// An escalation the service opens inside another change's transaction.
+#[derive(Debug, Clone)]
+pub struct EscalationDraft {
+    pub agent_id: Option<Uuid>,
+    pub reason: String,
+    pub severity: escalation::Severity,
+    pub pattern: Option<escalation::EscalationPattern>,
+    pub suggested_fix: Option<String>,
+    /// What opened it, for the audit entry (`dead-lettered`, `quality gate`, …).
+    pub cause: &'static str,
+}
+
 /// Filters of the `tasks` list.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
@@ -209,13 +221,8 @@ impl TaskService {
         id: Uuid,
         next: TaskState,
     ) -> AppResult<task::Model> {
-        let scope = meta.caller.tenant();
         let txn = db::begin_write(&self.db).await?;
-        let mut current = task::Entity::find_by_id(id)
-            .filter(tenant_condition(task::Column::TenantId, scope))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| AppError::not_found("Task", id))?;
+        let mut current = Self::lock_task(&txn, meta.caller.tenant(), id).await?;
         let from = TaskState::from(current.state);
         if !from.can_move_to(next) {
             let allowed: Vec<String> = from
@@ -234,6 +241,9 @@ impl TaskService {
                     }
                 ),
             ));
+        }
+        if let Some(refusal) = Self::gate_refusal(&txn, &current, next).await? {
+            return Err(self.refuse(txn, meta, current, next, refusal).await?);
         }
         let now = clock::now();
         let previous_agent = current.assignee_id;
@@ -436,37 +446,20 @@ impl TaskService {
             self.announce(txn, TaskEventKind::StateChanged, task.clone())
                 .await?;
         }
-        let escalation = escalation::Model {
-            id: Uuid::now_v7(),
-            task_id,
-            agent_id: task.assignee_id,
-            reason,
-            severity: escalation::Severity::High,
-            status: escalation::EscalationStatus::Open,
-            resolution: None,
-            resolved_by: None,
-            tenant_id: task.tenant_id.clone(),
-            created_by: meta.caller.audit_label(),
-            created_at: now,
-            resolved_at: None,
-        };
-        escalation::Entity::insert(escalation::ActiveModel::from(escalation.clone()))
-            .exec_without_returning(txn)
-            .await?;
-        audit::record(
+        self.open_escalation(
             txn,
             &meta,
-            AuditEntry {
-                action: "escalation.create",
-                entity_type: "escalation",
-                entity_id: Some(escalation.id.to_string()),
-                tenant_id: escalation.tenant_id.as_deref(),
-                details: json!({ "taskId": task_id, "severity": escalation.severity, "cause": "dead-lettered" }),
+            &task,
+            EscalationDraft {
+                agent_id: task.assignee_id,
+                reason,
+                severity: escalation::Severity::High,
+                pattern: None,
+                suggested_fix: None,
+                cause: "dead-lettered",
             },
         )
         .await?;
-        self.announce(txn, TaskEventKind::Escalated, task.clone())
-            .await?;
         Ok(Some(task))
     }
 
@@ -691,38 +684,73 @@ impl TaskService {
                 ));
             }
         }
+        let model = self
+            .open_escalation(
+                &txn,
+                meta,
+                &task,
+                EscalationDraft {
+                    agent_id: input.agent_id,
+                    reason,
+                    severity: input.severity.into(),
+                    pattern: None,
+                    suggested_fix: None,
+                    cause: "raised",
+                },
+            )
+            .await?;
+        txn.commit().await?;
+        self.bus.wake();
+        Ok(model)
+    }
+
+    /// In `txn`: opens an escalation on `task`, audited (`escalation.create`, with its cause)
+    /// and announced (`ESCALATED`) with the change that caused it.
+    pub(super) async fn open_escalation(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        meta: &RequestMeta,
+        task: &task::Model,
+        draft: EscalationDraft,
+    ) -> AppResult<escalation::Model> {
         let model = escalation::Model {
             id: Uuid::now_v7(),
             task_id: task.id,
-            agent_id: input.agent_id,
-            reason,
-            severity: input.severity.into(),
+            agent_id: draft.agent_id,
+            reason: draft.reason,
+            severity: draft.severity,
             status: escalation::EscalationStatus::Open,
             resolution: None,
             resolved_by: None,
             tenant_id: task.tenant_id.clone(),
+            pattern: draft.pattern,
+            suggested_fix: draft.suggested_fix,
             created_by: meta.caller.audit_label(),
             created_at: clock::now(),
             resolved_at: None,
         };
         escalation::Entity::insert(escalation::ActiveModel::from(model.clone()))
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
         audit::record(
-            &txn,
+            txn,
             meta,
             AuditEntry {
                 action: "escalation.create",
                 entity_type: "escalation",
                 entity_id: Some(model.id.to_string()),
                 tenant_id: model.tenant_id.as_deref(),
-                details: json!({ "taskId": task.id, "severity": model.severity }),
+                details: json!({
+                    "taskId": task.id,
+                    "severity": model.severity,
+                    "pattern": model.pattern,
+                    "cause": draft.cause,
+                }),
             },
         )
         .await?;
-        self.announce(&txn, TaskEventKind::Escalated, task).await?;
-        txn.commit().await?;
-        self.bus.wake();
+        self.announce(txn, TaskEventKind::Escalated, task.clone())
+            .await?;
         Ok(model)
     }
 
