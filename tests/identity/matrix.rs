@@ -433,6 +433,81 @@ pub const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "mutation { submitTaskOutput(input: { taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", kind: \"CONSENSUS\", text: \"{}\", requestId: \"m\" }) { task { id } } }",
     ),
     (
+        "Query.taskGates",
+        Some(Permission::TaskView),
+        "{ taskGates { name } }",
+    ),
+    (
+        "Query.taskGateCheck",
+        Some(Permission::TaskView),
+        "{ taskGateCheck(taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", targetState: REVIEWING) { gate } }",
+    ),
+    (
+        "Query.remediationPlans",
+        Some(Permission::TaskView),
+        "{ remediationPlans(taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Query.peerReview",
+        Some(Permission::TaskView),
+        "{ peerReview(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Query.peerReviews",
+        Some(Permission::TaskView),
+        "{ peerReviews(taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { totalCount } }",
+    ),
+    (
+        "Query.reviewWeights",
+        Some(Permission::TaskView),
+        "{ reviewWeights { agentRole weight } }",
+    ),
+    (
+        "Mutation.configureTaskGate",
+        Some(Permission::QualityConfigure),
+        "mutation { configureTaskGate(input: { gate: \"matrix_gate\", targetStates: [COMPLETED], enabled: false }) { name } }",
+    ),
+    (
+        "Mutation.configureReviewWeight",
+        Some(Permission::QualityConfigure),
+        "mutation { configureReviewWeight(agentRole: \"matrix\", weight: 1) { weight } }",
+    ),
+    (
+        "Mutation.reportGateResult",
+        Some(Permission::QualityReport),
+        "mutation { reportGateResult(input: { taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", gate: \"has_tests\", passed: true }) { gate } }",
+    ),
+    (
+        "Mutation.replaceRemediationPlan",
+        Some(Permission::TaskUpdate),
+        "mutation { replaceRemediationPlan(taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", targetState: REVIEWING) { id } }",
+    ),
+    (
+        "Mutation.startPeerReview",
+        Some(Permission::ReviewStart),
+        "mutation { startPeerReview(input: { taskId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", requestId: \"m-ROLE\" }) { id } }",
+    ),
+    (
+        "Mutation.castReviewVote",
+        Some(Permission::ReviewVote),
+        "mutation { castReviewVote(input: { reviewId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", agentId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\", decision: APPROVE, reasoning: \"r\", confidence: 1 }) { id } }",
+    ),
+    (
+        "Subscription.peerReviewChanged",
+        Some(Permission::TaskView),
+        "subscription { peerReviewChanged { cursor } }",
+    ),
+    (
+        "Task.gateResults",
+        Some(Permission::TaskView),
+        "{ tasks { edges { node { gateResults { gate } } } } }",
+    ),
+    (
+        "Task.remediationPlan",
+        Some(Permission::TaskView),
+        "{ tasks { edges { node { remediationPlan { id } } } } }",
+    ),
+    (
         "Task.assignee",
         Some(Permission::AgentView),
         "{ tasks { edges { node { assignee { id } } } } }",
