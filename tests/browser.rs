@@ -490,3 +490,141 @@ async fn graphiql_approves_a_prompt_update_while_watching_the_status() {
     );
     env.finish().await;
 }
+
+/// The quality flow from GraphiQL: a move to review refused by the gates shows its plan;
+/// agents report the gates and the task enters review; an operator page watches the peer
+/// review reach quorum live while agents vote; the task moves on to deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_follows_a_task_through_gates_and_peer_review() {
+    let Some(chromium) = browser_ready("graphiql_follows_a_task_through_gates_and_peer_review")
+    else {
+        return;
+    };
+    let env = Env::new(Profile::Embedded, "browser-quality")
+        .await
+        .expect("embedded profile");
+    let s = &env.server;
+    let id_of = |v: &serde_json::Value, field: &str| v[field]["id"].as_str().unwrap().to_owned();
+    let agent = |name: String, role: &'static str| async move {
+        let v = s
+            .ok(
+                "mutation($n: String!, $r: String!) { registerAgent(input: { name: $n, role: $r }) { id } }",
+                json!({ "n": name, "r": role }),
+            )
+            .await;
+        v["registerAgent"]["id"].as_str().unwrap().to_owned()
+    };
+    let author = agent("author".into(), "developer").await;
+    let mut panel = Vec::new();
+    for i in 0..8 {
+        panel.push(agent(format!("critic-{i}"), "reviewer").await);
+    }
+    let task = id_of(
+        &s.ok(
+            "mutation { createTask(input: { title: \"cache the embeddings\" }) { id } }",
+            json!({}),
+        )
+        .await,
+        "createTask",
+    );
+    s.ok(
+        "mutation($t: ID!, $a: ID!) { assignTask(taskId: $t, agentId: $a) { id } }",
+        json!({ "t": task, "a": author }),
+    )
+    .await;
+    let mv = "mutation($t: ID!, $s: TaskState!) { updateTaskState(id: $t, state: $s) { state } }";
+    s.ok(mv, json!({ "t": task, "s": "IN_PROGRESS" })).await;
+    let key = s
+        .ok(
+            "mutation { createApiKey(input: { name: \"fleet\", role: DEVELOPER }) { secret } }",
+            json!({}),
+        )
+        .await["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The operator tries to send it to review: refused, with the gates that fail.
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        &format!("mutation SendToReview {{ updateTaskState(id: \"{task}\", state: REVIEWING) {{ state }} }}"),
+        "GATE_FAILED",
+    )
+    .await;
+    assert!(page.contains("code_quality"), "{page}");
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        &format!("{{ task(id: \"{task}\") {{ state remediationPlan {{ status actions {{ gate actionType priority agentRole }} }} }} }}"),
+        "REFACTOR",
+    )
+    .await;
+    assert!(
+        page.contains("DOCUMENT") && page.contains("IMPROVE"),
+        "{page}"
+    );
+
+    // Agents act and report; the task enters review; a panel of eight reviewers.
+    for gate in [
+        "code_quality",
+        "has_documentation",
+        "performance_ok",
+        "has_tests",
+    ] {
+        s.gql_as(
+            Some(&key),
+            "mutation($t: ID!, $g: String!) { reportGateResult(input: { taskId: $t, gate: $g, passed: true, detail: \"done\" }) { gate } }",
+            json!({ "t": task, "g": gate }),
+        )
+        .await;
+    }
+    s.ok(mv, json!({ "t": task, "s": "REVIEWING" })).await;
+    let review = s
+        .ok(
+            "mutation($t: ID!, $who: [ID!]) { startPeerReview(input: { taskId: $t, quorum: 1, reviewers: $who, requestId: \"browser\" }) { id } }",
+            json!({ "t": task, "who": panel }),
+        )
+        .await["startPeerReview"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The operator watches; agents vote one by one (unanimity: only the last vote passes
+    // it, so a page that subscribes while the votes come in still sees the quorum reached).
+    let watch = format!(
+        "subscription WatchReview {{ peerReviewChanged(taskId: \"{task}\") {{ kind review {{ status score explanation }} }} }}"
+    );
+    let mut node = open_graphiql(s, &chromium, &watch, "PASSED");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for critic in &panel {
+        let v = s
+            .gql_as(
+                Some(&key),
+                "mutation($r: ID!, $a: ID!) { castReviewVote(input: { reviewId: $r, agentId: $a, decision: APPROVE, reasoning: \"well tested\", confidence: 1 }) { status } }",
+                json!({ "r": review, "a": critic }),
+            )
+            .await;
+        assert!(v.get("errors").is_none(), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    }
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), node.wait())
+        .await
+        .expect("the page saw the review pass")
+        .unwrap();
+    let stdout = page_output(node, status).await;
+    assert!(stdout.contains("peerReviewChanged"), "{stdout}");
+
+    // security_approved came from the review: the task moves on.
+    let page = run_in_graphiql(
+        &env,
+        &chromium,
+        &format!(
+            "mutation Deploy {{ updateTaskState(id: \"{task}\", state: DEPLOYING) {{ state }} }}"
+        ),
+        "DEPLOYING",
+    )
+    .await;
+    assert!(!page.contains("GATE_FAILED"), "{page}");
+    env.finish().await;
+}
