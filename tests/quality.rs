@@ -653,8 +653,103 @@ async fn weighted_review_passes_and_the_task_moves_on(profile: Profile, name: &s
     env.finish().await;
 }
 
+async fn tenants_keep_to_their_own(profile: Profile, name: &str) {
+    let Some(env) = Env::new(profile, name).await else {
+        return;
+    };
+    let s = &env.server;
+    s.ok(
+        "mutation { createUser(input: { username: \"acme-ops\", password: \"a long password\", role: OPERATOR, tenantId: \"acme\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    let acme = s.login("acme-ops", "a long password").await;
+    // Gates and weights are the fleet's: a tenant's operator may not change them.
+    let gate = s
+        .gql_as(
+            Some(&acme),
+            CONFIGURE,
+            json!({ "i": { "gate": "has_tests", "priority": 9 } }),
+        )
+        .await;
+    assert_eq!(error_code(&gate), "FORBIDDEN", "{gate}");
+    let weight = s
+        .gql_as(
+            Some(&acme),
+            "mutation { configureReviewWeight(agentRole: \"tester\", weight: 9) { weight } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&weight), "FORBIDDEN", "{weight}");
+    // A fleet task's review is invisible to the tenant; a tenant task's panel is the
+    // tenant's own agents.
+    agent(s, "fleet-critic", "reviewer").await;
+    let fleet = reviewing(s, "fleet work", "fleet-author").await;
+    let review = s
+        .ok(START, json!({ "t": fleet, "r": "fleet-review" }))
+        .await["startPeerReview"]["id"]
+        .clone();
+    let hidden = s
+        .gql_as(
+            Some(&acme),
+            "query($id: ID!) { peerReview(id: $id) { id } }",
+            json!({ "id": review }),
+        )
+        .await;
+    assert_eq!(error_code(&hidden), "NOT_FOUND", "{hidden}");
+    let report_other = s
+        .gql_as(
+            Some(&acme),
+            REPORT,
+            json!({ "t": fleet, "g": "has_tests", "p": true }),
+        )
+        .await;
+    assert_eq!(error_code(&report_other), "NOT_FOUND", "{report_other}");
+    let as_acme = |q: &'static str, v: Value| {
+        let acme = acme.clone();
+        async move { s.gql_as(Some(&acme), q, v).await["data"].clone() }
+    };
+    let mine = as_acme(
+        "mutation { createTask(input: { title: \"acme work\" }) { id } }",
+        json!({}),
+    )
+    .await["createTask"]["id"]
+        .clone();
+    let a = as_acme(
+        "mutation { registerAgent(input: { name: \"acme-author\", role: \"developer\" }) { id } }",
+        json!({}),
+    )
+    .await["registerAgent"]["id"]
+        .clone();
+    as_acme(
+        "mutation { registerAgent(input: { name: \"acme-critic\", role: \"security\" }) { id } }",
+        json!({}),
+    )
+    .await;
+    as_acme(
+        "mutation($t: ID!, $a: ID!) { assignTask(taskId: $t, agentId: $a) { id } }",
+        json!({ "t": mine, "a": a }),
+    )
+    .await;
+    as_acme(MOVE, json!({ "id": mine, "s": "IN_PROGRESS" })).await;
+    for gate in ["code_quality", "has_documentation", "performance_ok"] {
+        as_acme(REPORT, json!({ "t": mine, "g": gate, "p": true })).await;
+    }
+    as_acme(MOVE, json!({ "id": mine, "s": "REVIEWING" })).await;
+    let started = s
+        .gql_as(Some(&acme), START, json!({ "t": mine, "r": "acme-review" }))
+        .await;
+    assert_eq!(
+        started["data"]["startPeerReview"]["voters"],
+        json!([{ "label": "acme-critic", "role": "security", "weight": 1.5 }]),
+        "{started}"
+    );
+    env.finish().await;
+}
+
 both_profiles!(
     gates_plans_and_the_fallback,
     repeated_refusals_escalate,
     weighted_review_passes_and_the_task_moves_on,
+    tenants_keep_to_their_own,
 );

@@ -102,3 +102,17 @@ pub async fn begin_write(
     })
     .await
 }
+
+/// `select` as a row lock for the rest of `txn`: `FOR UPDATE` on PostgreSQL; unchanged on
+/// SQLite, whose write transaction (`begin_write`) already holds the only write lock.
+pub fn for_update<E: sea_orm::EntityTrait>(
+    select: sea_orm::Select<E>,
+    txn: &sea_orm::DatabaseTransaction,
+) -> sea_orm::Select<E> {
+    use sea_orm::QuerySelect;
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        select.lock_exclusive()
+    } else {
+        select
+    }
+}

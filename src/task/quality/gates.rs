@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use entity::{remediation_action, remediation_plan, task, task_gate, task_gate_result};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde_json::json;
@@ -85,17 +85,13 @@ impl TaskService {
         scope: Option<&str>,
         id: Uuid,
     ) -> AppResult<task::Model> {
-        let select =
-            task::Entity::find_by_id(id).filter(tenant_condition(task::Column::TenantId, scope));
-        let select = if txn.get_database_backend() == DbBackend::Postgres {
-            select.lock_exclusive()
-        } else {
-            select
-        };
-        select
-            .one(txn)
-            .await?
-            .ok_or_else(|| AppError::not_found("Task", id))
+        db::for_update(
+            task::Entity::find_by_id(id).filter(tenant_condition(task::Column::TenantId, scope)),
+            txn,
+        )
+        .one(txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("Task", id))
     }
 
     pub(in crate::task) async fn gates_in<C: ConnectionTrait>(conn: &C) -> AppResult<Vec<Gate>> {
@@ -376,7 +372,16 @@ impl TaskService {
                     .await?;
             }
         }
-        task_gate_result::Entity::find_by_id((task.id, gate.to_owned()))
+        Self::result_row(txn, task.id, gate).await
+    }
+
+    /// The gate's result row, just written in `txn`.
+    async fn result_row(
+        txn: &DatabaseTransaction,
+        task_id: Uuid,
+        gate: &str,
+    ) -> AppResult<task_gate_result::Model> {
+        task_gate_result::Entity::find_by_id((task_id, gate.to_owned()))
             .one(txn)
             .await?
             .ok_or_else(|| {
@@ -593,12 +598,7 @@ impl TaskService {
         )
         .exec_without_returning(txn)
         .await?;
-        task_gate_result::Entity::find_by_id((task.id, gate.to_owned()))
-            .one(txn)
-            .await?
-            .ok_or_else(|| {
-                AppError::Internal(anyhow::anyhow!("gate result vanished in its transaction"))
-            })
+        Self::result_row(txn, task.id, gate).await
     }
 
     /// Writes an ACTIVE plan for `task` with one action per failing gate, from each gate's

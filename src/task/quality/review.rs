@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use entity::{agent, peer_review, review_voter, review_weight, task, user};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 use serde_json::json;
@@ -484,17 +484,14 @@ impl TaskService {
         let voter = Self::voter_of(&meta.caller, ballot.agent_id)?;
         let scope = meta.caller.tenant();
         let txn = db::begin_write(&self.db).await?;
-        let select = peer_review::Entity::find_by_id(ballot.review_id)
-            .filter(tenant_condition(peer_review::Column::TenantId, scope));
-        let select = if txn.get_database_backend() == DbBackend::Postgres {
-            select.lock_exclusive()
-        } else {
-            select
-        };
-        let review = select
-            .one(&txn)
-            .await?
-            .ok_or_else(|| AppError::not_found("PeerReview", ballot.review_id))?;
+        let review = db::for_update(
+            peer_review::Entity::find_by_id(ballot.review_id)
+                .filter(tenant_condition(peer_review::Column::TenantId, scope)),
+            &txn,
+        )
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::not_found("PeerReview", ballot.review_id))?;
         if review.status != peer_review::ReviewStatus::Open {
             return Err(AppError::Conflict(format!(
                 "the review is already {}",
