@@ -155,6 +155,11 @@ const STARTER: &str = r#"# Welcome to Aurum.
 #    lists what waits; `ApproveUpdate` (with its id) applies it as the role's next prompt
 #    version, and the watch shows the role's status move. `ValidateOutput` checks a model's
 #    answer against the SYNTHESIS schema and lists every fix it made.
+# 9. Quality gates: `SendToReview` (with a task id; an IN_PROGRESS task) is refused with
+#    GATE_FAILED until its gates hold, and `WhyStuck` shows the remediation plan and each
+#    gate's latest result. Agents report gates with `ReportGate`; once in REVIEWING,
+#    `StartReview` opens a peer review and `WatchReview` (its own tab) shows every vote and
+#    the explainer's score until the quorum is reached.
 #
 # The Docs button (top left) lists every query, mutation and subscription.
 
@@ -348,6 +353,68 @@ mutation ApproveUpdate {
     status
     promptVersion
     decidedBy
+  }
+}
+
+mutation SendToReview {
+  updateTaskState(id: "<task id>", state: REVIEWING) {
+    state
+  }
+}
+
+query WhyStuck {
+  task(id: "<task id>") {
+    state
+    remediationPlan {
+      targetState
+      actions {
+        gate
+        actionType
+        priority
+        agentRole
+        status
+      }
+    }
+    gateResults {
+      gate
+      passed
+      refusalsInARow
+    }
+  }
+}
+
+mutation ReportGate {
+  reportGateResult(
+    input: { taskId: "<task id>", gate: "code_quality", passed: true, detail: "lint clean" }
+  ) {
+    gate
+    passed
+  }
+}
+
+mutation StartReview {
+  startPeerReview(input: { taskId: "<task id>", requestId: "review-1" }) {
+    id
+    totalWeight
+    voters {
+      label
+      role
+      weight
+    }
+  }
+}
+
+subscription WatchReview {
+  peerReviewChanged(taskId: "<task id>") {
+    kind
+    review {
+      status
+      score
+      explanation
+      couldPassAlone {
+        label
+      }
+    }
   }
 }
 

@@ -255,4 +255,73 @@ mod tests {
         assert_eq!(t.outcome, Some(Outcome::Rejected));
         assert_eq!(tally(0.75, &[]).outcome, Some(Outcome::Rejected));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn decision() -> impl Strategy<Value = ReviewDecision> {
+            prop_oneof![Just(A), Just(C), Just(R)]
+        }
+
+        fn panel() -> impl Strategy<Value = Vec<Seat>> {
+            prop::collection::vec(
+                (0.25f64..4.0, prop::option::of((decision(), 0.0f64..=1.0))),
+                1..12,
+            )
+            .prop_map(|seats| {
+                seats
+                    .into_iter()
+                    .map(|(weight, vote)| Seat { weight, vote })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// The outcome is what the rules say of the numbers, and the numbers agree.
+            #[test]
+            fn outcome_follows_the_numbers(quorum in 0.05f64..=1.0, seats in panel()) {
+                let t = tally(quorum, &seats);
+                prop_assert!(t.score >= 0.0 && t.score <= t.max_score + 1e-12 && t.max_score <= 1.0 + 1e-12);
+                let passed = t.score + TOLERANCE >= quorum;
+                let out_of_reach = t.max_score + TOLERANCE < quorum;
+                prop_assert_eq!(t.outcome == Some(Outcome::Passed), passed);
+                prop_assert_eq!(t.outcome == Some(Outcome::Rejected), !passed && out_of_reach);
+                for (seat, alone) in seats.iter().zip(&t.could_pass_alone) {
+                    // A seat that could pass it alone has not voted, and the review is open.
+                    if *alone {
+                        prop_assert!(seat.vote.is_none());
+                    }
+                }
+                if t.outcome.is_none() {
+                    // Open means someone can still move it: the remaining weight is not zero.
+                    prop_assert!(seats.iter().any(|s| s.vote.is_none()));
+                }
+            }
+
+            /// An approval never lowers the score, a rejection never raises the best score
+            /// still possible.
+            #[test]
+            fn votes_move_the_score_the_right_way(
+                quorum in 0.05f64..=1.0,
+                seats in panel(),
+                pick in any::<prop::sample::Index>(),
+                confidence in 0.0f64..=1.0,
+            ) {
+                let open: Vec<usize> = (0..seats.len()).filter(|i| seats[*i].vote.is_none()).collect();
+                prop_assume!(!open.is_empty());
+                let i = open[pick.index(open.len())];
+                let before = tally(quorum, &seats);
+                let mut approved = seats.clone();
+                approved[i].vote = Some((A, confidence));
+                prop_assert!(tally(quorum, &approved).score + 1e-12 >= before.score);
+                let mut rejected = seats.clone();
+                rejected[i].vote = Some((R, confidence));
+                prop_assert!(tally(quorum, &rejected).max_score <= before.max_score + 1e-12);
+            }
+        }
+    }
 }
