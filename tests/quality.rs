@@ -595,6 +595,17 @@ async fn weighted_review_passes_and_the_task_moves_on(profile: Profile, name: &s
         .await["startPeerReview"]
         .clone();
     assert_eq!(review["totalWeight"], 4.75, "{review}");
+    let as_agent = s
+        .gql_as(
+            Some(&key),
+            VOTE,
+            json!({ "r": review["id"], "a": person, "d": "APPROVE", "c": 1.0 }),
+        )
+        .await;
+    assert_eq!(
+        as_agent["errors"][0]["extensions"]["field"], "agentId",
+        "a key cannot fill a person's seat: {as_agent}"
+    );
     let by_person = s
         .gql_as(
             Some(&carol),

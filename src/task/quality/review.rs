@@ -500,6 +500,12 @@ impl TaskService {
                 ))
             )));
         }
+        // An agent's seat is voted with `agentId`, a person's seat only by that person.
+        let kind = if ballot.agent_id.is_some() {
+            review_voter::VoterKind::Agent
+        } else {
+            review_voter::VoterKind::Person
+        };
         let now = clock::now();
         let cast = review_voter::Entity::update_many()
             .col_expr(
@@ -521,11 +527,13 @@ impl TaskService {
             .col_expr(review_voter::Column::VotedAt, Expr::value(Some(now)))
             .filter(review_voter::Column::ReviewId.eq(review.id))
             .filter(review_voter::Column::VoterId.eq(voter))
+            .filter(review_voter::Column::Kind.eq(kind))
             .filter(review_voter::Column::Decision.is_null())
             .exec(&txn)
             .await?;
         if cast.rows_affected != 1 {
             let seated = review_voter::Entity::find_by_id((review.id, voter))
+                .filter(review_voter::Column::Kind.eq(kind))
                 .one(&txn)
                 .await?
                 .is_some();
