@@ -656,6 +656,38 @@ async fn weighted_review_passes_and_the_task_moves_on(profile: Profile, name: &s
         .await;
     assert_eq!(list["peerReviews"]["totalCount"], 1);
 
+    // Sent back to work while its review is open: the review is withdrawn, its votes stop
+    // counting, and the next round of review starts afresh.
+    let t3 = reviewing(s, "tune the index", "author-3").await;
+    let open = s.ok(START, json!({ "t": t3, "r": "review-4" })).await["startPeerReview"].clone();
+    s.gql_as(
+        Some(&key),
+        VOTE,
+        json!({ "r": open["id"], "a": sec, "d": "APPROVE", "c": 1.0 }),
+    )
+    .await;
+    s.ok(MOVE, json!({ "id": t3, "s": "IN_PROGRESS" })).await;
+    let withdrawn = s
+        .ok(
+            "query($id: ID!) { peerReview(id: $id) { status completedAt } }",
+            json!({ "id": open["id"] }),
+        )
+        .await["peerReview"]
+        .clone();
+    assert_eq!(withdrawn["status"], "WITHDRAWN", "{withdrawn}");
+    let stale = s
+        .gql_as(
+            Some(&key),
+            VOTE,
+            json!({ "r": open["id"], "a": rev, "d": "APPROVE", "c": 1.0 }),
+        )
+        .await;
+    assert_eq!(error_code(&stale), "CONFLICT", "{stale}");
+    assert_eq!(audit_count(s, "review.withdraw").await, 1);
+    s.ok(MOVE, json!({ "id": t3, "s": "REVIEWING" })).await;
+    let again = s.ok(START, json!({ "t": t3, "r": "review-5" })).await["startPeerReview"].clone();
+    assert_eq!(again["status"], "OPEN");
+
     let metrics = s.metrics().await;
     assert!(common::metric_value(&metrics, "aurum_peer_reviews_total{outcome=\"passed\"}") >= 1.0);
     assert!(

@@ -206,16 +206,18 @@ async fn pagination(profile: Profile, name: &str) {
 async fn nested_fields_are_batched(profile: Profile, name: &str) {
     // A DataLoader batch closes a fixed time after its first key. A debug build on a loaded
     // CI machine can take longer than the 1 ms default to walk 100 rows, splitting a level
-    // into several batches; a 20 ms window makes the count independent of machine load,
-    // which is what this test is about (batching, not the window).
+    // into several batches; a 100 ms window makes the count independent of machine load,
+    // which is what this test is about (batching, not the window). (20 ms was not enough
+    // once headless Chromium ran beside it in CI: 10 statements, both profiles.)
     let Some(env) = Env::with(profile, name, |c| {
         c.max_page_size = 100;
         // The pool's statement counter would also count the budget sweeper's ticks, the queue
-        // housekeeping and the event relay's polls.
+        // housekeeping, the learning-expiry sweep and the event relay's polls.
         c.budget_sweep_interval_ms = 3_600_000;
         c.queue_reap_interval_ms = 3_600_000;
         c.outbox_poll_ms = 60_000;
-        c.dataloader_delay_ms = 20;
+        c.learning_expiry_interval_ms = 3_600_000;
+        c.dataloader_delay_ms = 100;
     })
     .await
     else {

@@ -1,5 +1,5 @@
 //! `peer_reviews`: a weighted vote of a panel on a task; the row is also the lock every vote
-//! on the review takes.
+//! on the review takes (after its task's).
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ pub enum ReviewStatus {
     Passed,
     #[sea_orm(string_value = "REJECTED")]
     Rejected,
+    #[sea_orm(string_value = "WITHDRAWN")]
+    Withdrawn,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

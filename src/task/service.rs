@@ -272,6 +272,9 @@ impl TaskService {
         {
             Self::free_agent(&txn, agent_id, id).await?;
         }
+        if from == TaskState::Reviewing {
+            self.withdraw_reviews(&txn, meta, &current, next).await?;
+        }
         audit::record(
             &txn,
             meta,
@@ -428,6 +431,10 @@ impl TaskService {
                 .await?;
             if let Some(agent_id) = task.assignee_id {
                 Self::free_agent(txn, agent_id, task_id).await?;
+            }
+            if from == TaskState::Reviewing {
+                self.withdraw_reviews(txn, &meta, &task, TaskState::Failed)
+                    .await?;
             }
             audit::record(
                 txn,

@@ -11,6 +11,8 @@ pub enum ReviewEventKind {
     Voted,
     /// Passed or rejected: emitted exactly once per review.
     Completed,
+    /// The task left REVIEWING while the review was open.
+    Withdrawn,
 }
 
 impl ReviewEventKind {
@@ -19,6 +21,7 @@ impl ReviewEventKind {
             Self::Started => "started",
             Self::Voted => "voted",
             Self::Completed => "completed",
+            Self::Withdrawn => "withdrawn",
         }
     }
 }

@@ -511,6 +511,10 @@ impl TaskService {
                 .await?;
             task.state = task::TaskState::InProgress;
             task.updated_at = now;
+            if from == TaskState::Reviewing {
+                self.withdraw_reviews(&txn, meta, &task, TaskState::InProgress)
+                    .await?;
+            }
         }
         let gates: Vec<String> = refusal
             .failing

@@ -23,7 +23,7 @@
 //! - A peer review (while REVIEWING) weighs its panel's votes by agent role
 //!   (`consensus`); passing reports the gates marked `satisfiedByReview` passed
 //!   (`security_approved` by default), rejection reports them failed and opens an
-//!   AGENT_CONFLICT escalation.
+//!   AGENT_CONFLICT escalation. A task leaving REVIEWING withdraws its open review.
 //!
 //! `model` and `consensus` are pure; `gates` and `review` are the task service's
 //! transactions; `graphql` and `review_graphql` the resolvers; `events` the review events.

@@ -64,6 +64,9 @@ pub enum ReviewStatus {
     Passed,
     /// The quorum can no longer be reached.
     Rejected,
+    /// The task left REVIEWING before the review decided (sent back to work, failed,
+    /// cancelled, or moved on with its gates reported otherwise); its votes no longer count.
+    Withdrawn,
 }
 
 /// A voter's verdict: the consensus schema's decisions (a test holds them equal).

@@ -1,8 +1,10 @@
 //! Peer reviews: a panel fixed when the review starts, one vote per seat, and completion
-//! decided under the review's row lock (PostgreSQL `FOR UPDATE`; SQLite's single writer),
-//! so votes arriving at once on several replicas count each voter once and exactly one of
-//! them completes the review. A completed review reports the gates it satisfies (passed or
-//! failed) and a rejected one opens an AGENT_CONFLICT escalation.
+//! decided under the task's and then the review's row lock (PostgreSQL `FOR UPDATE`;
+//! SQLite's single writer), so votes arriving at once on several replicas count each voter
+//! once and exactly one of them completes the review. A completed review reports the gates
+//! it satisfies (passed or failed) and a rejected one opens an AGENT_CONFLICT escalation. A
+//! task leaving REVIEWING withdraws its open review (under the task's lock, so a vote cannot
+//! complete it at the same time).
 
 use std::collections::HashMap;
 
@@ -80,7 +82,8 @@ impl Review {
     }
 }
 
-/// Counts a review event on `/metrics` (`aurum_peer_reviews_total{outcome}`).
+/// Counts a review event on `/metrics` (`aurum_peer_reviews_total{outcome}`: started,
+/// passed, rejected, withdrawn).
 fn count(outcome: &'static str) {
     metrics::counter!("aurum_peer_reviews_total", "outcome" => outcome).increment(1);
 }
@@ -484,14 +487,22 @@ impl TaskService {
         let voter = Self::voter_of(&meta.caller, ballot.agent_id)?;
         let scope = meta.caller.tenant();
         let txn = db::begin_write(&self.db).await?;
-        let review = db::for_update(
+        let find = || {
             peer_review::Entity::find_by_id(ballot.review_id)
-                .filter(tenant_condition(peer_review::Column::TenantId, scope)),
-            &txn,
-        )
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("PeerReview", ballot.review_id))?;
+                .filter(tenant_condition(peer_review::Column::TenantId, scope))
+        };
+        let task_id = find()
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("PeerReview", ballot.review_id))?
+            .task_id;
+        // Locks in the order every writer takes them: the task, then the review (a move out
+        // of REVIEWING withdraws the review under the task's lock).
+        let task = Self::lock_task(&txn, None, task_id).await?;
+        let review = db::for_update(find(), &txn)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| AppError::not_found("PeerReview", ballot.review_id))?;
         if review.status != peer_review::ReviewStatus::Open {
             return Err(AppError::Conflict(format!(
                 "the review is already {}",
@@ -570,7 +581,7 @@ impl TaskService {
                     .await?;
             }
             Some(outcome) => {
-                self.complete(&txn, meta, &mut current, &tally, outcome)
+                self.complete(&txn, meta, &task, &mut current, &tally, outcome)
                     .await?;
             }
         }
@@ -585,11 +596,13 @@ impl TaskService {
         Ok(current)
     }
 
-    /// In the deciding vote's transaction (holding the review's lock): completes the review.
+    /// In the deciding vote's transaction (holding the task's and the review's locks):
+    /// completes the review.
     async fn complete(
         &self,
         txn: &DatabaseTransaction,
         meta: &RequestMeta,
+        task: &task::Model,
         current: &mut Review,
         tally: &Tally,
         outcome: Outcome,
@@ -613,7 +626,6 @@ impl TaskService {
         }
         current.review.status = status;
         current.review.completed_at = Some(now);
-        let task = Self::lock_task(txn, None, current.review.task_id).await?;
         let passed = outcome == Outcome::Passed;
         let summary = format!(
             "peer review {} {}: score {:.3} (at best {:.3}) against quorum {}",
@@ -631,7 +643,7 @@ impl TaskService {
             .map(|g| g.name.as_str())
             .collect();
         for gate in &satisfied {
-            self.record_result(txn, &task, gate, passed, Some(summary.clone()), &by)
+            self.record_result(txn, task, gate, passed, Some(summary.clone()), &by)
                 .await?;
         }
         if !satisfied.is_empty() {
@@ -648,7 +660,7 @@ impl TaskService {
             self.open_escalation(
                 txn,
                 meta,
-                &task,
+                task,
                 EscalationDraft {
                     agent_id: task.assignee_id,
                     reason: summary.clone(),
@@ -688,5 +700,58 @@ impl TaskService {
         .await?;
         self.announce_review(txn, ReviewEventKind::Completed, current)
             .await
+    }
+
+    /// In `txn` (holding the task's lock), when the task leaves REVIEWING for `next`:
+    /// withdraws its open review, if any (audited, announced, counted). Votes cast on it no
+    /// longer count; a new review can start when the task is back in REVIEWING.
+    pub(in crate::task) async fn withdraw_reviews(
+        &self,
+        txn: &DatabaseTransaction,
+        meta: &RequestMeta,
+        task: &task::Model,
+        next: TaskState,
+    ) -> AppResult<()> {
+        let Some(open) = peer_review::Entity::find()
+            .filter(peer_review::Column::TaskId.eq(task.id))
+            .filter(peer_review::Column::Status.eq(peer_review::ReviewStatus::Open))
+            .one(txn)
+            .await?
+        else {
+            return Ok(());
+        };
+        let now = clock::now();
+        let res = peer_review::Entity::update_many()
+            .col_expr(
+                peer_review::Column::Status,
+                Expr::value(peer_review::ReviewStatus::Withdrawn),
+            )
+            .col_expr(peer_review::Column::CompletedAt, Expr::value(Some(now)))
+            .filter(peer_review::Column::Id.eq(open.id))
+            .filter(peer_review::Column::Status.eq(peer_review::ReviewStatus::Open))
+            .exec(txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Ok(());
+        }
+        let mut review = Self::load_review(txn, open).await?;
+        review.review.status = peer_review::ReviewStatus::Withdrawn;
+        review.review.completed_at = Some(now);
+        audit::record(
+            txn,
+            meta,
+            AuditEntry {
+                action: "review.withdraw",
+                entity_type: "peer_review",
+                entity_id: Some(review.review.id.to_string()),
+                tenant_id: review.review.tenant_id.as_deref(),
+                details: json!({ "taskId": task.id, "taskMovedTo": next.to_string() }),
+            },
+        )
+        .await?;
+        self.announce_review(txn, ReviewEventKind::Withdrawn, &review)
+            .await?;
+        count("withdrawn");
+        Ok(())
     }
 }

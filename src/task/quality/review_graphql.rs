@@ -167,6 +167,9 @@ impl PeerReview {
                     pct(t.max_score)
                 )
             }
+            entity::peer_review::ReviewStatus::Withdrawn => {
+                format!("withdrawn (the task left REVIEWING): {head}")
+            }
             entity::peer_review::ReviewStatus::Open => {
                 let alone: Vec<String> = self
                     .seats()
