@@ -8,10 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{
-    ReplicaEnv,
-    queues::{Cluster, spawn_replica},
-};
+use common::queues::{Cluster, load_cluster};
 use futures::future::join_all;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
@@ -58,17 +55,7 @@ async fn limits_hold_across_two_replicas() {
         return;
     };
     let shared = common::Shared::services(&urls).await;
-    let mut env = ReplicaEnv::of(&shared, Some(&urls));
-    env.set(
-        "AURUM_RATE_LIMITS",
-        "login=100000/1s,cost=10000000/1s,mutation=100000/1s",
-    );
-    // One after the other: the first migrates and creates the first admin.
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        replicas.push(spawn_replica(env.clone()).await.unwrap());
-    }
-    let c = Cluster::new(replicas.iter().map(|r| r.base.clone()).collect()).await;
+    let (replicas, c) = load_cluster(&shared, &urls).await;
 
     // 40 proposals at once, alternating replicas, for a role allowed 5 a day.
     c.ok(

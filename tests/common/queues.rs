@@ -112,3 +112,23 @@ pub async fn dead_letters(db: &DatabaseConnection) -> HashMap<u64, (i64, u32)> {
 pub fn spawn_replica(env: ReplicaEnv) -> tokio::task::JoinHandle<Replica> {
     tokio::task::spawn_blocking(move || Replica::spawn(&env))
 }
+
+/// Rate limits high enough that load tests on replicas measure the service, not the limits.
+pub const LOAD_RATE_LIMITS: &str = "login=100000/1s,cost=10000000/1s,mutation=100000/1s";
+
+/// Two replica processes on `shared`'s PostgreSQL and the services' NATS, with
+/// [`LOAD_RATE_LIMITS`], started one after the other (the first migrates and creates the
+/// first admin), and a client logged in as that admin.
+pub async fn load_cluster(
+    shared: &super::Shared,
+    urls: &super::ServiceUrls,
+) -> (Vec<Replica>, Cluster) {
+    let mut env = ReplicaEnv::of(shared, Some(urls));
+    env.set("AURUM_RATE_LIMITS", LOAD_RATE_LIMITS);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(spawn_replica(env.clone()).await.unwrap());
+    }
+    let cluster = Cluster::new(replicas.iter().map(|r| r.base.clone()).collect()).await;
+    (replicas, cluster)
+}
