@@ -28,6 +28,7 @@ use crate::{
     infra::{self, work_queue::WorkQueues},
     llm::service::LlmService,
     rate_limit::{ActionLimiter, EdgeLimit},
+    sandbox::service::SandboxService,
     server::{AppState, Inner, feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots},
     services::Services,
     subscriptions::{Registry, SubscriptionAdmin},
@@ -212,6 +213,23 @@ impl AppState {
             ),
             tasks.clone(),
         );
+        config.sandbox.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sandbox = SandboxService::new(db.clone(), bus.clone(), config.sandbox.clone());
+        {
+            let (client, why) = match &docker {
+                infra::docker::DockerState::Connected(d) => (Some(d.clone()), None),
+                infra::docker::DockerState::Unavailable(why)
+                | infra::docker::DockerState::Disabled(why) => (None, Some(why.clone())),
+            };
+            crate::sandbox::runner::spawn(
+                sandbox.clone(),
+                client,
+                why,
+                guard_of(&guards, Dependency::Docker),
+                config.replica_name(),
+                shutdown.clone(),
+            );
+        }
         let services = Services {
             tasks,
             users,
@@ -221,6 +239,7 @@ impl AppState {
             breakers,
             governance,
             llm: LlmService::new(db.clone()),
+            sandbox,
             subscriptions: SubscriptionAdmin::new(
                 Registry::new(config.replica_name()),
                 nats.clone()

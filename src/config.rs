@@ -50,6 +50,10 @@ pub struct Config {
     #[arg(long, env = "AURUM_DOCKER_HOST")]
     pub docker_host: Option<String>,
 
+    /// Sandbox runs: runtime, pool, languages, limits (`AURUM_SANDBOX_*`).
+    #[command(flatten)]
+    pub sandbox: crate::sandbox::config::SandboxConfig,
+
     /// Password of the first admin (`admin`), used only when no user exists yet; unset =
     /// generated and printed once.
     #[arg(long, env = "AURUM_ADMIN_PASSWORD", hide_env_values = true, value_parser = parse_secret)]

@@ -82,6 +82,9 @@ pub enum AppError {
         plan_id: uuid::Uuid,
         plan_created: bool,
     },
+    /// Sandbox runs cannot start here now (no Docker engine, an unregistered runtime, the
+    /// language's image missing): why.
+    SandboxUnavailable(String),
     /// The request id was used before by this caller with a different input.
     IdempotencyKeyReused,
     /// The request id is being processed by another call right now; retry shortly.
@@ -211,6 +214,7 @@ impl AppError {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Self::SandboxUnavailable(why) => format!("sandbox runs cannot start: {why}"),
             Self::IdempotencyKeyReused => {
                 "this requestId was already used with a different input".into()
             }
@@ -255,6 +259,7 @@ impl AppError {
             Self::LearningCooldown { .. } => "LEARNING_COOLDOWN",
             Self::FourEyesRequired(_) => "FOUR_EYES_REQUIRED",
             Self::GateFailed { .. } => "GATE_FAILED",
+            Self::SandboxUnavailable(_) => "SANDBOX_UNAVAILABLE",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -301,6 +306,7 @@ impl AppError {
             }
             Self::FourEyesRequired(_) => StatusCode::FORBIDDEN,
             Self::GateFailed { .. } => StatusCode::CONFLICT,
+            Self::SandboxUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_)
             | Self::BatchTooLarge { .. }
@@ -526,6 +532,7 @@ mod tests {
                 plan_id: uuid::Uuid::nil(),
                 plan_created: true,
             },
+            AppError::SandboxUnavailable("the image is missing".into()),
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyInProgress,
             AppError::BadRequest("not json".into()),

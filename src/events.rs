@@ -11,6 +11,7 @@ use crate::{
     dlq::events::{DlqEvent, RedriveEvent},
     governance::events::GovernanceEvent,
     infra::event_bus::BusEvent,
+    sandbox::events::SandboxEvent,
     task::{events::TaskEvent, quality::events::ReviewEvent},
 };
 
@@ -35,6 +36,8 @@ pub enum DomainEvent {
     Governance(GovernanceEvent),
     /// A peer review started, received a vote or completed.
     Review(ReviewEvent),
+    /// A sandbox run was queued, started, wrote output, was asked to stop or ended.
+    Sandbox(SandboxEvent),
 }
 
 impl BusEvent for DomainEvent {
@@ -53,6 +56,7 @@ impl BusEvent for DomainEvent {
                 e.kind.as_str()
             ),
             Self::Review(e) => format!("review.{}.{}", e.review.id, e.kind.as_str()),
+            Self::Sandbox(e) => format!("sandbox.{}.{}", e.run_id, e.kind.as_str()),
         }
     }
 }

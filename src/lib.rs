@@ -23,6 +23,7 @@ pub mod infra;
 pub mod llm;
 pub mod pagination;
 pub mod rate_limit;
+pub mod sandbox;
 pub mod server;
 pub mod services;
 pub mod subscriptions;

@@ -8,7 +8,7 @@ use crate::{
     audit::AuditService, auth::service::UserService, breaker::service::BreakerService,
     budget::service::BudgetService, dlq::service::DlqService, events::Bus,
     governance::service::GovernanceService, llm::service::LlmService, rate_limit::ActionLimiter,
-    subscriptions::SubscriptionAdmin, task::service::TaskService,
+    sandbox::service::SandboxService, subscriptions::SubscriptionAdmin, task::service::TaskService,
 };
 
 /// The domain services, as resolvers reach them (schema data).
@@ -26,6 +26,8 @@ pub struct Services {
     pub governance: GovernanceService,
     /// LLM output validation and the output kinds.
     pub llm: LlmService,
+    /// Sandbox runs (the queue and the output; this replica's runner is started by `app`).
+    pub sandbox: SandboxService,
     /// Live subscriptions on every replica (admin).
     pub subscriptions: SubscriptionAdmin,
     pub bus: Bus,

@@ -26,6 +26,8 @@ pub mod remediation_plan;
 pub mod review_voter;
 pub mod review_weight;
 pub mod revoked_token;
+pub mod sandbox_output;
+pub mod sandbox_run;
 pub mod task;
 pub mod task_gate;
 pub mod task_gate_result;

@@ -15,6 +15,7 @@ mod m20261205_000009_circuit_breakers;
 mod m20261206_000010_governance;
 mod m20261206_000011_llm_outputs;
 mod m20261207_000012_quality;
+mod m20261208_000013_sandbox;
 
 /// Every migration, in the order it applies.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_governance::Migration),
             Box::new(m20261206_000011_llm_outputs::Migration),
             Box::new(m20261207_000012_quality::Migration),
+            Box::new(m20261208_000013_sandbox::Migration),
         ]
     }
 }

@@ -380,8 +380,9 @@ fn selected<'a>(
     }
 }
 
-/// Whether a root field of the selected operation has a non-null `after` argument (fragments
-/// at the root count as resuming: sharing is an optimisation, so doubt runs unshared).
+/// Whether a root field of the selected operation has a non-null `after` argument, or replays
+/// by itself (`sandboxRunOutput`); fragments at the root count as resuming: sharing is an
+/// optimisation, so doubt runs unshared.
 fn resumes(doc: &ExecutableDocument, wanted: Option<&str>, variables: &Variables) -> bool {
     use async_graphql::parser::types::Selection;
     let Some((_, op)) = selected(doc, wanted) else {
@@ -393,6 +394,8 @@ fn resumes(doc: &ExecutableDocument, wanted: Option<&str>, variables: &Variables
         .items
         .iter()
         .any(|item| match &item.node {
+            // A run's output replays its stored chunks from an offset for each subscriber.
+            Selection::Field(field) if field.node.name.node == "sandboxRunOutput" => true,
             Selection::Field(field) => field.node.arguments.iter().any(|(name, value)| {
                 name.node.as_str() == "after"
                     && match &value.node {

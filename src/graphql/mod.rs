@@ -20,6 +20,7 @@ use crate::{
     dlq::graphql::{DlqMutation, DlqQuery, DlqSubscription},
     governance::graphql::{GovernanceMutation, GovernanceQuery, GovernanceSubscription},
     llm::graphql::{LlmMutation, LlmQuery},
+    sandbox::graphql::{SandboxMutation, SandboxQuery, SandboxSubscription},
     services::Services,
     subscriptions::graphql::{SubscriptionAdminMutation, SubscriptionAdminQuery},
     task::{
@@ -49,6 +50,7 @@ pub struct Query(
     BreakerQuery,
     GovernanceQuery,
     LlmQuery,
+    SandboxQuery,
     AuditQuery,
     SubscriptionAdminQuery,
     node::NodeQuery,
@@ -67,6 +69,7 @@ pub struct Mutation(
     BreakerMutation,
     GovernanceMutation,
     LlmMutation,
+    SandboxMutation,
     SubscriptionAdminMutation,
 );
 
@@ -79,6 +82,7 @@ pub struct Subscription(
     DlqSubscription,
     BreakerSubscription,
     GovernanceSubscription,
+    SandboxSubscription,
     AuditSubscription,
 );
 

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::{
     breaker::Dependency,
     infra::{self, DependencyStatus},
+    sandbox::service::Availability,
     server::AppState,
 };
 
@@ -25,7 +26,8 @@ pub async fn health() -> Response {
 /// (`status: degraded`) but keeps the replica in service: it carries nothing a replica cannot
 /// do without (rate limits and breakers fall back to this replica's own), and taking every
 /// replica out of service during a Redis outage would turn it into a full one. Docker is
-/// reported but only disables sandbox runs.
+/// reported but only disables sandbox runs; `sandbox` says whether runs can start here (the
+/// runtime registered, every language's image present) and why not.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let redis = async {
         match &state.redis {
@@ -46,6 +48,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         nats,
         infra::docker::check(&state.docker, Some(&docker_guard)),
     );
+    let sandbox = match state.services.sandbox.availability() {
+        Availability::Ready => DependencyStatus::Ok,
+        Availability::Unavailable(why) => DependencyStatus::down(why),
+        Availability::Partial(missing) => DependencyStatus::down(
+            missing
+                .into_iter()
+                .map(|(_, why)| why)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
     let ready = !(database.is_down() || nats.is_down());
     let status = match (ready, redis.is_down()) {
         (false, _) => "unavailable",
@@ -54,7 +67,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     };
     let body = json!({
         "status": status,
-        "dependencies": { "database": database, "redis": redis, "nats": nats, "docker": docker },
+        "dependencies": { "database": database, "redis": redis, "nats": nats, "docker": docker, "sandbox": sandbox },
         "circuitBreakers": state.services.breakers.readiness(),
     });
     let status = if ready {

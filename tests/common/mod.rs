@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::Head
 
 mod processes;
 pub mod queues;
+pub mod sandbox;
 // Each test binary uses a part of these.
 #[allow(unused_imports)]
 pub use processes::*;
@@ -174,6 +175,8 @@ pub struct Shared {
     pub redis_prefix: String,
     pub nats_prefix: String,
     pub pg: Option<PgDatabase>,
+    /// The test's sandbox fleet (container label).
+    pub fleet: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -189,6 +192,7 @@ impl Shared {
             redis_prefix: String::new(),
             nats_prefix: String::new(),
             pg: None,
+            fleet: format!("t{}", uuid::Uuid::new_v4().simple()),
             _dir: Some(dir),
         }
     }
@@ -201,6 +205,7 @@ impl Shared {
             redis_prefix: format!("aurumt{}", &id[..12]),
             nats_prefix: format!("aurumt{}", &id[..12]),
             pg: Some(pg),
+            fleet: format!("t{id}"),
             _dir: None,
         }
     }
@@ -208,6 +213,8 @@ impl Shared {
     /// A configuration for one replica over this data.
     pub fn config(&self, urls: Option<&ServiceUrls>) -> Config {
         let mut c = Config::from_env().expect("default configuration");
+        // Replicas of one test share a fleet; the sweepers of other tests leave it alone.
+        c.sandbox.fleet = self.fleet.clone();
         c.database_url = ServiceUrl::new(self.db_url.clone());
         c.admin_password = Some(secrecy::SecretString::from(ADMIN_PASSWORD.to_owned()));
         c.jwt_secret = Some(secrecy::SecretString::from(JWT_SECRET.to_owned()));

@@ -58,7 +58,7 @@ impl ReplicaEnv {
             db_url: shared.db_url.clone(),
             redis: urls.map(|u| (u.redis.clone(), shared.redis_prefix.clone())),
             nats: urls.map(|u| (u.nats.clone(), shared.nats_prefix.clone())),
-            extra: Vec::new(),
+            extra: vec![("AURUM_SANDBOX_FLEET".to_owned(), shared.fleet.clone())],
         }
     }
 

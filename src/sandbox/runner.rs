@@ -1,0 +1,788 @@
+//! The runner: this replica's share of the sandbox. It claims queued runs (at most
+//! `AURUM_SANDBOX_CONCURRENCY` at once), runs each in a locked-down container through the Docker
+//! API, stores and publishes the output as it is read, enforces the wall-clock limit, kills on
+//! cancellation, renews its leases, marks runs of dead replicas `LOST` and removes containers
+//! no live run owns. Every Docker call but the long-lived streams goes through the `docker`
+//! circuit breaker.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    Docker,
+    container::LogOutput,
+    errors::Error as DockerError,
+    models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits},
+    query_parameters::{
+        AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptions,
+        ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+        WaitContainerOptions,
+    },
+};
+use entity::sandbox_run::{self, SandboxStatus};
+use futures::StreamExt;
+use tokio::{io::AsyncWriteExt, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    events::{Chunk, SandboxEventKind},
+    model::{Ending, fit, outcome},
+    service::{Availability, Counts, Finished, MAX_CHUNK, SandboxService, status_name, stream_of},
+};
+use crate::{
+    events::DomainEvent,
+    infra::guard::{Guard, Refused, guarded},
+};
+
+/// Labels every sandbox container carries.
+pub const LABEL_MANAGED: &str = "io.aurum.sandbox";
+pub const LABEL_RUN: &str = "io.aurum.run";
+pub const LABEL_REPLICA: &str = "io.aurum.replica";
+/// The deployment (`AURUM_SANDBOX_FLEET`): the sweeper's scope.
+pub const LABEL_FLEET: &str = "io.aurum.fleet";
+
+/// Reads exactly the code's length from stdin into `/tmp/<file>`, then runs the language's
+/// command with the rest of stdin as its own. `dd … iflag=fullblock` reads no byte past the
+/// code (a buffered reader could swallow the program's stdin).
+const LAUNCHER: &str = "n=$1; f=/tmp/$2; shift 2; \
+    dd of=\"$f\" bs=\"$n\" count=1 iflag=fullblock 2>/dev/null || exit 125; exec \"$@\"";
+
+/// Output is stored when this much waits, or at the next tick.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// Counts one run's final status.
+pub fn count_outcome(status: SandboxStatus) {
+    metrics::counter!("aurum_sandbox_runs_total", "outcome" => status_name(status)).increment(1);
+}
+
+/// Why a Docker call did not do its job.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Engine(#[from] DockerError),
+}
+
+impl CallError {
+    /// The engine answered "no such container" (gone already).
+    fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            Self::Engine(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            })
+        )
+    }
+}
+
+/// An answer from the engine (even an error status) tells the breaker the engine is up.
+fn answered(e: &DockerError) -> bool {
+    matches!(e, DockerError::DockerResponseServerError { .. })
+}
+
+/// Runs one Docker call under the breaker.
+async fn call<T>(
+    guard: &Guard,
+    fut: impl std::future::Future<Output = Result<T, DockerError>>,
+) -> Result<T, CallError> {
+    let outcome = guarded(Some(guard), async {
+        match fut.await {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) if answered(&e) => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) | Err(e) => Err(CallError::Engine(e)),
+    }
+}
+
+/// This replica's runner.
+#[derive(Clone)]
+pub struct Runner {
+    svc: SandboxService,
+    docker: Docker,
+    guard: Guard,
+    replica: String,
+    slots: Arc<Semaphore>,
+    /// Runs executing here, with the token that kills each.
+    running: Arc<Mutex<HashMap<Uuid, CancellationToken>>>,
+}
+
+/// Starts the runner (when Docker answered) or only the lease sweep (when it did not, runs
+/// stay queued for replicas that have it).
+pub fn spawn(
+    svc: SandboxService,
+    docker: Option<Docker>,
+    unavailable: Option<String>,
+    guard: Guard,
+    replica: String,
+    shutdown: CancellationToken,
+) {
+    let Some(docker) = docker else {
+        svc.set_availability(Availability::Unavailable(
+            unavailable.unwrap_or_else(|| "no Docker engine".into()),
+        ));
+        let svc2 = svc.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(svc2.config().lease());
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(e) = svc2.expire_leases().await {
+                            tracing::warn!(error = ?e, "sandbox lease sweep failed");
+                        }
+                    }
+                }
+            }
+        });
+        return;
+    };
+    let runner = Runner {
+        slots: Arc::new(Semaphore::new(svc.config().concurrency as usize)),
+        svc,
+        docker,
+        guard,
+        replica,
+        running: Arc::default(),
+    };
+    tokio::spawn(runner.clone().claim_loop(shutdown.clone()));
+    tokio::spawn(runner.clone().lease_loop(shutdown.clone()));
+    tokio::spawn(runner.clone().listen(shutdown.clone()));
+    tokio::spawn(runner.sweep_loop(shutdown));
+}
+
+impl Runner {
+    /// Whether runs can start: the runtime is registered and every language's image exists.
+    async fn check(&self) -> Availability {
+        let info = match call(&self.guard, self.docker.info()).await {
+            Ok(info) => info,
+            Err(e) => {
+                return Availability::Unavailable(format!("the Docker engine did not answer: {e}"));
+            }
+        };
+        let runtime = &self.svc.config().runtime;
+        let known = info
+            .runtimes
+            .as_ref()
+            .is_some_and(|r| r.contains_key(runtime));
+        if !known {
+            return Availability::Unavailable(format!(
+                "the container runtime `{runtime}` is not registered with the Docker engine"
+            ));
+        }
+        let mut missing = Vec::new();
+        for lang in &self.svc.config().languages.0 {
+            if let Err(e) = call(&self.guard, self.docker.inspect_image(&lang.image)).await {
+                let why = if e.is_gone() {
+                    format!(
+                        "the image `{}` of language `{}` is missing (scripts/sandbox-images builds it)",
+                        lang.image, lang.name
+                    )
+                } else {
+                    format!(
+                        "the image `{}` of language `{}` could not be checked: {e}",
+                        lang.image, lang.name
+                    )
+                };
+                tracing::error!(language = %lang.name, image = %lang.image, "{why}");
+                missing.push((lang.name.clone(), why));
+            }
+        }
+        if missing.is_empty() {
+            Availability::Ready
+        } else {
+            Availability::Partial(missing)
+        }
+    }
+
+    fn running_ids(&self) -> Vec<Uuid> {
+        self.running
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn cancel_local(&self, run: Uuid) {
+        if let Ok(m) = self.running.lock()
+            && let Some(token) = m.get(&run)
+        {
+            token.cancel();
+        }
+    }
+
+    /// Claims queued runs while slots are free; sleeps until woken (a run queued here or
+    /// anywhere, a slot freed) or the poll interval passes. Re-checks the images while some
+    /// are missing.
+    async fn claim_loop(self, shutdown: CancellationToken) {
+        let wake = self.svc.wake_handle();
+        let mut tick = tokio::time::interval(self.svc.config().poll());
+        let mut checked: Option<Instant> = None;
+        loop {
+            let due = checked.is_none_or(|at| {
+                !matches!(self.svc.availability(), Availability::Ready)
+                    && at.elapsed() > Duration::from_secs(10)
+            });
+            if due {
+                let availability = self.check().await;
+                self.svc.set_availability(availability);
+                checked = Some(Instant::now());
+            }
+            while let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+                match self.svc.claim(&self.replica).await {
+                    Ok(Some(run)) => {
+                        let token = CancellationToken::new();
+                        if let Ok(mut m) = self.running.lock() {
+                            m.insert(run.id, token.clone());
+                        }
+                        let runner = self.clone();
+                        let wake = Arc::clone(&wake);
+                        tokio::spawn(async move {
+                            runner.execute(run, token).await;
+                            drop(permit);
+                            wake.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "claiming a sandbox run failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = wake.notified() => {}
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Renews the leases of the runs executing here every third of the lease, and kills the
+    /// ones whose cancellation was asked (when its event was missed).
+    async fn lease_loop(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.svc.config().lease() / 3);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.svc.renew(&self.replica, &self.running_ids()).await {
+                Ok(cancelled) => cancelled.into_iter().for_each(|id| self.cancel_local(id)),
+                Err(e) => tracing::warn!(error = ?e, "renewing sandbox leases failed"),
+            }
+        }
+    }
+
+    /// Follows the bus: a run queued anywhere wakes the claim loop; a cancellation of a run
+    /// executing here kills it.
+    async fn listen(self, shutdown: CancellationToken) {
+        let wake = self.svc.wake_handle();
+        loop {
+            let mut events = self.svc.bus().subscribe();
+            loop {
+                let item = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    item = events.next() => item,
+                };
+                match item {
+                    Some(Ok(delivered)) => {
+                        if let DomainEvent::Sandbox(e) = &delivered.event {
+                            match e.kind {
+                                SandboxEventKind::Queued => wake.notify_one(),
+                                SandboxEventKind::CancelRequested => self.cancel_local(e.run_id),
+                                _ => {}
+                            }
+                        }
+                    }
+                    // Behind: the poll and the lease loop cover what was skipped.
+                    Some(Err(_)) => break,
+                    None => return,
+                }
+            }
+        }
+    }
+
+    /// Marks runs of dead replicas `LOST` and removes containers no live run owns.
+    async fn sweep_loop(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.svc.config().poll().max(Duration::from_secs(2)));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.svc.expire_leases().await {
+                Ok(lost) => {
+                    for run in lost {
+                        tracing::warn!(run = %run.id, replica = ?run.replica, "sandbox run lost with its replica");
+                    }
+                }
+                Err(e) => tracing::warn!(error = ?e, "sandbox lease sweep failed"),
+            }
+            if let Err(e) = self.sweep_orphans().await {
+                tracing::warn!(error = %e, "sandbox container sweep failed");
+            }
+        }
+    }
+
+    /// Removes every Aurum container whose run is neither executing here nor owned (running
+    /// under a live lease) by another replica. Answers how many it removed.
+    pub async fn sweep_orphans(&self) -> Result<usize, String> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL_FLEET}={}", self.svc.config().fleet)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = call(&self.guard, self.docker.list_containers(Some(options)))
+            .await
+            .map_err(|e| e.to_string())?;
+        let local = self.running_ids();
+        let mut candidates: Vec<(String, Option<Uuid>)> = Vec::new();
+        for c in containers {
+            let Some(id) = c.id else { continue };
+            let run = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_RUN))
+                .and_then(|r| Uuid::parse_str(r).ok());
+            if run.is_some_and(|r| local.contains(&r)) {
+                continue;
+            }
+            candidates.push((id, run));
+        }
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let runs: Vec<Uuid> = candidates.iter().filter_map(|(_, r)| *r).collect();
+        let owned = self.svc.owned(&runs).await.map_err(|e| format!("{e:?}"))?;
+        let mut removed = 0;
+        for (id, run) in candidates {
+            if run.is_some_and(|r| owned.contains(&r)) {
+                continue;
+            }
+            if self.remove(&id).await {
+                tracing::info!(container = %id, run = ?run, "removed a sandbox container no run owns");
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn remove(&self, container: &str) -> bool {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match call(
+            &self.guard,
+            self.docker.remove_container(container, Some(options)),
+        )
+        .await
+        {
+            Ok(()) => true,
+            Err(e) if e.is_gone() => false,
+            Err(e) => {
+                tracing::warn!(container, error = %e, "removing a sandbox container failed");
+                false
+            }
+        }
+    }
+
+    async fn kill(&self, container: &str) {
+        match call(
+            &self.guard,
+            self.docker
+                .kill_container(container, None::<KillContainerOptions>),
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(e) if e.is_gone() => {}
+            Err(e) => tracing::warn!(container, error = %e, "killing a sandbox container failed"),
+        }
+    }
+
+    /// Executes one claimed run to its end and records it.
+    async fn execute(&self, run: sandbox_run::Model, token: CancellationToken) {
+        let wait = run
+            .started_at
+            .map(|s| (s - run.created_at).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        metrics::histogram!("aurum_sandbox_queue_wait_seconds").record(wait.as_secs_f64());
+        let started = Instant::now();
+        let mut exec = Execution::new(&run);
+        let result = self.run_container(&run, &token, &mut exec).await;
+        let end = match result {
+            Ok(ending) => {
+                let (status, exit_code, signal) = outcome(ending);
+                Finished {
+                    status,
+                    exit_code,
+                    signal: signal.map(str::to_owned),
+                    error: None,
+                    peak_memory_bytes: exec.peak(),
+                }
+            }
+            Err(e) => {
+                tracing::error!(run = %run.id, error = %e, "a sandbox run could not execute");
+                Finished {
+                    status: SandboxStatus::Failed,
+                    exit_code: None,
+                    signal: None,
+                    error: Some(format!(
+                        "the sandbox could not execute the run ({}); details are in replica {}'s log",
+                        e.public(),
+                        self.replica
+                    )),
+                    peak_memory_bytes: exec.peak(),
+                }
+            }
+        };
+        if let Some(container) = &exec.container {
+            self.remove(container).await;
+        }
+        let status = end.status;
+        match self.svc.finish(&run, &self.replica, exec.counts, end).await {
+            Ok(true) => {
+                count_outcome(status);
+                metrics::histogram!("aurum_sandbox_run_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Ok(false) => {
+                tracing::warn!(run = %run.id, "a sandbox run ended after it was marked lost")
+            }
+            Err(e) => {
+                tracing::error!(run = %run.id, error = ?e, "recording a sandbox run's end failed")
+            }
+        }
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(&run.id);
+        }
+    }
+
+    fn container_spec(&self, run: &sandbox_run::Model) -> Result<ContainerCreateBody, RunError> {
+        let config = self.svc.config();
+        let lang = config
+            .languages
+            .get(&run.language)
+            .ok_or(RunError::Setup("its language is no longer configured"))?;
+        let mut cmd = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            LAUNCHER.to_owned(),
+            "aurum-launcher".to_owned(),
+            run.code.len().to_string(),
+            lang.file.clone(),
+        ];
+        cmd.extend(lang.command.iter().cloned());
+        let mib = |mb: i64| mb.saturating_mul(1024 * 1024);
+        let tmp = i64::from(config.tmp_mb);
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (LABEL_RUN.to_owned(), run.id.to_string()),
+            (LABEL_REPLICA.to_owned(), self.replica.clone()),
+            (LABEL_FLEET.to_owned(), config.fleet.clone()),
+        ]);
+        let ulimit = |name: &str, value: i64| ResourcesUlimits {
+            name: Some(name.to_owned()),
+            soft: Some(value),
+            hard: Some(value),
+        };
+        Ok(ContainerCreateBody {
+            image: Some(lang.image.clone()),
+            cmd: Some(cmd),
+            entrypoint: Some(Vec::new()),
+            user: Some("65534:65534".to_owned()),
+            working_dir: Some("/tmp".to_owned()),
+            // Only the image's own variables (PATH): nothing from the host.
+            env: Some(Vec::new()),
+            labels: Some(labels),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(true),
+            stdin_once: Some(true),
+            tty: Some(false),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(HashMap::from([(
+                    "/tmp".to_owned(),
+                    format!("rw,noexec,nosuid,nodev,size={}m,mode=1777", config.tmp_mb),
+                )])),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                security_opt: Some(vec!["no-new-privileges".to_owned()]),
+                memory: Some(mib(run.memory_mb.into())),
+                memory_swap: Some(mib(run.memory_mb.into())),
+                nano_cpus: Some((run.cpus * 1e9) as i64),
+                pids_limit: Some(run.pids.into()),
+                ulimits: Some(vec![ulimit("nofile", 256), ulimit("fsize", mib(tmp))]),
+                runtime: Some(config.runtime.clone()),
+                // Output is read through the attach stream; nothing is logged on the host.
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("none".to_owned()),
+                    config: None,
+                }),
+                privileged: Some(false),
+                auto_remove: Some(false),
+                init: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn run_container(
+        &self,
+        run: &sandbox_run::Model,
+        token: &CancellationToken,
+        exec: &mut Execution,
+    ) -> Result<Ending, RunError> {
+        let spec = self.container_spec(run)?;
+        let name = format!("aurum-sandbox-{}", run.id);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = call(
+            &self.guard,
+            self.docker.create_container(Some(options), spec),
+        )
+        .await?;
+        let id = created.id;
+        exec.container = Some(id.clone());
+        if let Err(e) = self.svc.set_container(run.id, &id).await {
+            tracing::warn!(run = %run.id, error = ?e, "recording a sandbox container failed");
+        }
+        let attach = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attached = call(&self.guard, self.docker.attach_container(&id, Some(attach))).await?;
+        let mut output = attached.output;
+        let mut input = attached.input;
+        call(&self.guard, self.docker.start_container(&id, None)).await?;
+        let deadline = tokio::time::sleep(Duration::from_millis(
+            u64::try_from(run.timeout_ms).unwrap_or(0),
+        ));
+        tokio::pin!(deadline);
+        // Code, then the program's stdin, then end of input.
+        let mut feed =
+            Vec::with_capacity(run.code.len() + run.stdin.as_ref().map_or(0, String::len));
+        feed.extend_from_slice(run.code.as_bytes());
+        if let Some(stdin) = &run.stdin {
+            feed.extend_from_slice(stdin.as_bytes());
+        }
+        let writer = tokio::spawn(async move {
+            // A program that exits before reading everything closes the pipe: not an error.
+            let _ = input.write_all(&feed).await;
+            let _ = input.shutdown().await;
+        });
+        let peak = Arc::clone(&exec.peak_memory);
+        let stats = {
+            let docker = self.docker.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let options = StatsOptionsBuilder::default().stream(true).build();
+                let mut stats = docker.stats(&id, Some(options));
+                while let Some(Ok(s)) = stats.next().await {
+                    if let Some(m) = s.memory_stats {
+                        let seen = m.max_usage.or(m.usage).unwrap_or(0);
+                        peak.fetch_max(i64::try_from(seen).unwrap_or(i64::MAX), Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        let mut ending: Option<Ending> = None;
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            tokio::select! {
+                item = output.next() => match item {
+                    Some(Ok(LogOutput::StdOut { message })) => exec.take(self, run, false, &message).await?,
+                    Some(Ok(LogOutput::StdErr { message })) => exec.take(self, run, true, &message).await?,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(run = %run.id, error = %e, "reading a sandbox run's output failed");
+                        break;
+                    }
+                    None => break,
+                },
+                () = &mut deadline, if ending.is_none() => {
+                    ending = Some(Ending::TimedOut);
+                    self.kill(&id).await;
+                }
+                () = token.cancelled(), if ending.is_none() => {
+                    ending = Some(Ending::Cancelled);
+                    self.kill(&id).await;
+                }
+                _ = flush.tick() => exec.flush(self, run).await?,
+            }
+        }
+        exec.flush(self, run).await?;
+        writer.abort();
+        // The output closed; the program may still run (it closed its streams): the limit
+        // and cancellation still hold while waiting for it to end.
+        let exit = loop {
+            let waited = async {
+                let mut wait = self
+                    .docker
+                    .wait_container(&id, None::<WaitContainerOptions>);
+                match wait.next().await {
+                    Some(Ok(r)) => Ok(r.status_code),
+                    Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(-1),
+                }
+            };
+            tokio::select! {
+                code = waited => break code.map_err(CallError::Engine)?,
+                () = &mut deadline, if ending.is_none() => {
+                    ending = Some(Ending::TimedOut);
+                    self.kill(&id).await;
+                }
+                () = token.cancelled(), if ending.is_none() => {
+                    ending = Some(Ending::Cancelled);
+                    self.kill(&id).await;
+                }
+            }
+        };
+        stats.abort();
+        if let Some(ending) = ending {
+            return Ok(ending);
+        }
+        let state = call(&self.guard, self.docker.inspect_container(&id, None))
+            .await?
+            .state;
+        let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        let code = state.and_then(|s| s.exit_code).unwrap_or(exit);
+        Ok(Ending::Exited { code, oom_killed })
+    }
+}
+
+/// Why a run could not execute.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("{0}")]
+    Setup(&'static str),
+    #[error(transparent)]
+    Docker(#[from] CallError),
+    #[error("storing its output failed: {0:?}")]
+    Store(crate::error::AppError),
+}
+
+impl RunError {
+    /// What the run's `error` says (no engine internals).
+    fn public(&self) -> &'static str {
+        match self {
+            Self::Setup(why) => why,
+            Self::Docker(CallError::Refused(_)) => "the docker circuit breaker is open",
+            Self::Docker(CallError::Engine(_)) => "the Docker engine refused the container",
+            Self::Store(_) => "its output could not be stored",
+        }
+    }
+}
+
+impl From<crate::error::AppError> for RunError {
+    fn from(e: crate::error::AppError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// One execution's output bookkeeping: what is kept (under the cap), what waits to be
+/// stored, and the counts of each stream.
+struct Execution {
+    container: Option<String>,
+    counts: Counts,
+    /// The offset the next stored byte gets.
+    stored: i64,
+    cap: i64,
+    pending: Option<(bool, Vec<u8>)>,
+    peak_memory: Arc<AtomicI64>,
+}
+
+impl Execution {
+    fn new(run: &sandbox_run::Model) -> Self {
+        Self {
+            container: None,
+            counts: Counts::default(),
+            stored: 0,
+            cap: run.output_bytes,
+            pending: None,
+            peak_memory: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    fn peak(&self) -> Option<i64> {
+        let p = self.peak_memory.load(Ordering::Relaxed);
+        (p > 0).then_some(p)
+    }
+
+    fn kept(&self) -> i64 {
+        self.stored
+            + self
+                .pending
+                .as_ref()
+                .map_or(0, |(_, d)| i64::try_from(d.len()).unwrap_or(0))
+    }
+
+    /// Takes bytes the program wrote: counted always, kept while under the cap.
+    async fn take(
+        &mut self,
+        runner: &Runner,
+        run: &sandbox_run::Model,
+        stderr: bool,
+        bytes: &[u8],
+    ) -> Result<(), RunError> {
+        let len = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        let (keep, truncated) = fit(self.kept(), self.cap, bytes.len());
+        if stderr {
+            self.counts.stderr += len;
+            self.counts.stderr_truncated |= truncated;
+        } else {
+            self.counts.stdout += len;
+            self.counts.stdout_truncated |= truncated;
+        }
+        if keep == 0 {
+            return Ok(());
+        }
+        if self.pending.as_ref().is_some_and(|(s, _)| *s != stderr) {
+            self.flush(runner, run).await?;
+        }
+        let pending = self.pending.get_or_insert_with(|| (stderr, Vec::new()));
+        pending.1.extend_from_slice(&bytes[..keep]);
+        if pending.1.len() >= MAX_CHUNK {
+            self.flush(runner, run).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores what waits, in chunks of at most `MAX_CHUNK`.
+    async fn flush(&mut self, runner: &Runner, run: &sandbox_run::Model) -> Result<(), RunError> {
+        let Some((stderr, data)) = self.pending.take() else {
+            return Ok(());
+        };
+        for piece in data.chunks(MAX_CHUNK) {
+            let chunk = Chunk {
+                offset: self.stored,
+                stream: stream_of(stderr),
+                data: piece.to_vec(),
+            };
+            let end = chunk.end();
+            runner.svc.append_output(run, chunk, self.counts).await?;
+            self.stored = end;
+        }
+        Ok(())
+    }
+}
