@@ -628,3 +628,54 @@ async fn graphiql_follows_a_task_through_gates_and_peer_review() {
     assert!(!page.contains("GATE_FAILED"), "{page}");
     env.finish().await;
 }
+
+/// A run's output watched live in GraphiQL, then (a reload: a new page) resumed from the last
+/// `nextOffset` the first page showed, to the run's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_watches_sandbox_output_and_resumes_after_a_reload() {
+    let test = "graphiql_watches_sandbox_output_and_resumes_after_a_reload";
+    let Some(chromium) = browser_ready(test) else {
+        return;
+    };
+    if !common::sandbox::sandbox_or_skip(test, "runc").await {
+        return;
+    }
+    let env = Env::new(Profile::Embedded, "browser-sandbox")
+        .await
+        .expect("embedded profile");
+    let api = common::sandbox::Client::of(&env.server);
+    let id = api
+        .start(
+            "python",
+            "import time\nfor i in range(40):\n    print('tick', i, flush=True)\n    time.sleep(0.25)",
+            json!({ "limits": { "timeoutMs": 40000 } }),
+        )
+        .await;
+    let watch = |from: i64| {
+        format!(
+            "subscription WatchOutput {{ sandboxRunOutput(runId: \"{id}\", fromOffset: {from}) {{ offset nextOffset text done run {{ status }} }} }}"
+        )
+    };
+    // Live: the page shows ticks as they are printed.
+    let page = run_in_graphiql(&env, &chromium, &watch(0), "tick 3").await;
+    let next: i64 = page
+        .split("\"nextOffset\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '\n']).next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no nextOffset on the page: {page}"));
+    assert!(
+        next >= "tick 0\ntick 1\ntick 2\ntick 3\n".len() as i64,
+        "{page}"
+    );
+    // Reloaded: from that offset to the end; the first delivery starts exactly there.
+    let page = run_in_graphiql(&env, &chromium, &watch(next), "SUCCEEDED").await;
+    assert!(page.contains("\"done\": true"), "{page}");
+    let rest = api
+        .follow(&id, next, None, std::time::Duration::from_secs(30))
+        .await;
+    assert!(rest.deliveries.first().is_some_and(|d| d["offset"] == next));
+    let all = api.output_text(&id).await;
+    assert_eq!(all.len() as i64, next + rest.bytes.len() as i64);
+    env.finish().await;
+}

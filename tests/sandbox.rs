@@ -1,7 +1,7 @@
 //! Sandbox runs on both profiles (runc): a run streams its output live and ends with its
 //! status; bad input is refused before any container starts; cancelling works once, queued and
 //! running; a subscriber that goes away resumes from its offset and gets every byte once; a
-//! missing image is a clear error.
+//! missing image is a clear error; an open `docker` breaker keeps runs queued, not failed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -407,10 +407,39 @@ async fn a_missing_image_is_a_clear_error(profile: Profile, test: &str) {
     env.finish().await;
 }
 
+async fn an_open_docker_breaker_keeps_runs_queued(profile: Profile, test: &str) {
+    let Some(env) = env(profile, test, |c| c.sandbox.poll_ms = 200).await else {
+        return;
+    };
+    let api = Client::of(&env.server);
+    let set = "mutation($n: String!, $r: String!) { forceOpenCircuitBreaker(name: $n, reason: $r) { state } }";
+    let reset = "mutation($n: String!, $r: String!) { resetCircuitBreaker(name: $n, reason: $r) { state } }";
+    env.server
+        .ok(set, json!({ "n": "docker", "r": "engine maintenance" }))
+        .await;
+    let id = api.start("shell", "echo after the outage", json!({})).await;
+    // Claimed, refused by the breaker before any container, handed back: never failed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let run = api.run(&id).await;
+    assert!(
+        matches!(run["status"].as_str(), Some("QUEUED" | "RUNNING")),
+        "{run}"
+    );
+    assert!(fleet_containers(&env.shared.fleet).await.is_empty());
+    env.server
+        .ok(reset, json!({ "n": "docker", "r": "engine back" }))
+        .await;
+    let run = api.wait_final(&id, LIMIT).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(api.output_text(&id).await, "after the outage\n");
+    env.finish().await;
+}
+
 both_profiles!(
     a_run_streams_its_output_and_ends,
     bad_input_is_refused_before_any_container,
     cancel_works_once_queued_and_running,
     a_subscriber_resumes_from_its_offset,
     a_missing_image_is_a_clear_error,
+    an_open_docker_breaker_keeps_runs_queued,
 );

@@ -13,9 +13,10 @@ use std::{
 };
 
 use common::{
-    ReplicaEnv, Shared, services_or_skip,
+    ReplicaEnv, Shared,
     queues::{LOAD_RATE_LIMITS, spawn_replica},
     sandbox::{Client, fleet_containers, sandbox_or_skip},
+    services_or_skip,
 };
 use futures::future::join_all;
 use serde_json::json;
@@ -25,13 +26,18 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_spread_over_replicas_and_survive_a_killed_one() {
     let test = "runs_spread_over_replicas_and_survive_a_killed_one";
-    let Some(urls) = services_or_skip(test).await else { return };
+    let Some(urls) = services_or_skip(test).await else {
+        return;
+    };
     if !sandbox_or_skip(test, "runc").await {
         return;
     }
     let shared = Shared::services(&urls).await;
     let mut env = ReplicaEnv::of(&shared, Some(&urls));
-    env.set("AURUM_RATE_LIMITS", &format!("{LOAD_RATE_LIMITS},sandbox=1000/1s"));
+    env.set(
+        "AURUM_RATE_LIMITS",
+        &format!("{LOAD_RATE_LIMITS},sandbox=1000/1s"),
+    );
     env.set("AURUM_SANDBOX_LEASE_SECONDS", "3");
     env.set("AURUM_SANDBOX_CONCURRENCY", "2");
     let mut replicas = Vec::new();
@@ -44,61 +50,127 @@ async fn runs_spread_over_replicas_and_survive_a_killed_one() {
     let token = common::queues::Cluster::new(replicas.iter().map(|r| r.base.clone()).collect())
         .await
         .token;
-    let api: Vec<Client> = replicas.iter().map(|r| Client::new(&r.base, &token)).collect();
+    let api: Vec<Client> = replicas
+        .iter()
+        .map(|r| Client::new(&r.base, &token))
+        .collect();
 
     // 1. Twenty runs queued on both replicas: each runs once, on whichever had room.
     let ids = join_all((0..20).map(|i| {
         let api = api[i % 2].clone();
-        async move { api.start("shell", &format!("echo run {i}"), json!({})).await }
+        async move {
+            api.start("shell", &format!("echo run {i}"), json!({}))
+                .await
+        }
     }))
     .await;
     let mut by_replica: BTreeMap<String, usize> = BTreeMap::new();
     for (i, id) in ids.iter().enumerate() {
         let run = api[(i + 1) % 2].wait_final(id, LIMIT).await;
         assert_eq!(run["status"], "SUCCEEDED", "{run}");
-        assert_eq!(api[0].output_text(id).await, format!("run {i}\n"), "ran exactly once");
-        *by_replica.entry(run["replica"].as_str().unwrap().to_owned()).or_default() += 1;
+        assert_eq!(
+            api[0].output_text(id).await,
+            format!("run {i}\n"),
+            "ran exactly once"
+        );
+        *by_replica
+            .entry(run["replica"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     assert_eq!(by_replica.values().sum::<usize>(), 20);
-    assert_eq!(by_replica.len(), 2, "both replicas took queued runs: {by_replica:?}");
+    assert_eq!(
+        by_replica.len(),
+        2,
+        "both replicas took queued runs: {by_replica:?}"
+    );
 
     // 2. A subscriber on the replica that does not run it receives the whole output.
     let code = "import time\nfor i in range(100):\n    print(f'{i:03d}' + 'z' * 197)\n    time.sleep(0.01)";
     let id = api[0].start("python", code, json!({})).await;
-    let running = api[0].wait_until(&id, LIMIT, |r| r["status"] != "QUEUED").await;
+    let running = api[0]
+        .wait_until(&id, LIMIT, |r| r["status"] != "QUEUED")
+        .await;
     let runner = usize::from(running["replica"] == "r1");
     let other = &api[1 - runner];
     let followed = other.follow(&id, 0, None, LIMIT).await;
-    let expected: String = (0..100).map(|i| format!("{i:03}{}\n", "z".repeat(197))).collect();
-    assert!(followed.bytes == expected.as_bytes(), "every byte, in order, once");
+    let expected: String = (0..100)
+        .map(|i| format!("{i:03}{}\n", "z".repeat(197)))
+        .collect();
+    assert!(
+        followed.bytes == expected.as_bytes(),
+        "every byte, in order, once"
+    );
     assert_eq!(followed.end["run"]["status"], "SUCCEEDED");
 
     // 3. kill -9 of the replica running a container: LOST on the survivor, container swept.
-    let id = api[0].start("shell", "echo started; sleep 120", json!({ "limits": { "timeoutMs": 60000 } })).await;
-    let running = api[0].wait_until(&id, LIMIT, |r| r["status"] == "RUNNING" && r["storedBytes"] == 8).await;
+    let id = api[0]
+        .start(
+            "shell",
+            "echo started; sleep 120",
+            json!({ "limits": { "timeoutMs": 60000 } }),
+        )
+        .await;
+    let running = api[0]
+        .wait_until(&id, LIMIT, |r| {
+            r["status"] == "RUNNING" && r["storedBytes"] == 8
+        })
+        .await;
     let victim = usize::from(running["replica"] == "r1");
     let survivor = api[1 - victim].clone();
-    assert_eq!(fleet_containers(&shared.fleet).await.len(), 1, "its container runs");
+    assert_eq!(
+        fleet_containers(&shared.fleet).await.len(),
+        1,
+        "its container runs"
+    );
     let mut ws = survivor.ws().await;
-    ws.subscribe("out", common::sandbox::OUTPUT, json!({ "id": id, "from": 0 })).await;
+    ws.subscribe(
+        "out",
+        common::sandbox::OUTPUT,
+        json!({ "id": id, "from": 0 }),
+    )
+    .await;
     let first = ws.next_data("out", LIMIT).await;
-    assert_eq!(first["data"]["sandboxRunOutput"]["text"], "started\n", "{first}");
+    assert_eq!(
+        first["data"]["sandboxRunOutput"]["text"], "started\n",
+        "{first}"
+    );
     let killed = Instant::now();
     replicas[victim].kill9();
     let end = ws.next_data("out", Duration::from_secs(30)).await;
     let end = &end["data"]["sandboxRunOutput"];
-    assert_eq!((end["done"].as_bool(), end["run"]["status"].as_str()), (Some(true), Some("LOST")), "{end}");
+    assert_eq!(
+        (end["done"].as_bool(), end["run"]["status"].as_str()),
+        (Some(true), Some("LOST")),
+        "{end}"
+    );
     let lost = survivor.run(&id).await;
-    assert!(lost["error"].as_str().unwrap().contains(&format!("r{victim}")), "{lost}");
-    assert!(killed.elapsed() < Duration::from_secs(20), "found within the lease and a sweep: {:?}", killed.elapsed());
+    assert!(
+        lost["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("r{victim}")),
+        "{lost}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "found within the lease and a sweep: {:?}",
+        killed.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !fleet_containers(&shared.fleet).await.is_empty() {
-        assert!(Instant::now() < deadline, "the orphan was not swept: {:?}", fleet_containers(&shared.fleet).await);
+        assert!(
+            Instant::now() < deadline,
+            "the orphan was not swept: {:?}",
+            fleet_containers(&shared.fleet).await
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The survivor goes on running new work.
     let after = survivor.start("shell", "echo after", json!({})).await;
-    assert_eq!(survivor.wait_final(&after, LIMIT).await["status"], "SUCCEEDED");
+    assert_eq!(
+        survivor.wait_final(&after, LIMIT).await["status"],
+        "SUCCEEDED"
+    );
     drop(replicas);
     shared.cleanup().await;
 }

@@ -5,6 +5,8 @@ use async_graphql::{
     Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, SimpleObject, Subscription,
     connection::Connection,
 };
+use std::sync::atomic::Ordering;
+
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use entity::{sandbox_output, sandbox_run};
@@ -23,6 +25,7 @@ use crate::{
         ConnectionFields, caller, connection, meta, page_cost, page_request, parse_id, services,
         wants_total,
     },
+    graphql::events::CursorSlot,
     infra::event_bus::Interrupted,
     rate_limit::LimitedAction,
 };
@@ -419,6 +422,16 @@ impl SandboxSubscription {
         svc.get(tenant.as_deref(), id).await?;
         // Live events before the stored ones are read: every chunk is in one or the other.
         let mut live = svc.bus().subscribe();
+        // The transport reports this as `lastCursor` to a subscriber that falls behind it:
+        // the offset to resume from.
+        let slot = ctx.data_opt::<CursorSlot>().cloned();
+        let mark = move |next: i64| {
+            if let Some(slot) = &slot {
+                slot.0
+                    .store(u64::try_from(next).unwrap_or(0), Ordering::Release);
+            }
+        };
+        mark(from);
         Ok(async_stream::stream! {
             let mut next = from;
             // Replays stored chunks from `next` up to `until` (None: all stored).
@@ -434,6 +447,7 @@ impl SandboxSubscription {
                                 for row in rows {
                                     if let Some(p) = piece(row.offset, row.stream, &row.data, next) {
                                         next = p.next_offset;
+                                        mark(next);
                                         yield Ok(p);
                                     }
                                 }
@@ -493,6 +507,7 @@ impl SandboxSubscription {
                         }
                         if let Some(p) = piece(chunk.offset, chunk.stream, &chunk.data, next) {
                             next = p.next_offset;
+                            mark(next);
                             yield Ok(p);
                         }
                     }

@@ -54,6 +54,12 @@ pub const LABEL_FLEET: &str = "io.aurum.fleet";
 const LAUNCHER: &str = "n=$1; f=/tmp/$2; shift 2; \
     dd of=\"$f\" bs=\"$n\" count=1 iflag=fullblock 2>/dev/null || exit 125; exec \"$@\"";
 
+/// How long a slot waits after handing a run back because the engine was unavailable.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
+
+/// How many times a SIGKILLed container is inspected for the engine's OOM flag, 100 ms apart.
+const OOM_LOOKS: u32 = 10;
+
 /// Output is stored when this much waits, or at the next tick.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -424,6 +430,21 @@ impl Runner {
         let started = Instant::now();
         let mut exec = Execution::new(&run);
         let result = self.run_container(&run, &token, &mut exec).await;
+        if let Err(e) = &result
+            && exec.container.is_none()
+            && e.engine_unreachable()
+        {
+            // Nothing ran: back in the queue for any replica, and this slot rests a while.
+            tracing::warn!(run = %run.id, error = %e, "the Docker engine is unavailable; the run goes back to the queue");
+            if let Err(e) = self.svc.requeue(&run, &self.replica).await {
+                tracing::error!(run = %run.id, error = ?e, "requeueing a sandbox run failed");
+            }
+            if let Ok(mut m) = self.running.lock() {
+                m.remove(&run.id);
+            }
+            tokio::time::sleep(REQUEUE_PAUSE).await;
+            return;
+        }
         let end = match result {
             Ok(ending) => {
                 let (status, exit_code, signal) = outcome(ending);
@@ -574,10 +595,15 @@ impl Runner {
         let mut output = attached.output;
         let mut input = attached.input;
         call(&self.guard, self.docker.start_container(&id, None)).await?;
-        let deadline = tokio::time::sleep(Duration::from_millis(
-            u64::try_from(run.timeout_ms).unwrap_or(0),
-        ));
-        tokio::pin!(deadline);
+        // The wall-clock limit or a cancellation, whichever comes first, kills it.
+        let limit = Duration::from_millis(u64::try_from(run.timeout_ms).unwrap_or(0));
+        let stop = async {
+            tokio::select! {
+                () = tokio::time::sleep(limit) => Ending::TimedOut,
+                () = token.cancelled() => Ending::Cancelled,
+            }
+        };
+        tokio::pin!(stop);
         // Code, then the program's stdin, then end of input.
         let mut feed =
             Vec::with_capacity(run.code.len() + run.stdin.as_ref().map_or(0, String::len));
@@ -594,6 +620,9 @@ impl Runner {
         let stats = {
             let docker = self.docker.clone();
             let id = id.clone();
+            // The engine's stream: a sample at once, then one a second. Under cgroup v1
+            // `max_usage` is the cgroup's high-water mark, so a later sample still shows the
+            // peak; a run shorter than the first sample reports none.
             tokio::spawn(async move {
                 let options = StatsOptionsBuilder::default().stream(true).build();
                 let mut stats = docker.stats(&id, Some(options));
@@ -619,12 +648,8 @@ impl Runner {
                     }
                     None => break,
                 },
-                () = &mut deadline, if ending.is_none() => {
-                    ending = Some(Ending::TimedOut);
-                    self.kill(&id).await;
-                }
-                () = token.cancelled(), if ending.is_none() => {
-                    ending = Some(Ending::Cancelled);
+                reason = &mut stop, if ending.is_none() => {
+                    ending = Some(reason);
                     self.kill(&id).await;
                 }
                 _ = flush.tick() => exec.flush(self, run).await?,
@@ -648,12 +673,8 @@ impl Runner {
             };
             tokio::select! {
                 code = waited => break code.map_err(CallError::Engine)?,
-                () = &mut deadline, if ending.is_none() => {
-                    ending = Some(Ending::TimedOut);
-                    self.kill(&id).await;
-                }
-                () = token.cancelled(), if ending.is_none() => {
-                    ending = Some(Ending::Cancelled);
+                reason = &mut stop, if ending.is_none() => {
+                    ending = Some(reason);
                     self.kill(&id).await;
                 }
             }
@@ -662,12 +683,21 @@ impl Runner {
         if let Some(ending) = ending {
             return Ok(ending);
         }
-        let state = call(&self.guard, self.docker.inspect_container(&id, None))
-            .await?
-            .state;
-        let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
-        let code = state.and_then(|s| s.exit_code).unwrap_or(exit);
-        Ok(Ending::Exited { code, oom_killed })
+        // The engine records an OOM kill from its own event, which under runsc can arrive
+        // after the exit: a SIGKILL the runner did not send is looked at again, briefly.
+        let mut looks = 0;
+        loop {
+            let state = call(&self.guard, self.docker.inspect_container(&id, None))
+                .await?
+                .state;
+            let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+            let code = state.and_then(|s| s.exit_code).unwrap_or(exit);
+            looks += 1;
+            if oom_killed || code != 137 || looks >= OOM_LOOKS {
+                return Ok(Ending::Exited { code, oom_killed });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -683,6 +713,12 @@ enum RunError {
 }
 
 impl RunError {
+    /// The engine refused the call unseen (breaker open) or did not answer at all.
+    fn engine_unreachable(&self) -> bool {
+        matches!(self, Self::Docker(CallError::Refused(_)))
+            || matches!(self, Self::Docker(CallError::Engine(e)) if !answered(e))
+    }
+
     /// What the run's `error` says (no engine internals).
     fn public(&self) -> &'static str {
         match self {

@@ -364,9 +364,7 @@ impl SandboxService {
                 )));
             }
         };
-        let mut active = sandbox_run::ActiveModel::from(updated.clone()).reset_all();
-        active.id = sea_orm::ActiveValue::Unchanged(updated.id);
-        active.update(&txn).await?;
+        save(&txn, &updated).await?;
         audit::record(
             &txn,
             meta,
@@ -518,6 +516,46 @@ impl SandboxService {
         update.filter(sandbox_run::Column::Id.eq(run))
     }
 
+    /// Puts a run this replica claimed but could not start (the engine refused or did not
+    /// answer before any container existed) back in the queue, for any replica.
+    pub async fn requeue(&self, run: &sandbox_run::Model, replica: &str) -> AppResult<bool> {
+        let txn = db::begin_write(&self.db).await?;
+        let updated = sandbox_run::Entity::update_many()
+            .col_expr(
+                sandbox_run::Column::Status,
+                sea_orm::sea_query::Expr::value(SandboxStatus::Queued),
+            )
+            .col_expr(sandbox_run::Column::Replica, Option::<String>::None.into())
+            .col_expr(
+                sandbox_run::Column::StartedAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .col_expr(
+                sandbox_run::Column::LeaseExpiresAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .col_expr(
+                sandbox_run::Column::ContainerId,
+                Option::<String>::None.into(),
+            )
+            .filter(sandbox_run::Column::Id.eq(run.id))
+            .filter(sandbox_run::Column::Status.eq(SandboxStatus::Running))
+            .filter(sandbox_run::Column::Replica.eq(replica))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(false);
+        }
+        let mut queued = run.clone();
+        queued.status = SandboxStatus::Queued;
+        queued.replica = None;
+        self.announce(&txn, SandboxEventKind::Queued, &queued, None)
+            .await?;
+        txn.commit().await?;
+        self.bus.wake();
+        Ok(true)
+    }
+
     /// Renews this replica's leases on `runs`; answers the runs whose cancellation was asked.
     pub async fn renew(&self, replica: &str, runs: &[Uuid]) -> AppResult<Vec<Uuid>> {
         if runs.is_empty() {
@@ -573,9 +611,7 @@ impl SandboxService {
         done.stderr_truncated = counts.stderr_truncated;
         done.finished_at = Some(now);
         done.lease_expires_at = None;
-        let mut active = sandbox_run::ActiveModel::from(done.clone()).reset_all();
-        active.id = sea_orm::ActiveValue::Unchanged(done.id);
-        active.update(&txn).await?;
+        save(&txn, &done).await?;
         self.announce(&txn, SandboxEventKind::Finished, &done, None)
             .await?;
         txn.commit().await?;
@@ -615,9 +651,7 @@ impl SandboxService {
             ));
             done.finished_at = Some(now);
             done.lease_expires_at = None;
-            let mut active = sandbox_run::ActiveModel::from(done.clone()).reset_all();
-            active.id = sea_orm::ActiveValue::Unchanged(done.id);
-            active.update(&txn).await?;
+            save(&txn, &done).await?;
             self.announce(&txn, SandboxEventKind::Finished, &done, None)
                 .await?;
             txn.commit().await?;
@@ -643,6 +677,14 @@ impl SandboxService {
             .all(&self.db)
             .await?)
     }
+}
+
+/// Writes every column of `run` (its row is locked by the transaction).
+async fn save(txn: &DatabaseTransaction, run: &sandbox_run::Model) -> AppResult<()> {
+    let mut active = sandbox_run::ActiveModel::from(run.clone()).reset_all();
+    active.id = sea_orm::ActiveValue::Unchanged(run.id);
+    active.update(txn).await?;
+    Ok(())
 }
 
 fn new_row(

@@ -160,6 +160,11 @@ const STARTER: &str = r#"# Welcome to Aurum.
 #    gate's latest result. Agents report gates with `ReportGate`; once in REVIEWING,
 #    `StartReview` opens a peer review and `WatchReview` (its own tab) shows every vote and
 #    the explainer's score until the quorum is reached.
+# 10. Sandbox: `RunCode` queues a Python program (no network, read-only root, its own limits);
+#    put its id in `WatchOutput` (its own tab) to see the lines as they are printed and the
+#    final status. Reload the page mid-run and subscribe again with `fromOffset` set to the
+#    last `nextOffset` you saw: the output continues from there, no byte twice or missing.
+#    `SandboxRuns` lists runs with their outcome; `CancelRun` stops one.
 #
 # The Docs button (top left) lists every query, mutation and subscription.
 
@@ -434,6 +439,58 @@ query ValidateOutput {
       pointer
       message
     }
+  }
+}
+
+mutation RunCode {
+  startSandboxRun(
+    input: {
+      language: "python"
+      code: "import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.5)"
+      limits: { memoryMb: 64, timeoutMs: 30000 }
+      requestId: "graphiql-run-1"
+    }
+  ) {
+    id
+    status
+  }
+}
+
+subscription WatchOutput {
+  sandboxRunOutput(runId: "<run id>", fromOffset: 0) {
+    offset
+    nextOffset
+    stream
+    text
+    done
+    run {
+      status
+      exitCode
+      durationMs
+    }
+  }
+}
+
+query SandboxRuns {
+  sandboxRuns(first: 10) {
+    totalCount
+    nodes {
+      id
+      language
+      status
+      exitCode
+      signal
+      durationMs
+      storedBytes
+      stdoutTruncated
+    }
+  }
+}
+
+mutation CancelRun {
+  cancelSandboxRun(id: "<run id>") {
+    status
+    cancelRequested
   }
 }
 "#;

@@ -49,6 +49,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         infra::docker::check(&state.docker, Some(&docker_guard)),
     );
     let sandbox = match state.services.sandbox.availability() {
+        _ if matches!(state.docker, infra::docker::DockerState::Disabled(_)) => {
+            DependencyStatus::Disabled {
+                reason: Some("no Docker engine: sandbox runs are refused".into()),
+            }
+        }
         Availability::Ready => DependencyStatus::Ok,
         Availability::Unavailable(why) => DependencyStatus::down(why),
         Availability::Partial(missing) => DependencyStatus::down(
