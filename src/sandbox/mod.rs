@@ -4,6 +4,8 @@
 //! - `config`: languages, runtime, pool size, default limits and maxima.
 //! - `model`: pure rules (limits against maxima, how a container's end maps to a status).
 //! - `service`: the runs in the database (queue, cancel, output chunks, leases, outcome).
+//! - `container`: what a container is (labels, launcher, isolation settings) and Docker calls
+//!   under the breaker.
 //! - `runner`: this replica's containers through the Docker API (claim, execute, stream,
 //!   kill, sweep).
 //! - `events`, `graphql`: what the bus carries; the API.
@@ -15,6 +17,7 @@
 //! sweeper removes the container.
 
 pub mod config;
+pub mod container;
 pub mod events;
 pub mod graphql;
 pub mod model;

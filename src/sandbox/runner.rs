@@ -18,7 +18,6 @@ use bollard::{
     Docker,
     container::LogOutput,
     errors::Error as DockerError,
-    models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits},
     query_parameters::{
         AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptions,
         ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
@@ -32,27 +31,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
+    container::{self, CallError, LABEL_FLEET, LABEL_RUN, answered, call},
     events::{Chunk, SandboxEventKind},
     model::{Ending, fit, outcome},
     service::{Availability, Counts, Finished, MAX_CHUNK, SandboxService, status_name, stream_of},
 };
-use crate::{
-    events::DomainEvent,
-    infra::guard::{Guard, Refused, guarded},
-};
-
-/// Labels every sandbox container carries.
-pub const LABEL_MANAGED: &str = "io.aurum.sandbox";
-pub const LABEL_RUN: &str = "io.aurum.run";
-pub const LABEL_REPLICA: &str = "io.aurum.replica";
-/// The deployment (`AURUM_SANDBOX_FLEET`): the sweeper's scope.
-pub const LABEL_FLEET: &str = "io.aurum.fleet";
-
-/// Reads exactly the code's length from stdin into `/tmp/<file>`, then runs the language's
-/// command with the rest of stdin as its own. `dd … iflag=fullblock` reads no byte past the
-/// code (a buffered reader could swallow the program's stdin).
-const LAUNCHER: &str = "n=$1; f=/tmp/$2; shift 2; \
-    dd of=\"$f\" bs=\"$n\" count=1 iflag=fullblock 2>/dev/null || exit 125; exec \"$@\"";
+use crate::{events::DomainEvent, infra::guard::Guard};
 
 /// How long a slot waits after handing a run back because the engine was unavailable.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
@@ -66,52 +50,6 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Counts one run's final status.
 pub fn count_outcome(status: SandboxStatus) {
     metrics::counter!("aurum_sandbox_runs_total", "outcome" => status_name(status)).increment(1);
-}
-
-/// Why a Docker call did not do its job.
-#[derive(Debug, thiserror::Error)]
-enum CallError {
-    #[error(transparent)]
-    Refused(#[from] Refused),
-    #[error(transparent)]
-    Engine(#[from] DockerError),
-}
-
-impl CallError {
-    /// The engine answered "no such container" (gone already).
-    fn is_gone(&self) -> bool {
-        matches!(
-            self,
-            Self::Engine(DockerError::DockerResponseServerError {
-                status_code: 404 | 409,
-                ..
-            })
-        )
-    }
-}
-
-/// An answer from the engine (even an error status) tells the breaker the engine is up.
-fn answered(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { .. })
-}
-
-/// Runs one Docker call under the breaker.
-async fn call<T>(
-    guard: &Guard,
-    fut: impl std::future::Future<Output = Result<T, DockerError>>,
-) -> Result<T, CallError> {
-    let outcome = guarded(Some(guard), async {
-        match fut.await {
-            Ok(v) => Ok(Ok(v)),
-            Err(e) if answered(&e) => Ok(Err(e)),
-            Err(e) => Err(e),
-        }
-    })
-    .await?;
-    match outcome {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) | Err(e) => Err(CallError::Engine(e)),
-    }
 }
 
 /// This replica's runner.
@@ -493,86 +431,14 @@ impl Runner {
         }
     }
 
-    fn container_spec(&self, run: &sandbox_run::Model) -> Result<ContainerCreateBody, RunError> {
-        let config = self.svc.config();
-        let lang = config
-            .languages
-            .get(&run.language)
-            .ok_or(RunError::Setup("its language is no longer configured"))?;
-        let mut cmd = vec![
-            "/bin/sh".to_owned(),
-            "-c".to_owned(),
-            LAUNCHER.to_owned(),
-            "aurum-launcher".to_owned(),
-            run.code.len().to_string(),
-            lang.file.clone(),
-        ];
-        cmd.extend(lang.command.iter().cloned());
-        let mib = |mb: i64| mb.saturating_mul(1024 * 1024);
-        let tmp = i64::from(config.tmp_mb);
-        let labels = HashMap::from([
-            (LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (LABEL_RUN.to_owned(), run.id.to_string()),
-            (LABEL_REPLICA.to_owned(), self.replica.clone()),
-            (LABEL_FLEET.to_owned(), config.fleet.clone()),
-        ]);
-        let ulimit = |name: &str, value: i64| ResourcesUlimits {
-            name: Some(name.to_owned()),
-            soft: Some(value),
-            hard: Some(value),
-        };
-        Ok(ContainerCreateBody {
-            image: Some(lang.image.clone()),
-            cmd: Some(cmd),
-            entrypoint: Some(Vec::new()),
-            user: Some("65534:65534".to_owned()),
-            working_dir: Some("/tmp".to_owned()),
-            // Only the image's own variables (PATH): nothing from the host.
-            env: Some(Vec::new()),
-            labels: Some(labels),
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            open_stdin: Some(true),
-            stdin_once: Some(true),
-            tty: Some(false),
-            network_disabled: Some(true),
-            host_config: Some(HostConfig {
-                network_mode: Some("none".to_owned()),
-                readonly_rootfs: Some(true),
-                tmpfs: Some(HashMap::from([(
-                    "/tmp".to_owned(),
-                    format!("rw,noexec,nosuid,nodev,size={}m,mode=1777", config.tmp_mb),
-                )])),
-                cap_drop: Some(vec!["ALL".to_owned()]),
-                security_opt: Some(vec!["no-new-privileges".to_owned()]),
-                memory: Some(mib(run.memory_mb.into())),
-                memory_swap: Some(mib(run.memory_mb.into())),
-                nano_cpus: Some((run.cpus * 1e9) as i64),
-                pids_limit: Some(run.pids.into()),
-                ulimits: Some(vec![ulimit("nofile", 256), ulimit("fsize", mib(tmp))]),
-                runtime: Some(config.runtime.clone()),
-                // Output is read through the attach stream; nothing is logged on the host.
-                log_config: Some(HostConfigLogConfig {
-                    typ: Some("none".to_owned()),
-                    config: None,
-                }),
-                privileged: Some(false),
-                auto_remove: Some(false),
-                init: Some(false),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-    }
-
     async fn run_container(
         &self,
         run: &sandbox_run::Model,
         token: &CancellationToken,
         exec: &mut Execution,
     ) -> Result<Ending, RunError> {
-        let spec = self.container_spec(run)?;
+        let spec =
+            container::spec(self.svc.config(), run, &self.replica).map_err(RunError::Setup)?;
         let name = format!("aurum-sandbox-{}", run.id);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = call(

@@ -498,6 +498,36 @@ pub const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "subscription { peerReviewChanged { cursor } }",
     ),
     (
+        "Query.sandboxRun",
+        Some(Permission::SandboxView),
+        "{ sandboxRun(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Query.sandboxRuns",
+        Some(Permission::SandboxView),
+        "{ sandboxRuns { totalCount } }",
+    ),
+    (
+        "Query.sandboxLanguages",
+        Some(Permission::SandboxView),
+        "{ sandboxLanguages { name } }",
+    ),
+    (
+        "Mutation.startSandboxRun",
+        Some(Permission::SandboxRun),
+        "mutation { startSandboxRun(input: { language: \"matrix-none\", code: \"print(1)\", requestId: \"m-ROLE\" }) { id } }",
+    ),
+    (
+        "Mutation.cancelSandboxRun",
+        Some(Permission::SandboxRun),
+        "mutation { cancelSandboxRun(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
+    ),
+    (
+        "Subscription.sandboxRunOutput",
+        Some(Permission::SandboxView),
+        "subscription { sandboxRunOutput(runId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { offset } }",
+    ),
+    (
         "Task.gateResults",
         Some(Permission::TaskView),
         "{ tasks { edges { node { gateResults { gate } } } } }",
