@@ -9,8 +9,9 @@
 //! - Same key, different input: `IDEMPOTENCY_KEY_REUSED`.
 //! - Same key while the first call is still running: on PostgreSQL the key insert also takes
 //!   a transaction-scoped advisory lock on a hash of the key (`pg_try_advisory_xact_lock`); a
-//!   second call that cannot take it answers `IDEMPOTENCY_IN_PROGRESS` at once (retry
-//!   shortly; the lock dies with the first transaction, also when its process is killed). On
+//!   second call that cannot take it within 250 ms answers `IDEMPOTENCY_IN_PROGRESS` (retry
+//!   shortly; the lock dies with the first transaction, also when its process is killed; the
+//!   short wait covers a failed call whose rollback the pool has not flushed yet). On
 //!   SQLite every write transaction takes the write lock first (`BEGIN IMMEDIATE`,
 //!   `infra::db::begin_write`), so the second call waits for the first and then replays.
 //! - Keys are scoped per caller (one user or one API key): two callers never see each
@@ -199,21 +200,40 @@ pub async fn claim<T: Serialize + DeserializeOwned>(
          created_at, expires_at) VALUES ($1, $2, $3, $4, $7, $5, $6) \
          ON CONFLICT (caller, request_id) DO NOTHING"
     };
-    let inserted = txn.execute_raw(stmt(backend, sql, values)).await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(None);
-    }
-    let existing = idempotency_key::Entity::find_by_id((key.scope.clone(), key.request_id.clone()))
-        .one(txn)
-        .await?;
-    match existing {
-        Some(k) if k.fingerprint != key.fingerprint => Err(AppError::IdempotencyKeyReused),
-        Some(k) if !k.response.is_empty() => decode(&k.response).map(Some),
-        // No row: the insert lost the advisory lock to a call still running. An empty
-        // answer: the first call's transaction has not stored it yet.
-        _ => Err(AppError::IdempotencyInProgress),
+    let mut waited = 0;
+    loop {
+        let inserted = txn.execute_raw(stmt(backend, sql, values.clone())).await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let existing =
+            idempotency_key::Entity::find_by_id((key.scope.clone(), key.request_id.clone()))
+                .one(txn)
+                .await?;
+        match existing {
+            Some(k) if k.fingerprint != key.fingerprint => {
+                return Err(AppError::IdempotencyKeyReused);
+            }
+            Some(k) if !k.response.is_empty() => return decode(&k.response).map(Some),
+            // No row: another transaction holds the key's advisory lock. That is a call still
+            // running, or one that just failed whose connection has not sent its rollback yet
+            // (the pool flushes it moments after the answer left): look again briefly before
+            // calling it in progress.
+            None if backend == DbBackend::Postgres && waited < LOCK_RETRIES => {
+                waited += 1;
+                tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+            }
+            // Still no row, or an empty answer (the first call's transaction has not stored
+            // it yet).
+            _ => return Err(AppError::IdempotencyInProgress),
+        }
     }
 }
+
+/// How often, and how far apart, a claim that found the key's advisory lock taken looks again
+/// (250 ms in all: well within "at once" for a caller, long enough for a rollback in flight).
+const LOCK_RETRIES: u32 = 5;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Stores the first call's answer with its key, in the effect's transaction (for calls whose
 /// answer is known only after the change).

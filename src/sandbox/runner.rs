@@ -184,8 +184,10 @@ impl Runner {
                 self.svc.set_availability(availability);
                 checked = Some(Instant::now());
             }
+            // Runs in a language this replica cannot run now wait for one that can.
+            let runnable = self.svc.runnable();
             while let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-                match self.svc.claim(&self.replica).await {
+                match self.svc.claim(&self.replica, &runnable).await {
                     Ok(Some(run)) => {
                         let token = CancellationToken::new();
                         if let Ok(mut m) = self.running.lock() {

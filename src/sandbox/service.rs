@@ -137,6 +137,22 @@ impl SandboxService {
         }
     }
 
+    /// The configured languages that can run now.
+    pub fn runnable(&self) -> Vec<String> {
+        let availability = self.availability();
+        self.config
+            .languages
+            .0
+            .iter()
+            .map(|l| l.name.clone())
+            .filter(|name| match &availability {
+                Availability::Ready => true,
+                Availability::Unavailable(_) => false,
+                Availability::Partial(missing) => missing.iter().all(|(l, _)| l != name),
+            })
+            .collect()
+    }
+
     /// Why `language` cannot run now, if it cannot.
     fn unavailable(&self, language: &str) -> Option<String> {
         match self.availability() {
@@ -186,9 +202,6 @@ impl SandboxService {
             ));
         }
         let limits = resolve_limits(input.limits, config)?;
-        if let Some(why) = self.unavailable(&input.language) {
-            return Err(AppError::SandboxUnavailable(why));
-        }
         let key = idempotency::Key::new(
             &meta.caller,
             &input.request_id,
@@ -212,6 +225,11 @@ impl SandboxService {
         if let Some(previous) = idempotency::claim::<Uuid>(&txn, &key, None, now).await? {
             drop(txn);
             return self.get(meta.caller.tenant(), previous).await;
+        }
+        // After the replay: a retry of a run already queued gets it even while the engine is
+        // away; a new run is refused rather than queued for a language that cannot run.
+        if let Some(why) = self.unavailable(&input.language) {
+            return Err(AppError::SandboxUnavailable(why));
         }
         let tenant = meta.caller.tenant().map(str::to_owned);
         if let Some(task_id) = input.task_id {
@@ -411,11 +429,20 @@ impl SandboxService {
 
     /// Takes the oldest queued run for `replica` (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
     /// replicas claiming at once take different runs; SQLite: its single write lock).
-    pub async fn claim(&self, replica: &str) -> AppResult<Option<sandbox_run::Model>> {
+    /// Only runs in `languages` (those this replica can run now) are taken.
+    pub async fn claim(
+        &self,
+        replica: &str,
+        languages: &[String],
+    ) -> AppResult<Option<sandbox_run::Model>> {
+        if languages.is_empty() {
+            return Ok(None);
+        }
         let now = clock::now();
         let txn = db::begin_write(&self.db).await?;
         let mut select = sandbox_run::Entity::find()
             .filter(sandbox_run::Column::Status.eq(SandboxStatus::Queued))
+            .filter(sandbox_run::Column::Language.is_in(languages.to_vec()))
             .order_by_asc(sandbox_run::Column::Id)
             .limit(1);
         if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
