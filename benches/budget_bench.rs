@@ -461,7 +461,7 @@ async fn baseline(
     let bus = Bus::database(
         db.clone(),
         config.bus_options(),
-        tokio_util::sync::CancellationToken::new(),
+        aurum::infra::shutdown::Shutdown::new(),
     )
     .await
     .unwrap();

@@ -319,7 +319,7 @@ async fn measure(db_url: &str) -> bool {
     let bus = Bus::database(
         db.clone(),
         config.bus_options(),
-        tokio_util::sync::CancellationToken::new(),
+        aurum::infra::shutdown::Shutdown::new(),
     )
     .await
     .unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_graphql::ValidationMode;
 use migration::MigratorTrait;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 
 use crate::{
     audit::AuditService,
@@ -25,7 +25,7 @@ use crate::{
     events::Bus,
     governance::service::GovernanceService,
     graphql::{SchemaLimits, build_schema, executor::ObservedSchema},
-    infra::{self, work_queue::WorkQueues},
+    infra::{self, shutdown::Shutdown, work_queue::WorkQueues},
     llm::service::LlmService,
     rate_limit::{ActionLimiter, EdgeLimit},
     sandbox::service::SandboxService,
@@ -108,6 +108,7 @@ impl AppState {
     /// the first admin if there is no user, and assembles the services and the schema.
     pub async fn build(config: Config) -> anyhow::Result<(Self, Bootstrap)> {
         let metrics = crate::telemetry::metrics_handle();
+        config.shutdown_drain()?;
         let (db, statements) = infra::db::connect(&config).await?;
         if config.migrate_on_start {
             migration::Migrator::up(&db, None)
@@ -118,7 +119,7 @@ impl AppState {
             Some(url) => Some(infra::redis::connect(url).await?),
             None => None,
         };
-        let shutdown = CancellationToken::new();
+        let shutdown = Shutdown::new();
         let (guards, breaker_transitions) = BreakerService::dependency_guards();
         let capacity = usize::try_from(config.event_buffer).unwrap_or(1024);
         let (nats, bus) = match &config.nats_url {
@@ -292,7 +293,7 @@ impl AppState {
             let edge = edge.clone();
             let limits = Arc::clone(&limits);
             let stop = shutdown.clone();
-            tokio::spawn(async move {
+            shutdown.spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     tokio::select! {

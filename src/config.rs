@@ -282,9 +282,19 @@ pub struct Config {
     #[arg(long, env = "AURUM_LEARNING_EXPIRY_INTERVAL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub learning_expiry_interval_ms: u64,
 
-    /// Seconds in-flight requests get to finish after SIGTERM before the process exits.
+    /// Seconds from SIGTERM until the process exits at the latest: the drain delay, then
+    /// in-flight requests, WebSockets and background work get the rest; what is still open
+    /// then is dropped.
     #[arg(long, env = "AURUM_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub shutdown_timeout_seconds: u64,
+
+    /// Seconds between SIGTERM and closing the listener. Meanwhile `/ready` answers 503 and
+    /// everything else is served as before, so a load balancer (or Kubernetes' endpoint
+    /// removal) takes the replica out of rotation before connections are refused. Set it to
+    /// the balancer's health-check interval × its failure threshold, plus a margin; must be
+    /// shorter than `AURUM_SHUTDOWN_TIMEOUT_SECONDS`. 0: stop at once (local runs).
+    #[arg(long, env = "AURUM_SHUTDOWN_DRAIN_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_drain_seconds: u64,
 }
 
 impl Config {
@@ -304,6 +314,18 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    /// `AURUM_SHUTDOWN_DRAIN_SECONDS`, checked to leave time for the rest of the shutdown.
+    pub fn shutdown_drain(&self) -> anyhow::Result<Duration> {
+        if self.shutdown_drain_seconds >= self.shutdown_timeout_seconds {
+            anyhow::bail!(
+                "AURUM_SHUTDOWN_DRAIN_SECONDS ({} s) must be shorter than AURUM_SHUTDOWN_TIMEOUT_SECONDS ({} s): the drain counts toward the shutdown timeout",
+                self.shutdown_drain_seconds,
+                self.shutdown_timeout_seconds
+            );
+        }
+        Ok(Duration::from_secs(self.shutdown_drain_seconds))
     }
 
     pub fn ws_init_timeout(&self) -> Duration {

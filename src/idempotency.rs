@@ -282,9 +282,9 @@ pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 pub fn spawn_sweeper(
     db: sea_orm::DatabaseConnection,
     every: std::time::Duration,
-    shutdown: tokio_util::sync::CancellationToken,
+    shutdown: crate::infra::shutdown::Shutdown,
 ) {
-    tokio::spawn(async move {
+    shutdown.clone().spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

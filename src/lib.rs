@@ -36,27 +36,41 @@ use tokio::net::TcpListener;
 
 pub use server::AppState;
 
-/// Serves `state` on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight HTTP requests finish, closes WebSockets with 1001 and waits (up to the
-/// configured shutdown timeout) for them to end.
+/// Serves `state` on `listener` until `shutdown` resolves, then shuts down in two steps
+/// (`infra::shutdown`): drains for `AURUM_SHUTDOWN_DRAIN_SECONDS` (`/ready` answers 503, all
+/// else is served), then stops accepting, lets in-flight HTTP requests finish, closes
+/// WebSockets with 1001 and waits for them and for the background tasks to end. The process
+/// is done `AURUM_SHUTDOWN_TIMEOUT_SECONDS` after the signal at the latest.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let token = state.shutdown.clone();
+    let lifecycle = state.shutdown.clone();
     let app = server::router(state.clone());
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, "serving");
+    let drain = state.config.shutdown_drain()?;
     let signal = {
-        let token = token.clone();
+        let lifecycle = lifecycle.clone();
         async move {
             tokio::select! {
                 () = shutdown => {}
-                () = token.cancelled() => {}
+                () = lifecycle.cancelled() => {}
+            }
+            lifecycle.drain();
+            if !drain.is_zero() && !lifecycle.is_cancelled() {
+                tracing::info!(
+                    drain_s = drain.as_secs(),
+                    "draining: /ready answers 503, requests are still served"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(drain) => {}
+                    () = lifecycle.cancelled() => {}
+                }
             }
             tracing::info!("shutting down: no new connections");
-            token.cancel();
+            lifecycle.stop();
         }
     };
     let timeout = state.config.shutdown_timeout();
@@ -75,16 +89,23 @@ pub async fn run(
         serve.await?;
         state.ws_tracker.close();
         state.ws_tracker.wait().await;
+        lifecycle.stop();
+        lifecycle.wait().await;
+        tracing::info!("background tasks stopped");
         anyhow::Ok(())
     };
-    // The drain deadline starts with shutdown, not with the server.
+    // The deadline starts with the signal, not with the server's end.
     let deadline = async {
-        token.cancelled().await;
+        lifecycle.drained().await;
         tokio::time::sleep(timeout).await;
     };
     tokio::select! {
         result = drained => result?,
-        () = deadline => tracing::warn!(timeout_s = timeout.as_secs(), "shutdown timed out; dropping open connections"),
+        () = deadline => tracing::warn!(
+            timeout_s = timeout.as_secs(),
+            background_tasks = lifecycle.running(),
+            "shutdown timed out; dropping open connections and background tasks"
+        ),
     }
     tracing::info!("stopped");
     Ok(())

@@ -1,4 +1,5 @@
-//! The `aurum` command: `serve`, `migrate up|down|status`, `schema`, `roles` and `user create`.
+//! The `aurum` command: `serve`, `migrate up|down|status`, `schema`, `roles`, `user create` and
+//! `healthcheck`.
 //! It reads configuration and arguments and calls into the library; no logic of its own.
 
 use std::process::ExitCode;
@@ -55,6 +56,15 @@ enum Command {
         action: UserAction,
         #[command(flatten)]
         db: DbArgs,
+    },
+    /// Exit 0 when the local server answers 200 on `path` (the image's HEALTHCHECK: the image
+    /// has no shell or curl).
+    Healthcheck {
+        /// The server's listen address (a wildcard address is asked on loopback).
+        #[arg(long, env = "AURUM_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "/health")]
+        path: String,
     },
 }
 
@@ -121,6 +131,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::User { action, db } => user(action, db).await,
+            Command::Healthcheck { listen, path } => healthcheck(listen, &path).await,
             Command::Roles => {
                 print!("{}", aurum::auth::permission::role_table_markdown());
                 Ok(())
@@ -234,6 +245,39 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One `GET path` over HTTP/1.1 to the server at `listen`, within 3 s; Ok on status 200.
+async fn healthcheck(mut listen: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if listen.ip().is_unspecified() {
+        listen.set_ip(match listen {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(listen).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), probe)
+        .await
+        .map_err(|_| anyhow::anyhow!("{listen}{path}: no answer within 3 s"))??;
+    match &head {
+        b"HTTP/1.1 200" => Ok(()),
+        other => anyhow::bail!(
+            "{listen}{path}: {}",
+            String::from_utf8_lossy(other).trim_end()
+        ),
     }
 }
 

@@ -10,6 +10,7 @@ use std::{
     },
 };
 
+use crate::infra::shutdown::Shutdown;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -101,13 +102,8 @@ impl LiveSessions {
     /// closes every socket, as it cannot know what it missed (clients reconnect and
     /// re-authenticate). Evicts the same subjects from `cache`, so HTTP requests see the
     /// change too.
-    pub fn spawn_listener(
-        self: Arc<Self>,
-        bus: Bus,
-        cache: Arc<AuthCache>,
-        shutdown: CancellationToken,
-    ) {
-        tokio::spawn(async move {
+    pub fn spawn_listener(self: Arc<Self>, bus: Bus, cache: Arc<AuthCache>, shutdown: Shutdown) {
+        shutdown.clone().spawn(async move {
             let mut resume: Option<u64> = None;
             loop {
                 let mut events = match bus.subscribe_after(resume).await {

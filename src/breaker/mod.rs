@@ -18,8 +18,8 @@ pub mod shared;
 
 use std::time::Duration;
 
+use crate::infra::shutdown::Shutdown;
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 
 use crate::events::DomainEvent;
 use rules::{Config, State, WindowType};
@@ -92,12 +92,12 @@ const TICK: Duration = Duration::from_millis(250);
 pub fn spawn(
     service: service::BreakerService,
     transitions: tokio::sync::mpsc::UnboundedReceiver<(String, rules::Transition)>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) {
     {
         let service = service.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        shutdown.spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = service.record_dependency_transitions(transitions) => {}
@@ -107,7 +107,7 @@ pub fn spawn(
     {
         let service = service.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        shutdown.spawn(async move {
             loop {
                 // Subscribe, then read the records: a change is either in what was read or
                 // arrives on the subscription.
@@ -134,7 +134,7 @@ pub fn spawn(
             }
         });
     }
-    tokio::spawn(async move {
+    shutdown.clone().spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

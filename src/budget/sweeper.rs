@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use crate::infra::shutdown::Shutdown;
 use entity::{budget, budget_reservation};
 use sea_orm::{
     ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{LockBehavior, LockType},
 };
-use tokio_util::sync::CancellationToken;
 
 use super::{
     events::{BudgetEvent, BudgetEventKind},
@@ -29,8 +29,8 @@ pub struct SweepReport {
 const BATCH: u64 = 200;
 
 /// Starts the sweeper on the current runtime.
-pub fn spawn(service: BudgetService, every: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
+pub fn spawn(service: BudgetService, every: Duration, shutdown: Shutdown) {
+    shutdown.clone().spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

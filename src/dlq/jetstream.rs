@@ -11,6 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use crate::infra::shutdown::Shutdown;
 use chrono::{DateTime, Utc};
 use entity::queue_message::{self, MessageState};
 use sea_orm::{
@@ -19,7 +20,6 @@ use sea_orm::{
 };
 use serde_json::json;
 use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
@@ -412,12 +412,12 @@ impl QueueService {
     /// Reads captured advisories until `shutdown`, on every replica; each advisory reaches
     /// one of them (one durable consumer), and a dead letter is recorded once whatever
     /// happens (unique per stream and sequence).
-    pub fn spawn_capture(&self, shutdown: CancellationToken) {
+    pub fn spawn_capture(&self, shutdown: Shutdown) {
         let Some(js) = self.jetstream().cloned() else {
             return;
         };
         let service = self.clone();
-        tokio::spawn(async move {
+        shutdown.clone().spawn(async move {
             let mut failures = 0u32;
             loop {
                 if shutdown.is_cancelled() {

@@ -28,7 +28,7 @@ pub use model::limits;
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use crate::infra::shutdown::Shutdown;
 
 /// Reaper passes between two publications of the queue gauges.
 const GAUGES_EVERY: u32 = 5;
@@ -38,8 +38,8 @@ const REAP_BATCH: u64 = 200;
 /// Starts the reaper on the current runtime, a pass `every` (`AURUM_QUEUE_REAP_INTERVAL_MS`)
 /// until `shutdown`. A failed pass is logged and the next tick tries again (the messages stay
 /// where they were).
-pub fn spawn_reaper(service: service::DlqService, every: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
+pub fn spawn_reaper(service: service::DlqService, every: Duration, shutdown: Shutdown) {
+    shutdown.clone().spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut passes = 0u32;

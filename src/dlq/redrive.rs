@@ -7,11 +7,11 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use crate::infra::shutdown::Shutdown;
 use entity::dlq_redrive::{self, RedriveStatus};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::service::{DlqFilter, DlqService};
@@ -25,8 +25,8 @@ pub const TAKEOVER_AFTER: Duration = Duration::from_secs(5);
 /// Starts the runner on the current runtime, as replica `me`. While it owns a running job it
 /// moves a batch every [`TICK`]; otherwise it looks for one every `idle`, or at once when
 /// this replica creates one.
-pub fn spawn(service: DlqService, me: String, idle: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
+pub fn spawn(service: DlqService, me: String, idle: Duration, shutdown: Shutdown) {
+    shutdown.clone().spawn(async move {
         let wake = service.redrive_created();
         let mut runner = Runner {
             service,

@@ -46,16 +46,12 @@ pub mod service;
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use crate::infra::shutdown::Shutdown;
 
 /// Starts the expiry sweep of pending proposals on the current runtime, every `every` until
 /// `shutdown`. A failed sweep is logged and the next tick tries again.
-pub fn spawn_expiry(
-    governance: service::GovernanceService,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    tokio::spawn(async move {
+pub fn spawn_expiry(governance: service::GovernanceService, every: Duration, shutdown: Shutdown) {
+    shutdown.clone().spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

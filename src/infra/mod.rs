@@ -8,6 +8,7 @@ pub mod guard;
 pub mod nats;
 pub mod outbox;
 pub mod redis;
+pub mod shutdown;
 pub mod work_queue;
 
 /// What `/ready` reports for one dependency.

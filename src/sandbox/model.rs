@@ -117,6 +117,8 @@ pub enum Ending {
     TimedOut,
     /// A cancellation killed it.
     Cancelled,
+    /// Its replica shut down and killed it: recorded `LOST`, as if the replica had died.
+    Interrupted,
 }
 
 /// The final status, exit code and signal of a run that ended so.
@@ -124,6 +126,7 @@ pub fn outcome(ending: Ending) -> (SandboxStatus, Option<i32>, Option<&'static s
     match ending {
         Ending::TimedOut => (SandboxStatus::TimedOut, None, Some("SIGKILL")),
         Ending::Cancelled => (SandboxStatus::Cancelled, None, Some("SIGKILL")),
+        Ending::Interrupted => (SandboxStatus::Lost, None, Some("SIGKILL")),
         Ending::Exited { code, oom_killed } => {
             let signal = (code > 128).then(|| signal_name(code - 128)).flatten();
             let code32 = i32::try_from(code).ok();

@@ -2,7 +2,9 @@
 //! `AURUM_SANDBOX_CONCURRENCY` at once), runs each in a locked-down container through the Docker
 //! API, stores and publishes the output as it is read, enforces the wall-clock limit, kills on
 //! cancellation, renews its leases, marks runs of dead replicas `LOST` and removes containers
-//! no live run owns. Every Docker call but the long-lived streams goes through the `docker`
+//! no live run owns. When its replica drains it stops claiming; when the replica stops, runs
+//! still executing are killed and recorded `LOST` at once (not left for another replica's lease
+//! sweep to find). Every Docker call but the long-lived streams goes through the `docker`
 //! circuit breaker.
 
 use std::{
@@ -36,7 +38,10 @@ use super::{
     model::{Ending, fit, outcome},
     service::{Availability, Counts, Finished, MAX_CHUNK, SandboxService, status_name, stream_of},
 };
-use crate::{events::DomainEvent, infra::guard::Guard};
+use crate::{
+    events::DomainEvent,
+    infra::{guard::Guard, shutdown::Shutdown},
+};
 
 /// How long a slot waits after handing a run back because the engine was unavailable.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
@@ -62,6 +67,9 @@ pub struct Runner {
     slots: Arc<Semaphore>,
     /// Runs executing here, with the token that kills each.
     running: Arc<Mutex<HashMap<Uuid, CancellationToken>>>,
+    /// The process's shutdown: claims stop when it drains; runs still executing when it
+    /// stops are killed and recorded `LOST` (their executions are its tasks, waited for).
+    shutdown: Shutdown,
 }
 
 /// Starts the runner (when Docker answered) or only the lease sweep (when it did not, runs
@@ -72,14 +80,14 @@ pub fn spawn(
     unavailable: Option<String>,
     guard: Guard,
     replica: String,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let Some(docker) = docker else {
         svc.set_availability(Availability::Unavailable(
             unavailable.unwrap_or_else(|| "no Docker engine".into()),
         ));
         let svc2 = svc.clone();
-        tokio::spawn(async move {
+        shutdown.clone().spawn(async move {
             let mut tick = tokio::time::interval(svc2.config().lease());
             loop {
                 tokio::select! {
@@ -101,11 +109,12 @@ pub fn spawn(
         guard,
         replica,
         running: Arc::default(),
+        shutdown: shutdown.clone(),
     };
-    tokio::spawn(runner.clone().claim_loop(shutdown.clone()));
-    tokio::spawn(runner.clone().lease_loop(shutdown.clone()));
-    tokio::spawn(runner.clone().listen(shutdown.clone()));
-    tokio::spawn(runner.sweep_loop(shutdown));
+    shutdown.spawn(runner.clone().claim_loop());
+    shutdown.spawn(runner.clone().lease_loop());
+    shutdown.spawn(runner.clone().listen());
+    shutdown.spawn(runner.sweep_loop());
 }
 
 impl Runner {
@@ -169,8 +178,8 @@ impl Runner {
 
     /// Claims queued runs while slots are free; sleeps until woken (a run queued here or
     /// anywhere, a slot freed) or the poll interval passes. Re-checks the images while some
-    /// are missing.
-    async fn claim_loop(self, shutdown: CancellationToken) {
+    /// are missing. Ends when the replica starts draining: it takes no new run.
+    async fn claim_loop(self) {
         let wake = self.svc.wake_handle();
         let mut tick = tokio::time::interval(self.svc.config().poll());
         let mut checked: Option<Instant> = None;
@@ -195,7 +204,7 @@ impl Runner {
                         }
                         let runner = self.clone();
                         let wake = Arc::clone(&wake);
-                        tokio::spawn(async move {
+                        self.shutdown.spawn(async move {
                             runner.execute(run, token).await;
                             drop(permit);
                             wake.notify_one();
@@ -209,7 +218,7 @@ impl Runner {
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = self.shutdown.drained() => return,
                 () = wake.notified() => {}
                 _ = tick.tick() => {}
             }
@@ -218,11 +227,11 @@ impl Runner {
 
     /// Renews the leases of the runs executing here every third of the lease, and kills the
     /// ones whose cancellation was asked (when its event was missed).
-    async fn lease_loop(self, shutdown: CancellationToken) {
+    async fn lease_loop(self) {
         let mut tick = tokio::time::interval(self.svc.config().lease() / 3);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
             match self.svc.renew(&self.replica, &self.running_ids()).await {
@@ -234,13 +243,13 @@ impl Runner {
 
     /// Follows the bus: a run queued anywhere wakes the claim loop; a cancellation of a run
     /// executing here kills it.
-    async fn listen(self, shutdown: CancellationToken) {
+    async fn listen(self) {
         let wake = self.svc.wake_handle();
         loop {
             let mut events = self.svc.bus().subscribe();
             loop {
                 let item = tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = self.shutdown.cancelled() => return,
                     item = events.next() => item,
                 };
                 match item {
@@ -262,11 +271,11 @@ impl Runner {
     }
 
     /// Marks runs of dead replicas `LOST` and removes containers no live run owns.
-    async fn sweep_loop(self, shutdown: CancellationToken) {
+    async fn sweep_loop(self) {
         let mut tick = tokio::time::interval(self.svc.config().poll().max(Duration::from_secs(2)));
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
             match self.svc.expire_leases().await {
@@ -387,12 +396,18 @@ impl Runner {
         }
         let end = match result {
             Ok(ending) => {
+                let error = matches!(ending, Ending::Interrupted).then(|| {
+                    format!(
+                        "replica {} shut down while the run executed and killed it; it may have had effects (a retry needs a new requestId)",
+                        self.replica
+                    )
+                });
                 let (status, exit_code, signal) = outcome(ending);
                 Finished {
                     status,
                     exit_code,
                     signal: signal.map(str::to_owned),
-                    error: None,
+                    error,
                     peak_memory_bytes: exec.peak(),
                 }
             }
@@ -463,12 +478,14 @@ impl Runner {
         let mut output = attached.output;
         let mut input = attached.input;
         call(&self.guard, self.docker.start_container(&id, None)).await?;
-        // The wall-clock limit or a cancellation, whichever comes first, kills it.
+        // The wall-clock limit, a cancellation or the replica's stop, whichever comes first,
+        // kills it.
         let limit = Duration::from_millis(u64::try_from(run.timeout_ms).unwrap_or(0));
         let stop = async {
             tokio::select! {
                 () = tokio::time::sleep(limit) => Ending::TimedOut,
                 () = token.cancelled() => Ending::Cancelled,
+                () = self.shutdown.cancelled() => Ending::Interrupted,
             }
         };
         tokio::pin!(stop);

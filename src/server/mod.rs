@@ -29,6 +29,7 @@ use crate::telemetry;
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
+    ws::register_metrics();
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };

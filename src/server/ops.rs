@@ -27,8 +27,14 @@ pub async fn health() -> Response {
 /// do without (rate limits and breakers fall back to this replica's own), and taking every
 /// replica out of service during a Redis outage would turn it into a full one. Docker is
 /// reported but only disables sandbox runs; `sandbox` says whether runs can start here (the
-/// runtime registered, every language's image present) and why not.
+/// runtime registered, every language's image present) and why not. From SIGTERM on it
+/// answers 503 `{"status":"draining"}` (see `infra::shutdown`).
 pub async fn ready(State(state): State<AppState>) -> Response {
+    // Shutting down: out of rotation at once, before any dependency is asked.
+    if state.shutdown.is_draining() {
+        let body = json!({ "status": "draining" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let redis = async {
         match &state.redis {
             Some(conn) => infra::redis::check(conn).await,

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::task::TaskTracker;
 
 use super::{feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots};
 use crate::{
     auth::sessions::LiveSessions,
     config::Config,
     graphql::executor::ObservedSchema,
-    infra::{db::StatementCounter, docker::DockerState},
+    infra::{db::StatementCounter, docker::DockerState, shutdown::Shutdown},
     rate_limit::EdgeLimit,
     services::Services,
 };
@@ -41,8 +41,9 @@ pub struct Inner {
     pub ws_per_user: Arc<Slots<uuid::Uuid>>,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
-    /// Cancelled when the server starts shutting down; long-lived tasks watch it.
-    pub shutdown: CancellationToken,
+    /// The process's shutdown: draining (`/ready` 503), then stopped (the listener closes,
+    /// WebSockets get 1001, background tasks end and are waited for).
+    pub shutdown: Shutdown,
     /// Open WebSocket connections, awaited on shutdown.
     pub ws_tracker: TaskTracker,
 }

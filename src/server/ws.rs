@@ -39,6 +39,15 @@ use crate::{
     },
 };
 
+/// Open WebSockets of this replica: the HorizontalPodAutoscaler's custom metric (k8s/hpa.yaml).
+pub const CONNECTIONS_GAUGE: &str = "aurum_websocket_connections";
+
+/// Registers the transport's gauge at 0, so `/metrics` has the series (and the autoscaler a
+/// value) before the first socket opens.
+pub fn register_metrics() {
+    metrics::gauge!(CONNECTIONS_GAUGE).increment(0.0);
+}
+
 /// Close code sent to every open socket when the server shuts down.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_BAD_MESSAGE: u16 = 4400;
@@ -88,11 +97,11 @@ pub fn upgrade(
         .on_upgrade(move |socket| {
             tracing::Instrument::instrument(
                 async move {
-                    metrics::gauge!("aurum_websocket_connections").increment(1.0);
+                    metrics::gauge!(CONNECTIONS_GAUGE).increment(1.0);
                     Connection::new(state, protocol, request_id, client)
                         .serve(socket)
                         .await;
-                    metrics::gauge!("aurum_websocket_connections").decrement(1.0);
+                    metrics::gauge!(CONNECTIONS_GAUGE).decrement(1.0);
                     drop(address_slot);
                     drop(tracked);
                 },

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use crate::infra::shutdown::Shutdown;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sea_orm::DatabaseConnection;
@@ -203,12 +204,12 @@ impl SubscriptionAdmin {
     }
 
     /// Answers the other replicas' list and close requests until `shutdown`.
-    pub fn spawn_responder(&self, shutdown: CancellationToken) {
+    pub fn spawn_responder(&self, shutdown: Shutdown) {
         let Some((client, prefix)) = self.nats.clone() else {
             return;
         };
         let registry = Arc::clone(&self.registry);
-        tokio::spawn(async move {
+        shutdown.clone().spawn(async move {
             // Retried while NATS is down at start: the client subscribes once it connects.
             let mut requests = loop {
                 match client

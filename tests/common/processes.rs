@@ -72,6 +72,8 @@ impl ReplicaEnv {
 pub struct Replica {
     child: std::process::Child,
     pub base: String,
+    /// Its stdout (JSON log lines) so far.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Replica {
@@ -115,8 +117,50 @@ impl Replica {
                 break format!("http://{}", v["listen"].as_str().unwrap());
             }
         };
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            base,
+            output,
+        }
+    }
+
+    /// SIGTERM, as Kubernetes sends it; returns at once.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// The exit status, once the process has ended within `within` (polled); `None` if it
+    /// still runs.
+    pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The log lines printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
     }
 
     /// SIGKILL: no shutdown, no flush, nothing after the signal runs.

@@ -33,12 +33,12 @@ use std::{
     time::Duration,
 };
 
+use super::shutdown::Shutdown;
 use async_nats::jetstream;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{Notify, broadcast};
 use tokio_stream::wrappers::BroadcastStream;
-use tokio_util::sync::CancellationToken;
 
 use super::outbox;
 
@@ -161,11 +161,11 @@ impl<E: BusEvent> EventBus<E> {
     pub async fn database(
         db: DatabaseConnection,
         options: BusOptions,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Result<Self, DbErr> {
         let head = u64::try_from(outbox::last_position(&db).await?).unwrap_or(0);
         let bus = Self::new(db, Backend::Database, options, head);
-        tokio::spawn(Arc::clone(&bus.shared).relay_loop(shutdown));
+        shutdown.spawn(Arc::clone(&bus.shared).relay_loop(shutdown.token()));
         Ok(bus)
     }
 
@@ -177,7 +177,7 @@ impl<E: BusEvent> EventBus<E> {
         prefix: &str,
         options: BusOptions,
         guard: Option<Guard>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
     ) -> Self {
         let stream = format!(
             "{}_EVENTS",
@@ -199,8 +199,8 @@ impl<E: BusEvent> EventBus<E> {
             guard,
         };
         let bus = Self::new(db, backend, options, 0);
-        tokio::spawn(Arc::clone(&bus.shared).relay_loop(shutdown.clone()));
-        tokio::spawn(Arc::clone(&bus.shared).consume_loop(shutdown));
+        shutdown.spawn(Arc::clone(&bus.shared).relay_loop(shutdown.token()));
+        shutdown.spawn(Arc::clone(&bus.shared).consume_loop(shutdown.token()));
         bus
     }
 
