@@ -2,7 +2,8 @@
 //! (`SKIP LOCKED`) by whichever replica has room; a subscriber on the replica not running a
 //! run receives its whole output; `kill -9` of the replica running a container makes the run
 //! `LOST` (found by lease expiry on the survivor, which tells the subscriber) and the orphaned
-//! container is swept.
+//! container is swept; SIGTERM of the replica running one kills it and records it `LOST` at
+//! once, container removed, and the process exits 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -171,6 +172,62 @@ async fn runs_spread_over_replicas_and_survive_a_killed_one() {
         survivor.wait_final(&after, LIMIT).await["status"],
         "SUCCEEDED"
     );
+
+    // 4. SIGTERM of the replica running a container: it kills the run and records it `LOST`
+    //    itself (before any lease could expire), removes the container and exits 0.
+    let mut e = env.clone();
+    e.set("AURUM_REPLICA_ID", "r2");
+    replicas.push(spawn_replica(e).await.unwrap());
+    let id = api[1 - victim]
+        .start(
+            "shell",
+            "echo started; sleep 120",
+            json!({ "limits": { "timeoutMs": 60000 } }),
+        )
+        .await;
+    let running = api[1 - victim]
+        .wait_until(&id, LIMIT, |r| {
+            r["status"] == "RUNNING" && r["storedBytes"] == 8
+        })
+        .await;
+    let stopping: usize = running["replica"].as_str().unwrap()[1..].parse().unwrap();
+    let staying = if stopping == 2 { 1 - victim } else { 2 };
+    let watcher = Client::new(&replicas[staying].base, &token);
+    let mut ws = watcher.ws().await;
+    ws.subscribe(
+        "out",
+        common::sandbox::OUTPUT,
+        json!({ "id": id, "from": 0 }),
+    )
+    .await;
+    let first = ws.next_data("out", LIMIT).await;
+    assert_eq!(first["data"]["sandboxRunOutput"]["text"], "started\n");
+    let signalled = Instant::now();
+    replicas[stopping].terminate();
+    let end = ws.next_data("out", Duration::from_secs(10)).await;
+    assert_eq!(
+        end["data"]["sandboxRunOutput"]["run"]["status"], "LOST",
+        "{end}"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "recorded by the stopping replica, not by a lease sweep: {:?}",
+        signalled.elapsed()
+    );
+    let lost = watcher.run(&id).await;
+    assert!(
+        lost["error"].as_str().unwrap().contains("shut down"),
+        "{lost}"
+    );
+    assert!(
+        fleet_containers(&shared.fleet).await.is_empty(),
+        "the stopping replica removed its container"
+    );
+    let mut stopped = replicas.remove(stopping);
+    let status = tokio::task::spawn_blocking(move || stopped.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
     drop(replicas);
     shared.cleanup().await;
 }

@@ -46,7 +46,8 @@ pub enum SandboxRunStatus {
     /// Killed for exceeding its memory.
     OomKilled,
     Cancelled,
-    /// Its replica died while running it; it was not retried (the program may have had effects).
+    /// Its replica died or shut down while running it; it was not retried (the program may
+    /// have had effects).
     Lost,
 }
 

@@ -14,7 +14,8 @@
 //! `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `OOM_KILLED`, `CANCELLED`, `LOST`. A replica that dies
 //! stops renewing its lease; another marks the run `LOST` (never re-run: the program may have
 //! had effects already, and a retry is the caller's choice with a new `requestId`) and its
-//! sweeper removes the container.
+//! sweeper removes the container. A replica that shuts down stops claiming when it starts to
+//! drain, and at stop kills what still runs and records it `LOST` itself.
 
 pub mod config;
 pub mod container;
