@@ -79,7 +79,7 @@ pub fn upgrade(
         );
     };
     let config = &state.config;
-    let read_buffer = usize::try_from(config.ws_read_buffer_bytes).unwrap_or(4096);
+    let read_buffer = usize::try_from(config.ws_read_buffer_bytes).unwrap_or(512);
     let max_message = usize::try_from(config.ws_max_message_bytes).unwrap_or(65_536);
     let tracked = state.ws_tracker.token();
     // The connection's span: every line logged while it runs (and, through their own child
