@@ -679,10 +679,10 @@ async fn sigterm_drains_then_stops(profile: Profile, name: &str) {
             (Shared::services(&urls).await, Some(urls))
         }
     };
-    const DRAIN: Duration = Duration::from_secs(2);
+    const DRAIN: Duration = Duration::from_secs(3);
     let mut env = ReplicaEnv::of(&shared, urls.as_ref());
-    env.set("AURUM_SHUTDOWN_DRAIN_SECONDS", "2");
-    env.set("AURUM_SHUTDOWN_TIMEOUT_SECONDS", "8");
+    env.set("AURUM_SHUTDOWN_DRAIN_SECONDS", "3");
+    env.set("AURUM_SHUTDOWN_TIMEOUT_SECONDS", "10");
     let mut replica = tokio::task::spawn_blocking(move || Replica::spawn(&env))
         .await
         .unwrap();
@@ -788,7 +788,7 @@ async fn sigterm_drains_then_stops(profile: Profile, name: &str) {
     let status = status.expect("the process did not exit");
     assert!(status.success(), "{status:?}");
     assert!(
-        signalled.elapsed() < Duration::from_secs(8),
+        signalled.elapsed() < Duration::from_secs(10),
         "exited {:?} after SIGTERM, past AURUM_SHUTDOWN_TIMEOUT_SECONDS",
         signalled.elapsed()
     );

@@ -51,6 +51,51 @@ pub async fn post_graphql(
     serde_json::from_slice(&body).unwrap()
 }
 
+/// Like [`connect`], with the failure instead of a panic (a balancer or a replica that is
+/// going away).
+pub async fn try_connect(addr: &str) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Like [`post_graphql`], with the transport's failure instead of a panic: the HTTP status
+/// and the body decoded (`Value::Null` when it is not JSON, a balancer's error page, say).
+pub async fn try_post_graphql(
+    sender: &mut Sender,
+    addr: &str,
+    auth: &hyper::header::HeaderValue,
+    body: &Value,
+) -> Result<(u16, Value), String> {
+    use http_body_util::BodyExt;
+    let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let request = hyper::Request::post("/graphql")
+        .header(hyper::header::HOST, addr)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::AUTHORIZATION, auth.clone())
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| format!("ready: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
 /// A fresh PostgreSQL database for one run on the server at `pg` (a URL without a database):
 /// the connection that made it (to drop it with [`drop_database`]), and its URL.
 pub async fn fresh_database(pg: &str, stem: &str) -> (sea_orm::DatabaseConnection, String, String) {
@@ -89,9 +134,28 @@ pub fn spawn_server(extra: &[(&str, &str)], dir: Option<&Path>) -> (Child, Strin
 /// Like `spawn_server`, from another build of `aurum` (an earlier commit, for a before/after
 /// comparison in the same run).
 pub fn spawn_binary(binary: &Path, extra: &[(&str, &str)], dir: Option<&Path>) -> (Child, String) {
+    let mut command = server_command(binary, "127.0.0.1:0", extra);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(addr) = serving_address(&line) {
+            break addr;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// `aurum serve` on `listen` with the benchmarks' settings (see `spawn_server`), then `extra`;
+/// its stdout (the JSON log) piped.
+fn server_command(binary: &Path, listen: &str, extra: &[(&str, &str)]) -> Command {
     let mut command = Command::new(binary);
     command
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", listen])
         .env("AURUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
         // The benchmark is one client address sending as fast as it can.
         .env("AURUM_HTTP_RATE_PER_SECOND", "1000000000")
@@ -104,21 +168,50 @@ pub fn spawn_binary(binary: &Path, extra: &[(&str, &str)], dir: Option<&Path>) -
         .env("RUST_LOG", "warn,aurum=info")
         .envs(extra.iter().copied())
         .stdout(Stdio::piped());
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let mut child = command.spawn().unwrap();
+    command
+}
+
+/// The address of aurum's "serving" log line, if `line` is that line.
+fn serving_address(line: &str) -> Option<String> {
+    let v = serde_json::from_str::<Value>(line).ok()?;
+    (v["message"] == "serving").then(|| v["listen"].as_str().map(str::to_owned))?
+}
+
+/// Like `spawn_server` on a fixed `listen` address (a replica restarted on its own port),
+/// appending every line of its log to `log`. `Err` when the process ends before it serves
+/// (its port still taken, say).
+pub fn spawn_server_at(
+    listen: &str,
+    extra: &[(&str, &str)],
+    log: &Path,
+) -> Result<(Child, String), String> {
+    use std::io::Write;
+    let binary = Path::new(env!("CARGO_BIN_EXE_aurum"));
+    let mut child = server_command(binary, listen, extra)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && v["message"] == "serving"
-        {
-            break v["listen"].as_str().unwrap().to_owned();
+        let Some(Ok(line)) = lines.next() else {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(format!("aurum on {listen} ended before serving ({status})"));
+        };
+        let _ = writeln!(file, "{line}");
+        if let Some(addr) = serving_address(&line) {
+            break addr;
         }
     };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    Ok((child, addr))
 }
 
 /// Logs in as the first admin at `addr`; an access token.
