@@ -432,6 +432,26 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Logs in as the first admin at `base`: the access token.
+async fn login(client: &reqwest::Client, base: &str) -> String {
+    let query = format!(
+        "mutation {{ login(username: \"admin\", password: \"{ADMIN_PASSWORD}\") {{ token }} }}"
+    );
+    let res: Value = client
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login at {base}: {res}"))
+        .to_owned()
+}
+
 /// Removes the test's containers and image, whatever happened.
 struct ImageGuard {
     tag: String,
@@ -594,16 +614,7 @@ async fn the_image_runs_read_only_migrates_and_serves() {
         assert_eq!(res.status(), 200, "{asset}");
         assert!(res.bytes().await.unwrap().len() > 1000, "{asset}");
     }
-    let login: Value = client
-        .post(format!("{base}/graphql"))
-        .json(&json!({"query": format!("mutation {{ login(username: \"admin\", password: \"{ADMIN_PASSWORD}\") {{ token }} }}")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(login["data"]["login"]["token"].is_string(), "{login}");
+    login(&client, &base).await;
     // The image's own HEALTHCHECK command, as Docker runs it.
     docker(&["exec", &name, "/app/aurum", "healthcheck"]);
     // SIGTERM (docker stop): drains, stops, exit code 0.
@@ -689,16 +700,7 @@ async fn sigterm_drains_then_stops(profile: Profile, name: &str) {
     let base = replica.base.clone();
     let addr = base.trim_start_matches("http://").to_owned();
     let client = reqwest::Client::new();
-    let login: Value = client
-        .post(format!("{base}/graphql"))
-        .json(&json!({"query": format!("mutation {{ login(username: \"admin\", password: \"{ADMIN_PASSWORD}\") {{ token }} }}")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["data"]["login"]["token"].as_str().unwrap().to_owned();
+    let token = login(&client, &base).await;
     let mut ws = WsClient::connect(
         &format!("ws://{addr}/graphql"),
         "graphql-transport-ws",
