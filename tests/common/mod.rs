@@ -107,6 +107,26 @@ pub async fn services_or_skip(test: &str) -> Option<ServiceUrls> {
     None
 }
 
+/// Logs in as the first admin at `base` (a server or replica process of a test): the access token.
+pub async fn login_at(client: &reqwest::Client, base: &str) -> String {
+    let query = format!(
+        "mutation {{ login(username: \"admin\", password: \"{ADMIN_PASSWORD}\") {{ token }} }}"
+    );
+    let res: Value = client
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["data"]["login"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login at {base}: {res}"))
+        .to_owned()
+}
+
 /// Appends a skip to `target/aurum-skipped-tests.txt`, which `scripts/test` prints.
 pub fn record_skip(msg: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/aurum-skipped-tests.txt");
