@@ -47,7 +47,10 @@ use crate::{
 const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
 
 /// How many times a SIGKILLed container is inspected for the engine's OOM flag, 100 ms apart.
-const OOM_LOOKS: u32 = 10;
+/// Under runsc the flag has been seen to arrive more than a second after the exit (a memory
+/// bomb reported FAILED in CI at 10 looks), so the wait is up to 4 s; it only delays runs
+/// that ended on a SIGKILL the runner did not send.
+const OOM_LOOKS: u32 = 40;
 
 /// Output is stored when this much waits, or at the next tick.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
