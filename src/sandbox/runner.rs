@@ -21,9 +21,9 @@ use bollard::{
     container::LogOutput,
     errors::Error as DockerError,
     query_parameters::{
-        AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptions,
-        ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
-        WaitContainerOptions,
+        AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+        KillContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+        StatsOptionsBuilder, WaitContainerOptions,
     },
 };
 use entity::sandbox_run::{self, SandboxStatus};
@@ -46,11 +46,10 @@ use crate::{
 /// How long a slot waits after handing a run back because the engine was unavailable.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(2);
 
-/// How many times a SIGKILLed container is inspected for the engine's OOM flag, 100 ms apart.
-/// Under runsc the flag has been seen to arrive more than a second after the exit (a memory
-/// bomb reported FAILED in CI at 10 looks), so the wait is up to 4 s; it only delays runs
-/// that ended on a SIGKILL the runner did not send.
-const OOM_LOOKS: u32 = 40;
+/// How many times a SIGKILLed container is inspected for the engine's OOM flag (and its event
+/// log for an `oom`), 100 ms apart; it only delays runs that ended on a SIGKILL the runner
+/// did not send.
+const OOM_LOOKS: u32 = 20;
 
 /// Output is stored when this much waits, or at the next tick.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -573,19 +572,61 @@ impl Runner {
         }
         // The engine records an OOM kill from its own event, which under runsc can arrive
         // after the exit: a SIGKILL the runner did not send is looked at again, briefly.
+        // When the event came after the exit, Docker 20.10 keeps `OOMKilled` false for good
+        // (seen under runsc in CI and here) while its event log has the `oom`: that is asked too.
         let mut looks = 0;
         loop {
             let state = call(&self.guard, self.docker.inspect_container(&id, None))
                 .await?
                 .state;
-            let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+            let mut oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+            let started = state.as_ref().and_then(|s| s.started_at.clone());
             let code = state.and_then(|s| s.exit_code).unwrap_or(exit);
+            if !oom_killed && code == 137 {
+                oom_killed = self.oom_event_logged(&id, started.as_deref()).await;
+            }
             looks += 1;
             if oom_killed || code != 137 || looks >= OOM_LOOKS {
                 return Ok(Ending::Exited { code, oom_killed });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the engine's event log holds an `oom` of container `id` since it started (the
+    /// query covers the past only: `until` now, so the stream ends).
+    async fn oom_event_logged(&self, id: &str, started: Option<&str>) -> bool {
+        let until = (chrono::Utc::now().timestamp() + 1).to_string();
+        let since = started
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map_or_else(
+                || (chrono::Utc::now().timestamp() - 3600).to_string(),
+                |t| (t.timestamp() - 1).to_string(),
+            );
+        let filters = HashMap::from([
+            ("container", vec![id]),
+            ("type", vec!["container"]),
+            ("event", vec!["oom"]),
+        ]);
+        let options = EventsOptionsBuilder::new()
+            .since(&since)
+            .until(&until)
+            .filters(&filters)
+            .build();
+        let events = self.docker.events(Some(options));
+        let found = tokio::time::timeout(Duration::from_secs(2), async {
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(e) if e.action.as_deref() == Some("oom") => return true,
+                    Ok(_) => continue,
+                    Err(_) => return false,
+                }
+            }
+            false
+        })
+        .await;
+        found.unwrap_or(false)
     }
 }
 
