@@ -22,7 +22,7 @@ pub const CONFIGURE: &str = "mutation($input: ConfigureCircuitBreakerInput!) { c
 pub const ACQUIRE: &str = "mutation($n: String!) { acquireCircuitBreakerPermit(name: $n) { permitted permitId state retryAfterMs } }";
 pub const RECORD: &str = "mutation($p: String!, $o: CallOutcome!, $d: Int) { recordCircuitBreakerOutcome(input: { permitId: $p, outcome: $o, durationMs: $d }) { counted state } }";
 pub const BREAKER: &str = "query($n: String!) { circuitBreaker(name: $n) { name state scope dependency stateSince configuration { slidingWindowSize failureRateThreshold waitDurationInOpenStateMs permittedNumberOfCallsInHalfOpenState } metrics { failureRate slowCallRate numberOfCalls numberOfFailedCalls numberOfSlowCalls numberOfNotPermittedCalls probesIssued remainingOpenMs } } }";
-const TRANSITIONS: &str = "query($n: String!) { circuitBreakerTransitions(name: $n, first: 20) { edges { node { fromState toState cause failureRate actor reason replica } } } }";
+const TRANSITIONS: &str = "query($n: String!) { circuitBreakerTransitions(name: $n, first: 20) { totalCount edges { node { fromState toState cause failureRate actor reason replica } } } }";
 const SET: &str = "mutation($n: String!, $r: String!) { forceOpenCircuitBreaker(name: $n, reason: $r) { state } }";
 const CLOSE: &str = "mutation($n: String!, $r: String!) { forceCloseCircuitBreaker(name: $n, reason: $r) { state } }";
 const METRICS_ONLY: &str = "mutation($n: String!, $r: String!) { metricsOnlyCircuitBreaker(name: $n, reason: $r) { state } }";
@@ -311,6 +311,7 @@ async fn breaker_contract(profile: Profile, name: &str) {
         expect.map(|(a, b)| (a.to_owned(), b.to_owned())),
         "{h}"
     );
+    assert_eq!(h["circuitBreakerTransitions"]["totalCount"], 7, "{h}");
     let edges = &h["circuitBreakerTransitions"]["edges"];
     assert_eq!(edges[6]["node"]["failureRate"], 100.0, "{h}");
     assert_eq!(edges[3]["node"]["actor"], "user:admin", "{h}");

@@ -358,7 +358,7 @@ async fn every_error_has_its_code(profile: Profile, name: &str) {
     }
     let ledger = s
         .ok(
-            "query($id: ID!) { budgetTransactions(budgetId: $id, first: 100) { totalCount edges { node { kind deltaUsed deltaReserved version requestId } } } }",
+            "query($id: ID!) { budgetTransactions(budgetId: $id, first: 100) { totalCount edges { node { kind deltaUsed deltaReserved version requestId at } } } }",
             json!({ "id": budget_id }),
         )
         .await;
@@ -381,6 +381,36 @@ async fn every_error_has_its_code(profile: Profile, name: &str) {
             "CONFIGURE"
         ]
     );
+    // `since` keeps the rows written from then on (a chart's range), and counts them.
+    let edges = ledger["budgetTransactions"]["edges"].as_array().unwrap();
+    let since = edges[4]["node"]["at"].as_str().unwrap();
+    let at = |e: &Value| {
+        chrono::DateTime::parse_from_rfc3339(e["node"]["at"].as_str().unwrap()).unwrap()
+    };
+    let cut = chrono::DateTime::parse_from_rfc3339(since).unwrap();
+    let expected: Vec<i64> = edges
+        .iter()
+        .filter(|e| at(e) >= cut)
+        .map(|e| e["node"]["version"].as_i64().unwrap())
+        .collect();
+    let recent = s
+        .ok(
+            "query($id: ID!, $since: DateTime!) { budgetTransactions(budgetId: $id, since: $since) { totalCount edges { node { version } } } }",
+            json!({ "id": budget_id, "since": since }),
+        )
+        .await;
+    let versions: Vec<i64> = recent["budgetTransactions"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, expected);
+    assert!(
+        expected.len() >= 4 && expected.len() < edges.len(),
+        "{expected:?}"
+    );
+    assert_eq!(recent["budgetTransactions"]["totalCount"], expected.len());
     assert_ledger_replays(db).await;
     env.finish().await;
 }

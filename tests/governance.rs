@@ -18,7 +18,7 @@ const APPROVE: &str = "mutation($id: ID!) { approveLearningUpdate(id: $id, note:
 const REJECT: &str = "mutation($id: ID!) { rejectLearningUpdate(id: $id, reason: \"too broad\") { id status decisionNote } }";
 const UPDATE: &str = "query($id: ID!) { learningUpdate(id: $id) { id status } }";
 const STATUS: &str = "query($role: String!) { governanceStatus(agentRole: $role) { agentRole status updatesInWindow remainingUpdates pendingApprovals cooldownEndsAt nextAllowedAt currentVersion } }";
-const VERSIONS: &str = "query($role: String!) { promptVersions(agentRole: $role) { edges { cursor node { version text proposedBy approvedBy rollbackOf } } } currentPrompt(agentRole: $role) { version text } }";
+const VERSIONS: &str = "query($role: String!) { promptVersions(agentRole: $role) { totalCount edges { cursor node { version text proposedBy approvedBy rollbackOf } } } currentPrompt(agentRole: $role) { version text } }";
 const ROLLBACK: &str = "mutation($role: String!, $v: Int!) { rollbackPrompt(agentRole: $role, version: $v, reason: \"v2 made reviews worse\") { id status kind promptVersion rollbackTo } }";
 
 fn at(v: &Value) -> DateTime<Utc> {
@@ -191,6 +191,7 @@ async fn rules_limits_and_versions(profile: Profile, name: &str) {
         .map(|e| e["node"]["version"].as_i64().unwrap())
         .collect();
     assert_eq!(numbers, vec![2, 1]);
+    assert_eq!(versions["promptVersions"]["totalCount"], 2);
 
     // The cooldown: one hour after each update.
     configure(

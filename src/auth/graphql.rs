@@ -36,6 +36,16 @@ impl User {
     async fn role(&self) -> Role {
         self.0.role.into()
     }
+    /// The dotted names of the permissions the role grants (`task.view`, …): what a client
+    /// such as the console offers this user. The server checks every request against the
+    /// same table.
+    async fn permissions(&self) -> Vec<&'static str> {
+        Role::from(self.0.role)
+            .permissions()
+            .iter()
+            .map(|p| p.name())
+            .collect()
+    }
     async fn tenant_id(&self) -> Option<&str> {
         self.0.tenant_id.as_deref()
     }

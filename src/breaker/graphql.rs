@@ -18,7 +18,7 @@ use crate::{
     auth::{guard::Require, permission::Permission},
     error::AppError,
     events::DomainEvent,
-    graphql::context::{ConnectionFields, meta, page_cost, page_size, services},
+    graphql::context::{ConnectionFields, meta, page_cost, page_size, services, wants_total},
 };
 
 fn at(ms: u64) -> DateTime<Utc> {
@@ -368,10 +368,15 @@ impl BreakerQuery {
             .breakers
             .transitions(&name, after_id, first)
             .await?;
+        let total_count = if wants_total(ctx) {
+            services(ctx)?.breakers.count_transitions(&name).await?
+        } else {
+            0
+        };
         let mut conn = Connection::with_additional_fields(
             after.is_some(),
             more,
-            ConnectionFields { total_count: 0 },
+            ConnectionFields { total_count },
         );
         conn.edges.extend(
             rows.into_iter()

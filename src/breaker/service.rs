@@ -28,7 +28,10 @@ use std::{
 use chrono::{DateTime, TimeZone, Utc};
 use entity::{circuit_breaker, circuit_breaker_transition};
 use redis::aio::ConnectionManager;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -405,6 +408,15 @@ impl BreakerService {
         let more = rows.len() as u64 > first;
         rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
         Ok((rows, more))
+    }
+
+    /// How many transitions the breaker `name` has recorded.
+    pub async fn count_transitions(&self, name: &str) -> AppResult<u64> {
+        self.entry(name)?;
+        Ok(circuit_breaker_transition::Entity::find()
+            .filter(circuit_breaker_transition::Column::Name.eq(name))
+            .count(&self.inner.db)
+            .await?)
     }
 
     /// Applies a breaker event from the bus (any replica's, this one's included).

@@ -334,7 +334,8 @@ impl BudgetQuery {
         Ok(connection(rows, page, total, |r| r.id, BudgetReservation))
     }
 
-    /// The ledger of a budget, oldest first.
+    /// The ledger of a budget, oldest first. `since` keeps the rows written at or after that
+    /// time (a chart's range; `totalCount` counts the same rows).
     #[graphql(
         guard = "Require(Permission::BudgetView)",
         complexity = "page_cost(first, child_complexity)"
@@ -343,6 +344,7 @@ impl BudgetQuery {
         &self,
         ctx: &Context<'_>,
         budget_id: ID,
+        since: Option<DateTime<Utc>>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<TransactionConnection> {
@@ -351,10 +353,10 @@ impl BudgetQuery {
         let page = page_request(svc, first, after)?;
         let rows = svc
             .budgets
-            .list_transactions(caller(ctx).tenant(), budget_id, page)
+            .list_transactions(caller(ctx).tenant(), budget_id, since, page)
             .await?;
         let total = if wants_total(ctx) {
-            svc.budgets.count_transactions(budget_id).await?
+            svc.budgets.count_transactions(budget_id, since).await?
         } else {
             0
         };

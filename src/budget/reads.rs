@@ -2,6 +2,7 @@
 //! inside a write transaction. A budget read past its period end shows the next window
 //! (`model::as_of`).
 
+use chrono::{DateTime, Utc};
 use entity::{budget, budget_reservation, budget_transaction};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
@@ -151,22 +152,36 @@ impl BudgetService {
     }
 
     /// Ledger rows of a visible budget, oldest first.
+    /// The budget's ledger rows, oldest first; with `since`, only those written at or after it.
     pub async fn list_transactions(
         &self,
         scope: Option<&str>,
         budget_id: Uuid,
+        since: Option<DateTime<Utc>>,
         page: PageRequest,
     ) -> AppResult<Page<budget_transaction::Model>> {
         self.budget(scope, budget_id).await?;
-        let select = budget_transaction::Entity::find()
-            .filter(budget_transaction::Column::BudgetId.eq(budget_id));
+        let select = budget_transaction::Entity::find().filter(ledger_of(budget_id, since));
         Ok(keyset_page(select, budget_transaction::Column::Id, page, &self.db).await?)
     }
 
-    pub async fn count_transactions(&self, budget_id: Uuid) -> AppResult<u64> {
+    pub async fn count_transactions(
+        &self,
+        budget_id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> AppResult<u64> {
         Ok(budget_transaction::Entity::find()
-            .filter(budget_transaction::Column::BudgetId.eq(budget_id))
+            .filter(ledger_of(budget_id, since))
             .count(&self.db)
             .await?)
+    }
+}
+
+/// The rows of one budget's ledger, from `since` on when given.
+fn ledger_of(budget_id: Uuid, since: Option<DateTime<Utc>>) -> Condition {
+    let rows = Condition::all().add(budget_transaction::Column::BudgetId.eq(budget_id));
+    match since {
+        Some(at) => rows.add(budget_transaction::Column::At.gte(at)),
+        None => rows,
     }
 }

@@ -349,10 +349,15 @@ impl GovernanceQuery {
             .governance
             .prompt_versions(&agent_role, first, before)
             .await?;
+        let total_count = if wants_total(ctx) {
+            svc.governance.count_prompt_versions(&agent_role).await?
+        } else {
+            0
+        };
         let mut conn = Connection::with_additional_fields(
             after.is_some(),
             more,
-            ConnectionFields { total_count: 0 },
+            ConnectionFields { total_count },
         );
         conn.edges.extend(
             rows.into_iter()

@@ -142,6 +142,15 @@ impl GovernanceService {
         Ok((rows, more))
     }
 
+    /// How many prompt versions the role has.
+    pub async fn count_prompt_versions(&self, agent_role: &str) -> AppResult<u64> {
+        let role = role(agent_role)?;
+        Ok(prompt_version::Entity::find()
+            .filter(prompt_version::Column::AgentRole.eq(role))
+            .count(&self.db)
+            .await?)
+    }
+
     /// The role's current prompt (its highest version); `None` before the first update.
     pub async fn current_prompt(
         &self,
