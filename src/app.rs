@@ -29,7 +29,10 @@ use crate::{
     llm::service::LlmService,
     rate_limit::{ActionLimiter, EdgeLimit},
     sandbox::service::SandboxService,
-    server::{AppState, Inner, feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots},
+    server::{
+        AppState, Inner, console::ConsoleAssets, feed::SubscriptionHub, graphiql::GraphiqlAssets,
+        ws_caps::Slots,
+    },
     services::Services,
     subscriptions::{Registry, SubscriptionAdmin},
     task::service::TaskService,
@@ -338,6 +341,7 @@ impl AppState {
         let ws_per_address = Slots::new(config.ws_max_per_address);
         let ws_per_user = Slots::new(config.ws_max_per_user);
         let graphiql = GraphiqlAssets::load(&config.graphiql_assets);
+        let console = ConsoleAssets::load(&config.console_assets);
         let state = Self::new(Inner {
             config,
             db,
@@ -354,6 +358,7 @@ impl AppState {
             ws_per_user,
             metrics,
             graphiql,
+            console,
             shutdown,
             ws_tracker: TaskTracker::new(),
         });

@@ -117,6 +117,12 @@ pub struct Config {
     )]
     pub graphiql_assets: PathBuf,
 
+    /// Folder holding the built ops console (`console/dist` after `npm ci --prefix console &&
+    /// npm run --prefix console build`), served at `/console`. A relative path is looked for
+    /// like the GraphiQL assets.
+    #[arg(long, env = "AURUM_CONSOLE_ASSETS", default_value = "console/dist")]
+    pub console_assets: PathBuf,
+
     /// Largest `first` a connection accepts; larger values are clamped down.
     #[arg(long, env = "AURUM_MAX_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max_page_size: u64,

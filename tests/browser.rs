@@ -6,33 +6,14 @@
 
 mod common;
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use common::{Env, Profile, TestServer};
 use serde_json::json;
 
-/// The Chromium path when node, playwright-core and Chromium are all there; otherwise the
-/// test is recorded as skipped (or fails under AURUM_REQUIRE_SERVICES=1).
 fn browser_ready(test: &str) -> Option<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let playwright = root.join("web/node_modules/playwright-core").exists();
-    if node_ok && playwright && Path::new(&chromium).exists() {
-        return Some(chromium);
-    }
-    let msg = format!(
-        "{test}: needs node ({node_ok}), web/node_modules/playwright-core ({playwright}) and {chromium} (run scripts/setup)"
-    );
-    if common::services_required() {
-        panic!("AURUM_REQUIRE_SERVICES=1 and {msg}");
-    }
-    eprintln!("SKIPPED {msg}");
-    common::record_skip(&msg);
-    None
+    common::browser::chromium_or_skip(test, &root.join("web/node_modules"), &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

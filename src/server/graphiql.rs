@@ -51,7 +51,7 @@ pub struct GraphiqlAssets {
 /// looked up in the working directory, then next to the binary (an install that copied
 /// `web/node_modules` beside `aurum`), then in the checkout the binary was built from, so
 /// `aurum serve` started elsewhere still finds `npm ci --prefix web`'s folder.
-fn candidates(dir: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
+pub(super) fn candidates(dir: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
     if dir.is_absolute() {
         return vec![dir.to_path_buf()];
     }

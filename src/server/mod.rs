@@ -1,9 +1,10 @@
 //! The server side: the axum router and its layers (request context with id, span and
 //! metrics; compression, CORS from configuration and security headers), the handlers of every
 //! route (`http` for `/graphql` POST and GET, `ws` for GraphQL over WebSocket with its caps in
-//! `ws_caps`, `graphiql`, `ops` for `/health`, `/ready`, `/metrics`) and the state they share
+//! `ws_caps`, `graphiql`, `console` for the ops console, `ops` for `/health`, `/ready`, `/metrics`) and the state they share
 //! (`state::AppState`). It runs the schema that `graphql` assembles and never the reverse.
 
+pub mod console;
 pub mod feed;
 pub mod graphiql;
 pub mod http;
@@ -58,6 +59,10 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(state.edge.layer()),
         )
         .route("/graphiql/assets/{name}", get(graphiql::asset))
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page))
+        .route("/console/assets/{name}", get(console::asset))
+        .route("/console/{*view}", get(console::page))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -8,7 +8,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use tokio_util::task::TaskTracker;
 
-use super::{feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots};
+use super::{
+    console::ConsoleAssets, feed::SubscriptionHub, graphiql::GraphiqlAssets, ws_caps::Slots,
+};
 use crate::{
     auth::sessions::LiveSessions,
     config::Config,
@@ -41,6 +43,7 @@ pub struct Inner {
     pub ws_per_user: Arc<Slots<uuid::Uuid>>,
     pub metrics: PrometheusHandle,
     pub graphiql: GraphiqlAssets,
+    pub console: ConsoleAssets,
     /// The process's shutdown: draining (`/ready` 503), then stopped (the listener closes,
     /// WebSockets get 1001, background tasks end and are waited for).
     pub shutdown: Shutdown,

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue};
 
+pub mod browser;
 mod processes;
 pub mod queues;
 pub mod sandbox;

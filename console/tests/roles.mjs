@@ -1,0 +1,71 @@
+// What each role is offered: one user per role logs in through the page; the navigation lists
+// the views the server's permission list allows, and each view's actions appear only for the
+// roles whose permissions allow them (the server's `me.permissions`, checked against the role
+// table here so that a change to either shows up).
+import { check, gql, run, user } from './lib.mjs';
+
+const VIEWS = {
+  Overview: null,
+  Budgets: 'budget.view',
+  'Dead letters': 'dlq.read',
+  Breakers: 'breaker.view',
+  Governance: 'learning.view',
+  Sandbox: 'sandbox.view',
+  Tasks: 'task.view',
+};
+
+// view link → [the action's button, the permission it needs]
+const ACTIONS = [
+  ['Budgets', 'New budget', 'budget.configure'],
+  ['Sandbox', 'Start run', 'sandbox.run'],
+  ['Dead letters', 'Dry run', 'dlq.resolve'],
+  ['Breakers', 'Reset all', 'breaker.manage'],
+];
+
+// The role table (README, `aurum roles`) for the actions above.
+const OFFERED = {
+  ADMIN: ['New budget', 'Start run', 'Dry run', 'Reset all'],
+  OPERATOR: ['New budget', 'Start run', 'Dry run', 'Reset all'],
+  DEVELOPER: ['Start run'],
+  OBSERVER: [],
+};
+
+run('roles', async (ctx) => {
+  for (const role of Object.keys(OFFERED)) {
+    const who = await user(role);
+    const { me } = await gql(who.token, '{ me { role permissions } }');
+    check(me.role === role, `${role}: me.role is ${me.role}`);
+    const page = await ctx.loginAs(who);
+    const nav = page.getByRole('navigation', { name: 'Views' });
+    const links = (await nav.getByRole('link').allInnerTexts()).map((t) => t.trim());
+    const expected = Object.entries(VIEWS)
+      .filter(([, p]) => p === null || me.permissions.includes(p))
+      .map(([v]) => v);
+    check(
+      JSON.stringify(links) === JSON.stringify(expected),
+      `${role}: views ${JSON.stringify(links)}, expected ${JSON.stringify(expected)}`,
+    );
+    await page.getByText(role.toLowerCase(), { exact: true }).first().waitFor();
+    const offered = [];
+    for (const [view, button, permission] of ACTIONS) {
+      await nav.getByRole('link', { name: view, exact: true }).click();
+      await page.getByRole('heading', { level: 1, name: new RegExp(`^${view}`) }).waitFor();
+      // Let the view settle (its first queries answered) before looking for the action.
+      await page.waitForLoadState('networkidle');
+      const shown = (await page.getByRole('button', { name: button, exact: true }).count()) > 0;
+      check(
+        shown === me.permissions.includes(permission),
+        `${role}: "${button}" on ${view} ${shown ? 'offered' : 'not offered'}, permission ${permission} ${me.permissions.includes(permission) ? 'granted' : 'not granted'}`,
+      );
+      if (shown) offered.push(button);
+    }
+    check(
+      JSON.stringify(offered) === JSON.stringify(OFFERED[role]),
+      `${role}: offered ${JSON.stringify(offered)}, the role table says ${JSON.stringify(OFFERED[role])}`,
+    );
+    await nav.getByRole('link', { name: 'Overview', exact: true }).click();
+    await page.waitForLoadState('networkidle');
+    await ctx.screenshot(page, role.toLowerCase());
+    await page.context().close();
+  }
+});
