@@ -902,8 +902,57 @@ async fn tenants_see_and_spend_only_their_budgets(profile: Profile, name: &str) 
         .await;
     assert_eq!(own["data"]["reserveBudget"]["amount"], 10, "{own}");
     assert_eq!(triple(&state(s, "globex", "p").await), (100, 0, 10));
+    // Without a tenant, a feed has every budget its caller may read: all of them for the
+    // administrator, her own tenant's for Alice (replayed from the start: none of globex's).
+    const ALL: &str = "subscription { budgetChanged(after: \"0\") { kind state { tenantId } } }";
+    let mut admin = s.ws("graphql-transport-ws").await;
+    admin.subscribe("all", ALL, json!({})).await;
+    assert_eq!(
+        changes(&mut admin, "all", 4).await,
+        [
+            "CREATED globex",
+            "CREATED acme",
+            "RESERVED globex",
+            "RESERVED acme"
+        ]
+    );
+    let mut hers = WsClient::connect(&s.ws_url(), "graphql-transport-ws", Some(&alice)).await;
+    hers.subscribe("all", ALL, json!({})).await;
+    assert_eq!(
+        changes(&mut hers, "all", 2).await,
+        ["CREATED acme", "RESERVED acme"]
+    );
+    // A project names a budget only within its tenant.
+    hers.subscribe(
+        "p",
+        "subscription { budgetChanged(projectId: \"p\") { kind } }",
+        json!({}),
+    )
+    .await;
+    let msg = hers.next_json().await.unwrap();
+    let errors = if msg["payload"].is_array() {
+        &msg["payload"]
+    } else {
+        &msg["payload"]["errors"]
+    };
+    assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{msg}");
     assert_ledger_replays(&s.state.db).await;
     env.finish().await;
+}
+
+/// The next `n` deliveries of `budgetChanged` on operation `id`, as "KIND tenant".
+async fn changes(ws: &mut WsClient, id: &str, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let e = ws.next_data(id, Duration::from_secs(10)).await;
+        let e = &e["data"]["budgetChanged"];
+        seen.push(format!(
+            "{} {}",
+            e["kind"].as_str().unwrap(),
+            e["state"]["tenantId"].as_str().unwrap()
+        ));
+    }
+    seen
 }
 
 async fn budget_changed_is_live(profile: Profile, name: &str) {

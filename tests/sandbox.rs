@@ -110,6 +110,38 @@ async fn a_run_streams_its_output_and_ends(profile: Profile, test: &str) {
     assert!(run["durationMs"].as_i64().unwrap() >= 500, "{run}");
     assert!(run["queueWaitMs"].as_i64().is_some());
 
+    // Its status changes, replayed from the bus: queued, started, finished (no output).
+    let mut ws = env.server.ws("graphql-transport-ws").await;
+    ws.subscribe(
+        "changes",
+        "subscription($id: ID!) { sandboxRunChanged(runId: $id, after: \"0\") { kind runId status replica storedBytes } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let mut changes = Vec::new();
+    for _ in 0..3 {
+        let change = ws.next_data("changes", LIMIT).await;
+        let change = change["data"]["sandboxRunChanged"].clone();
+        assert_eq!(change["runId"].as_str(), Some(id.as_str()), "{change}");
+        changes.push((
+            change["kind"].as_str().unwrap().to_owned(),
+            change["status"].as_str().unwrap().to_owned(),
+        ));
+        if change["kind"] == "FINISHED" {
+            assert!(change["replica"].is_string(), "{change}");
+            assert_eq!(change["storedBytes"].as_i64(), Some(text.len() as i64));
+        }
+    }
+    assert_eq!(
+        changes,
+        [
+            ("QUEUED", "QUEUED"),
+            ("STARTED", "RUNNING"),
+            ("FINISHED", "FAILED")
+        ]
+        .map(|(k, s)| (k.to_owned(), s.to_owned()))
+    );
+
     // Idempotent: the same requestId answers the same run; another input with it is refused.
     let again = api
         .try_start(

@@ -533,11 +533,12 @@ fn watchable(ctx: &Context<'_>, tenant_id: &str) -> Result<()> {
     }
 }
 
-/// The budget events of one tenant (and project, when given), after `after` when given,
+/// The budget events of one tenant (and project, when given) or, without a tenant, of every
+/// budget the caller may read (a tenant-scoped caller's own tenant), after `after` when given,
 /// as `select` maps them.
 async fn budget_events<T, F>(
     ctx: &Context<'_>,
-    tenant_id: String,
+    tenant_id: Option<String>,
     project_id: Option<String>,
     after: Option<String>,
     mut select: F,
@@ -546,10 +547,19 @@ where
     T: Send + 'static,
     F: FnMut(String, &super::events::BudgetEvent) -> Option<T> + Send + 'static,
 {
-    watchable(ctx, &tenant_id)?;
+    let tenant_id = match tenant_id {
+        Some(tenant) => {
+            watchable(ctx, &tenant)?;
+            Some(tenant)
+        }
+        None if project_id.is_some() => {
+            return Err(AppError::bad_field("projectId", "projectId needs its tenantId").extend());
+        }
+        None => caller(ctx).tenant().map(str::to_owned),
+    };
     crate::graphql::events::subscribe(ctx, after, move |cursor, event| match event {
         DomainEvent::Budget(e)
-            if e.budget.tenant_id == tenant_id
+            if tenant_id.as_ref().is_none_or(|t| *t == e.budget.tenant_id)
                 && project_id
                     .as_ref()
                     .is_none_or(|p| *p == e.budget.project_id) =>
@@ -567,14 +577,16 @@ pub struct BudgetSubscription;
 #[Subscription]
 impl BudgetSubscription {
     #[graphql(guard = "Require(Permission::BudgetView)")]
-    /// Every change to the budgets of a tenant, or of one (tenant, project). With `after`
-    /// (the `cursor` of the last event received), first the changes since then that are still
-    /// held (`CURSOR_EXPIRED` when they are not), then live ones. A subscriber that falls
-    /// behind receives a `SUBSCRIPTION_LAGGED` error carrying `lastCursor` and is closed.
+    /// Every change to the budgets of a tenant, or of one (tenant, project), or without
+    /// `tenantId` of every budget the caller may read (a dashboard's view; `projectId` then
+    /// is refused). With `after` (the `cursor` of the last event received), first the changes
+    /// since then that are still held (`CURSOR_EXPIRED` when they are not), then live ones. A
+    /// subscriber that falls behind receives a `SUBSCRIPTION_LAGGED` error carrying
+    /// `lastCursor` and is closed.
     async fn budget_changed(
         &self,
         ctx: &Context<'_>,
-        tenant_id: String,
+        tenant_id: Option<String>,
         project_id: Option<String>,
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<BudgetChangedEvent>> + use<>> {
@@ -590,12 +602,13 @@ impl BudgetSubscription {
     }
 
     #[graphql(guard = "Require(Permission::BudgetView)")]
-    /// Alert thresholds crossed by the budgets of a tenant (or one project): each threshold
-    /// once per period. `after` resumes as for `budgetChanged`.
+    /// Alert thresholds crossed by the budgets of a tenant (or one project; without
+    /// `tenantId`, of every budget the caller may read): each threshold once per period.
+    /// `after` resumes as for `budgetChanged`.
     async fn budget_threshold_reached(
         &self,
         ctx: &Context<'_>,
-        tenant_id: String,
+        tenant_id: Option<String>,
         project_id: Option<String>,
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<BudgetThresholdEvent>> + use<>> {

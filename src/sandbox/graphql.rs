@@ -1,5 +1,6 @@
-//! GraphQL surface of sandbox runs: thin resolvers over `SandboxService`, and the output
-//! subscription (stored chunks from an offset, then live ones, then the final status).
+//! GraphQL surface of sandbox runs: thin resolvers over `SandboxService`, the status
+//! subscription, and the output subscription (stored chunks from an offset, then live ones,
+//! then the final status).
 
 use async_graphql::{
     Context, Enum, ErrorExtensions, ID, InputObject, Object, Result, SimpleObject, Subscription,
@@ -390,6 +391,34 @@ fn end_event(run: sandbox_run::Model, next: i64) -> SandboxOutputEvent {
     }
 }
 
+/// What changed about a run, as `sandboxRunChanged` tells it.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxRunChangeKind {
+    /// Queued: new, or handed back by a replica that could not start it.
+    Queued,
+    /// A replica started its container.
+    Started,
+    /// Cancellation was asked while it ran; its replica kills the container.
+    CancelRequested,
+    /// It reached its final status.
+    Finished,
+}
+
+/// A change of a run's status (`sandboxRunChanged`): what a runs list needs to follow it;
+/// the run itself (`sandboxRun`) has the rest.
+#[derive(SimpleObject)]
+pub struct SandboxRunChange {
+    /// Pass as `after` to resume after this event.
+    pub cursor: String,
+    pub kind: SandboxRunChangeKind,
+    pub run_id: ID,
+    pub status: SandboxRunStatus,
+    /// The replica running it (none while queued).
+    pub replica: Option<String>,
+    /// Output bytes stored when the change committed.
+    pub stored_bytes: i64,
+}
+
 /// Stored chunks read per query while replaying.
 const REPLAY_BATCH: u64 = 64;
 
@@ -398,6 +427,43 @@ pub struct SandboxSubscription;
 
 #[Subscription]
 impl SandboxSubscription {
+    #[graphql(guard = "Require(Permission::SandboxView)")]
+    /// Status changes of the runs the caller may read (of one run with `runId`): queued,
+    /// started, cancellation asked, finished — not their output (`sandboxRunOutput`). `after`
+    /// resumes as for the other subscriptions.
+    async fn sandbox_run_changed(
+        &self,
+        ctx: &Context<'_>,
+        run_id: Option<ID>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<SandboxRunChange>> + use<>> {
+        let only = run_id.map(|id| parse_id("runId", &id)).transpose()?;
+        let scope = caller(ctx).tenant().map(str::to_owned);
+        crate::graphql::events::subscribe(ctx, after, move |cursor, event| {
+            let DomainEvent::Sandbox(e) = event else {
+                return None;
+            };
+            let kind = match e.kind {
+                SandboxEventKind::Queued => SandboxRunChangeKind::Queued,
+                SandboxEventKind::Started => SandboxRunChangeKind::Started,
+                SandboxEventKind::CancelRequested => SandboxRunChangeKind::CancelRequested,
+                SandboxEventKind::Finished => SandboxRunChangeKind::Finished,
+                SandboxEventKind::Output => return None,
+            };
+            let visible =
+                only.is_none_or(|id| id == e.run_id) && (scope.is_none() || scope == e.tenant_id);
+            visible.then(|| SandboxRunChange {
+                cursor,
+                kind,
+                run_id: ID(e.run_id.to_string()),
+                status: e.status.into(),
+                replica: e.replica.clone(),
+                stored_bytes: e.stored_bytes,
+            })
+        })
+        .await
+    }
+
     #[graphql(guard = "Require(Permission::SandboxView)")]
     /// A run's output from `fromOffset` (default 0): the stored chunks, then live ones as the
     /// program writes, then one `done` delivery with the final run. Works on any replica.

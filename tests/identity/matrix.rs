@@ -523,6 +523,11 @@ pub const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "mutation { cancelSandboxRun(id: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { id } }",
     ),
     (
+        "Subscription.sandboxRunChanged",
+        Some(Permission::SandboxView),
+        "subscription { sandboxRunChanged { runId } }",
+    ),
+    (
         "Subscription.sandboxRunOutput",
         Some(Permission::SandboxView),
         "subscription { sandboxRunOutput(runId: \"01a214a0-d3e9-720f-a444-8e7b40e5ec5b\") { offset } }",
