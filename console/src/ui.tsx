@@ -2,6 +2,7 @@
 // bars, reason forms for audited actions, the live badge and time formatting.
 import type { CombinedError } from '@urql/core';
 import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useSearchParams } from 'react-router-dom';
 
 import { useConnectionGeneration } from './client';
 import { ApiError } from './session';
@@ -249,4 +250,24 @@ export function Section({ title, actions, children }: { title: string; actions?:
 
 export function Empty({ children }: { children: ReactNode }) {
   return <p className="empty">{children}</p>;
+}
+
+/**
+ * A view's state kept in the URL's query (linkable, survives a reload): `search(changes)` is
+ * the query string with `changes` applied (`null` removes a key), for links; `set(changes)`
+ * goes there.
+ */
+export function useQueryState() {
+  const [params, setParams] = useSearchParams();
+  const search = (changes: Record<string, string | null>) => {
+    const next = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === null) next.delete(k);
+      else next.set(k, v);
+    }
+    const s = next.toString();
+    return s ? `?${s}` : '?';
+  };
+  const set = (changes: Record<string, string | null>) => setParams(new URLSearchParams(search(changes)));
+  return { params, search, set };
 }

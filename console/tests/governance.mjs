@@ -6,7 +6,7 @@
 // refused (four eyes) with the error code shown; an observer sees the proposal without any
 // approve / reject control; the operator rejects it with a reason, asks for a rollback (which
 // waits for approval too) and changes the role's rule.
-import { adminToken, base, check, gql, run, user } from './lib.mjs';
+import { adminToken, base, check, gql, run, subscribed, user } from './lib.mjs';
 
 const CONFIGURE = `mutation($i: ConfigureGovernanceRuleInput!) {
   configureGovernanceRule(input: $i) { agentRole requireApproval }
@@ -18,21 +18,6 @@ const APPROVE = `mutation($id: ID!, $note: String) {
   approveLearningUpdate(id: $id, note: $note) { id status promptVersion }
 }`;
 const UPDATE = `query($id: ID!) { learningUpdate(id: $id) { status decidedBy promptVersion decisionNote } }`;
-const SUBSCRIPTIONS = `{ activeSubscriptions { caller operationName } }`;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `who` holds a live subscription named `operationName` on the server. */
-async function subscribed(who, operationName) {
-  for (let i = 0; i < 100; i += 1) {
-    const { activeSubscriptions } = await gql(adminToken, SUBSCRIPTIONS);
-    if (activeSubscriptions.some((s) => s.caller === `user:${who.username}` && s.operationName === operationName)) {
-      return;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${who.username} never subscribed to ${operationName}`);
-}
 
 function propose(who, agentRole, text, rationale) {
   return gql(who.token, PROPOSE, {

@@ -80,6 +80,9 @@ export async function run(name, body) {
       }
     });
     page.on('pageerror', (err) => pageErrors.push(err.message));
+    // What the page sends on its subscription socket (to know what it has asked for).
+    page.sentFrames = [];
+    page.on('websocket', (ws) => ws.on('framesent', (f) => page.sentFrames.push(String(f.payload))));
     return page;
   };
   const ctx = {
@@ -121,6 +124,23 @@ export async function run(name, body) {
     await browser.close();
   }
   process.exit(code);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits until `who` holds a live subscription named `operationName` on the server (subscription
+ * admin), so that a change made next is one the page must see.
+ */
+export async function subscribed(who, operationName) {
+  for (let i = 0; i < 100; i += 1) {
+    const { activeSubscriptions } = await gql(adminToken, '{ activeSubscriptions { caller operationName } }');
+    if (activeSubscriptions.some((s) => s.caller === `user:${who.username}` && s.operationName === operationName)) {
+      return;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${who.username} never subscribed to ${operationName}`);
 }
 
 /** Fails with `message` unless `cond`. */

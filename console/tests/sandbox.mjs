@@ -3,8 +3,9 @@
 // another in the output, then SUCCEEDED with exit code 0 (and the runs list refreshed to
 // say so); starts a 30 s run and cancels it from the page, which ends CANCELLED; the list's
 // status filter finds it. An observer sees the runs, replays a finished run's output, and
-// watches a running one without any start or cancel control.
-import { check, gql, run, user } from './lib.mjs';
+// watches a running one, started elsewhere and joining its list live, without any start or
+// cancel control.
+import { check, gql, run, subscribed, user } from './lib.mjs';
 
 const tag = `sb-${process.pid}-${Date.now() % 100000}`;
 const RUN = `query($id: ID!) { sandboxRun(id: $id) { id status exitCode cancelRequested } }`;
@@ -55,7 +56,7 @@ run('sandbox', async (ctx) => {
     (await gql(dev.token, RUN, { id: first })).sandboxRun.status === 'SUCCEEDED',
     'the server does not have the run SUCCEEDED',
   );
-  // The list is not subscribed: it must have been fetched again when the run ended.
+  // The list follows `sandboxRunChanged`: the row turns SUCCEEDED without a reload.
   const firstRow = page.locator(`tr[data-run="${first}"]`);
   await firstRow.getByText('SUCCEEDED').waitFor({ timeout: 5000 });
   await ctx.screenshot(page, 'succeeded');
@@ -112,6 +113,16 @@ run('sandbox', async (ctx) => {
   await ctx.screenshot(page, 'narrow');
 
   // 3. An observer: runs and output, no start or cancel controls.
+  const obs = await ctx.loginAs(observer);
+  await obs.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Sandbox' }).click();
+  await obs.getByRole('heading', { name: 'Sandbox', level: 1 }).waitFor();
+  await obs.locator(`tr[data-run="${first}"]`).waitFor();
+  await obs.locator(`tr[data-run="${long}"]`).waitFor();
+  check((await obs.getByRole('form', { name: 'Start a run' }).count()) === 0, 'an observer is offered the start form');
+  check((await obs.getByRole('button', { name: 'Start run' }).count()) === 0, 'an observer is offered Start run');
+  await ctx.screenshot(obs, 'observer-list');
+  // A run started elsewhere joins the open list by itself (`sandboxRunChanged`, no reload).
+  await subscribed(observer, 'SandboxRunChanged');
   const running = (
     await gql(
       dev.token,
@@ -126,14 +137,7 @@ run('sandbox', async (ctx) => {
       },
     )
   ).startSandboxRun.id;
-  const obs = await ctx.loginAs(observer);
-  await obs.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Sandbox' }).click();
-  await obs.getByRole('heading', { name: 'Sandbox', level: 1 }).waitFor();
-  await obs.locator(`tr[data-run="${first}"]`).waitFor();
-  await obs.locator(`tr[data-run="${long}"]`).waitFor();
-  check((await obs.getByRole('form', { name: 'Start a run' }).count()) === 0, 'an observer is offered the start form');
-  check((await obs.getByRole('button', { name: 'Start run' }).count()) === 0, 'an observer is offered Start run');
-  await ctx.screenshot(obs, 'observer-list');
+  await obs.locator(`tr[data-run="${running}"]`).waitFor({ timeout: 15000 });
   // A finished run replays from offset 0.
   await obs.getByRole('link', { name: `Run ${first}` }).click();
   await obs.waitForFunction(
@@ -142,7 +146,6 @@ run('sandbox', async (ctx) => {
   check((await obs.getByTestId('run-status').textContent()) === 'SUCCEEDED', 'the observer does not see SUCCEEDED');
   await ctx.screenshot(obs, 'observer-replay');
   // A running run: live output, but no Cancel.
-  await obs.getByRole('button', { name: 'Refresh' }).click();
   await obs.getByRole('link', { name: `Run ${running}` }).click();
   await obs.waitForFunction(
     (t) => document.querySelector('[data-testid="run-output"]')?.textContent?.includes(`${t} watched`),

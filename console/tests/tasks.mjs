@@ -3,26 +3,11 @@
 // and its escalation appear live (activity, task list, escalation list, no reload); the
 // operator opens that task, resolves its escalation with a text from the page, and the status
 // shows resolved (the server agrees). An observer sees the task without a Resolve control.
-import { adminToken, base, check, gql, run, user } from './lib.mjs';
+import { adminToken, base, check, gql, run, subscribed, user } from './lib.mjs';
 
 const CREATE_TASK = `mutation($i: CreateTaskInput!) { createTask(input: $i) { id title } }`;
 const ESCALATE = `mutation($i: CreateEscalationInput!) { createEscalation(input: $i) { id status } }`;
 const ESCALATION = `query($task: ID!) { escalations(taskId: $task) { nodes { id status resolution resolvedBy } } }`;
-const SUBSCRIPTIONS = `{ activeSubscriptions { caller operationName } }`;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `who` holds a live subscription named `operationName` on the server. */
-async function subscribed(who, operationName) {
-  for (let i = 0; i < 100; i += 1) {
-    const { activeSubscriptions } = await gql(adminToken, SUBSCRIPTIONS);
-    if (activeSubscriptions.some((s) => s.caller === `user:${who.username}` && s.operationName === operationName)) {
-      return;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${who.username} never subscribed to ${operationName}`);
-}
 
 async function taskWithEscalation(who, title, reason) {
   const task = (await gql(who.token, CREATE_TASK, { i: { title, description: `made by the console test ${title}`, priority: 5 } })).createTask;

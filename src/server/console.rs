@@ -16,7 +16,10 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use super::{AppState, graphiql::candidates};
+use super::{
+    AppState,
+    assets::{candidates, file_response},
+};
 
 /// The page may load only its own scripts and styles and talk only to this origin (the
 /// WebSocket included); React sets `style` attributes, hence `'unsafe-inline'` for styles.
@@ -140,17 +143,10 @@ pub async fn page(State(state): State<AppState>) -> Response {
 
 /// `GET /console/assets/{name}`: content-hashed file names, so they are cached for good.
 pub async fn asset(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
-    match state.console.files.get(name.as_str()) {
-        Some((bytes, content_type)) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-            ],
-            bytes.clone(),
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    file_response(
+        state.console.files.get(name.as_str()),
+        "public, max-age=31536000, immutable",
+    )
 }
 
 #[cfg(test)]

@@ -10,11 +10,14 @@ use std::{
 use axum::{
     body::Bytes,
     extract::{Path as UrlPath, State},
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{Html, IntoResponse, Response},
 };
 
-use super::AppState;
+use super::{
+    AppState,
+    assets::{candidates, file_response},
+};
 
 /// (route name, path under the assets folder, content type)
 const FILES: [(&str, &str, &str); 4] = [
@@ -45,28 +48,6 @@ pub struct GraphiqlAssets {
     files: HashMap<&'static str, (Bytes, &'static str)>,
     /// Folders searched in vain (empty once the assets are loaded).
     searched: Vec<PathBuf>,
-}
-
-/// Folders tried for `dir`, in order. An absolute `dir` is the only one. A relative one is
-/// looked up in the working directory, then next to the binary (an install that copied
-/// `web/node_modules` beside `aurum`), then in the checkout the binary was built from, so
-/// `aurum serve` started elsewhere still finds `npm ci --prefix web`'s folder.
-pub(super) fn candidates(dir: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
-    if dir.is_absolute() {
-        return vec![dir.to_path_buf()];
-    }
-    let mut tried = vec![std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())];
-    if let Some(folder) = exe.and_then(Path::parent) {
-        tried.push(folder.join(dir));
-    }
-    tried.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
-    let mut unique = Vec::with_capacity(tried.len());
-    for path in tried {
-        if !unique.contains(&path) {
-            unique.push(path);
-        }
-    }
-    unique
 }
 
 /// All four files under `dir`, or what is missing there.
@@ -559,17 +540,10 @@ pub fn page(state: &AppState) -> Response {
 
 /// `GET /graphiql/assets/{name}`.
 pub async fn asset(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
-    match state.graphiql.files.get(name.as_str()) {
-        Some((bytes, content_type)) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=86400"),
-            ],
-            bytes.clone(),
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    file_response(
+        state.graphiql.files.get(name.as_str()),
+        "public, max-age=86400",
+    )
 }
 
 #[cfg(test)]

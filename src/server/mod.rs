@@ -4,6 +4,7 @@
 //! `ws_caps`, `graphiql`, `console` for the ops console, `ops` for `/health`, `/ready`, `/metrics`) and the state they share
 //! (`state::AppState`). It runs the schema that `graphql` assembles and never the reverse.
 
+mod assets;
 pub mod console;
 pub mod feed;
 pub mod graphiql;

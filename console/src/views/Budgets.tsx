@@ -1,6 +1,6 @@
 // Budgets: every (tenant, project) budget as a bar of used and reserved over its total, live
-// (one `budgetChanged` and one `budgetThresholdReached` subscription per tenant on the page,
-// since both need a tenant); threshold crossings as alerts; the selected budget's detail
+// (one `budgetChanged` and one `budgetThresholdReached` subscription over every budget the
+// caller may read); threshold crossings as alerts; the selected budget's detail
 // (`/budgets/<id>`); creating and changing budgets with `budget.configure`.
 import { useEffect, useState, type FormEvent } from 'react';
 import { Link, useNavigate, useParams, useSearchParams } from 'react-router-dom';
@@ -12,7 +12,7 @@ import { Empty, ErrorNote, LiveBadge, Pager, Section, usePager, useRefetchOnReco
 import { BudgetDetail, ThresholdBar, type LiveState } from './budgets/BudgetDetail';
 import { CreateBudgetForm } from './budgets/BudgetForms';
 import { crossedThreshold, fmt, useCoalesced, useEvents } from './budgets/live';
-import { CHANGED, DETAIL, LIST, THRESHOLD } from './budgets/queries';
+import { CHANGED, LIST, THRESHOLD } from './budgets/queries';
 import './Budgets.css';
 
 type Changed = BudgetsChangedSubscription['budgetChanged'];
@@ -40,8 +40,6 @@ export function Budgets() {
     query: LIST,
     variables: { first: pager.first, after: pager.after, tenantId: tenantFilter || null },
   });
-  // The selected budget may be on another page or tenant: its tenant is watched too.
-  const [selectedRes] = useQuery({ query: DETAIL, variables: { id: selected ?? '' }, pause: !selected });
 
   // The state each live event delivered, per budget, shown until the refetch it causes
   // answers (a fresh page replaces them all).
@@ -49,7 +47,7 @@ export function Budgets() {
   useEffect(() => setLive({}), [list.data]);
   const [tick, setTick] = useState(0);
   const [alerts, setAlerts] = useState<Alert[]>([]);
-  const [watchErrors, setWatchErrors] = useState<Record<string, unknown>>({});
+  const [watchError, setWatchError] = useState<unknown>(null);
 
   const refetch = useCoalesced(() => refetchList({ requestPolicy: 'network-only' }));
   const bumpDetail = useCoalesced(() => setTick((t) => t + 1), 250);
@@ -75,17 +73,6 @@ export function Budgets() {
   };
 
   const conn = list.data?.budgets;
-  const tenants = [
-    ...new Set(
-      [
-        ...(conn?.nodes.map((b) => b.tenantId) ?? []),
-        tenantFilter,
-        ownTenant,
-        selectedRes.data?.budget.tenantId,
-      ].filter((t): t is string => !!t),
-    ),
-  ].sort();
-  const watchError = Object.values(watchErrors).find(Boolean);
   const suffix = tenantFilter ? `?tenant=${encodeURIComponent(tenantFilter)}` : '';
 
   return (
@@ -99,15 +86,7 @@ export function Budgets() {
           </button>
         )}
       </header>
-      {tenants.map((t) => (
-        <TenantWatch
-          key={t}
-          tenantId={t}
-          onChanged={onChanged}
-          onThreshold={onThreshold}
-          onError={(err) => setWatchErrors((m) => (m[t] === err ? m : { ...m, [t]: err }))}
-        />
-      ))}
+      <BudgetWatch onChanged={onChanged} onThreshold={onThreshold} onError={setWatchError} />
       <ErrorNote error={watchError} />
 
       <div aria-live="polite">
@@ -266,23 +245,24 @@ export function Budgets() {
   );
 }
 
-/** The subscriptions of one tenant's budgets; renders nothing. */
-function TenantWatch({
-  tenantId,
+/**
+ * The budget subscriptions, of every budget the caller may read (the selected one may be of
+ * another tenant than the list's filter); renders nothing.
+ */
+function BudgetWatch({
   onChanged,
   onThreshold,
   onError,
 }: {
-  tenantId: string;
   onChanged: (e: Changed) => void;
   onThreshold: (e: Crossed) => void;
   onError: (error: unknown) => void;
 }) {
-  const changedError = useEvents(CHANGED, { tenantId }, (d) => onChanged(d.budgetChanged));
+  const changedError = useEvents(CHANGED, {}, (d) => onChanged(d.budgetChanged));
   // Alerts are events, not state a refetch could bring back: this feed resumes after a gap.
   const thresholdError = useEvents(
     THRESHOLD,
-    { tenantId },
+    {},
     (d) => onThreshold(d.budgetThresholdReached),
     false,
     (d) => d.budgetThresholdReached.cursor,
@@ -292,7 +272,6 @@ function TenantWatch({
     onError(error);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [error]);
-  useEffect(() => () => onError(null), []); // eslint-disable-line react-hooks/exhaustive-deps
   return null;
 }
 

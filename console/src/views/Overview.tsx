@@ -14,7 +14,7 @@ import type {
   OverviewBudgetChangedSubscription,
   OverviewBudgetsQuery,
 } from '../gql/graphql';
-import { useCan, useSession } from '../session';
+import { useCan } from '../session';
 import { Empty, ErrorNote, LiveBadge, Section, Time, useRefetchOnReconnect } from '../ui';
 import { age, crossedThreshold, fmt, loadPages, useCoalesced, useEvents, type Loaded } from './budgets/live';
 import './Overview.css';
@@ -107,9 +107,15 @@ const TASK_CHANGED = graphql(`
   }
 `);
 
+const SANDBOX_CHANGED = graphql(`
+  subscription OverviewSandboxChanged {
+    sandboxRunChanged { cursor kind }
+  }
+`);
+
 const BUDGET_CHANGED = graphql(`
-  subscription OverviewBudgetChanged($tenantId: String!) {
-    budgetChanged(tenantId: $tenantId) {
+  subscription OverviewBudgetChanged {
+    budgetChanged {
       cursor
       kind
       state { budgetId total used reserved available }
@@ -118,15 +124,13 @@ const BUDGET_CHANGED = graphql(`
 `);
 
 const BUDGET_THRESHOLD = graphql(`
-  subscription OverviewBudgetThreshold($tenantId: String!) {
-    budgetThresholdReached(tenantId: $tenantId) { cursor threshold }
+  subscription OverviewBudgetThreshold {
+    budgetThresholdReached { cursor threshold }
   }
 `);
 
 /** Budgets and breakers are read whole (100 a request) up to this many. */
 const READ_CAP = 1000;
-/** Budget feeds need a tenant: at most this many tenants are watched. */
-const TENANT_WATCH_CAP = 25;
 
 /** The link text of an alert, by the view it leads to. */
 const VIEW_NAMES: Record<string, string> = {
@@ -220,7 +224,6 @@ function readyHealth(status: string | undefined): Health {
 export function Overview() {
   const can = useCan();
   const client = useClient();
-  const session = useSession();
   const canBudgets = can('budget.view');
   const canBreakers = can('breaker.view');
   const canDlq = can('dlq.read');
@@ -279,11 +282,9 @@ export function Overview() {
   };
   useRefetchOnReconnect(refreshAll);
 
-  // Each feed refetches its own domain and `/ready`; sandbox runs have no feed without a run
-  // id, so their counts follow any event (and "Refresh").
+  // Each feed refetches its own domain and `/ready`.
   const onEvent = (refetchDomain: () => void) => {
     refetchDomain();
-    if (canSandbox) refetchSandbox(net);
     refreshReady();
     setRefreshedAt(new Date().toISOString());
   };
@@ -297,6 +298,7 @@ export function Overview() {
     }),
   );
   const budgetEvent = useCoalesced(() => onEvent(budgets.reload));
+  const sandboxEvent = useCoalesced(() => onEvent(() => refetchSandbox(net)));
   // Spending moves are applied from the event itself (no refetch): a busy fleet spends
   // all the time, and crossing a threshold that was already announced sends no other event.
   const [budgetLive, setBudgetLive] = useState<Record<string, BudgetLive>>({});
@@ -311,9 +313,10 @@ export function Overview() {
     useEvents(DLQ_ADDED, {}, dlqEvent, !canDlq),
     useEvents(LEARNING_CHANGED, {}, learningEvent, !canLearning),
     useEvents(TASK_CHANGED, {}, taskEvent, !canTasks),
+    useEvents(SANDBOX_CHANGED, {}, sandboxEvent, !canSandbox),
   ];
-  const [budgetFeedErrors, setBudgetFeedErrors] = useState<Record<string, unknown>>({});
-  const feedError = [...feedErrors, ...Object.values(budgetFeedErrors)].find(Boolean);
+  const [budgetFeedError, setBudgetFeedError] = useState<unknown>(null);
+  const feedError = [...feedErrors, budgetFeedError].find(Boolean);
 
   const budgetsRead = budgets.data as Loaded<OverviewBudgetsQuery['budgets']['nodes'][number]> | undefined;
   const budgetList = budgetsRead && {
@@ -321,11 +324,6 @@ export function Overview() {
     nodes: budgetsRead.nodes.map((b) => ({ ...b, ...budgetLive[b.id] })),
   };
   const breakerList = breakers.data as Loaded<OverviewBreakersQuery['circuitBreakers']['nodes'][number]> | undefined;
-  const tenants = [
-    ...new Set([...(budgetList?.nodes.map((b) => b.tenantId) ?? []), session?.user.tenantId].filter((t): t is string => !!t)),
-  ]
-    .sort()
-    .slice(0, TENANT_WATCH_CAP);
 
   // ---- what each domain says -------------------------------------------------------------
   const alerts: AlertItem[] = [];
@@ -479,15 +477,7 @@ export function Overview() {
           Refresh
         </button>
       </header>
-      {tenants.map((tenant) => (
-        <BudgetFeed
-          key={tenant}
-          tenantId={tenant}
-          onChanged={onBudgetChanged}
-          onThreshold={budgetEvent}
-          onError={(err) => setBudgetFeedErrors((m) => (m[tenant] === err ? m : { ...m, [tenant]: err }))}
-        />
-      ))}
+      {canBudgets && <BudgetFeed onChanged={onBudgetChanged} onThreshold={budgetEvent} onError={setBudgetFeedError} />}
       <ErrorNote error={feedError} />
 
       <div className="cols">
@@ -585,11 +575,7 @@ export function Overview() {
               ['exhausted', exhausted],
             ]}
             note={
-              budgetList?.truncated
-                ? `thresholds checked on the first ${budgetList.nodes.length}`
-                : tenants.length >= TENANT_WATCH_CAP
-                  ? `live for the first ${TENANT_WATCH_CAP} tenants`
-                  : undefined
+              budgetList?.truncated ? `thresholds checked on the first ${budgetList.nodes.length}` : undefined
             }
           />
         )}
@@ -741,25 +727,22 @@ function Domain({
   );
 }
 
-/** The budget feeds of one tenant; renders nothing. */
+/** The budget feeds (every budget the caller may read); renders nothing. */
 function BudgetFeed({
-  tenantId,
   onChanged,
   onThreshold,
   onError,
 }: {
-  tenantId: string;
   onChanged: (e: OverviewBudgetChangedSubscription['budgetChanged']) => void;
   onThreshold: () => void;
   onError: (error: unknown) => void;
 }) {
-  const changed = useEvents(BUDGET_CHANGED, { tenantId }, (d) => onChanged(d.budgetChanged));
-  const threshold = useEvents(BUDGET_THRESHOLD, { tenantId }, () => onThreshold());
+  const changed = useEvents(BUDGET_CHANGED, {}, (d) => onChanged(d.budgetChanged));
+  const threshold = useEvents(BUDGET_THRESHOLD, {}, () => onThreshold());
   const error = changed ?? threshold;
   useEffect(() => {
     onError(error);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [error]);
-  useEffect(() => () => onError(null), []); // eslint-disable-line react-hooks/exhaustive-deps
   return null;
 }

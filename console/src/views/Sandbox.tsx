@@ -4,11 +4,12 @@
 // Observers (`sandbox.view` only) see runs and output without the start and cancel controls.
 import { useCallback, useState } from 'react';
 import { useNavigate, useParams } from 'react-router-dom';
-import { useQuery } from 'urql';
+import { useQuery, useSubscription } from 'urql';
 
 import { useCan } from '../session';
 import { Empty, ErrorNote, Section, useRefetchOnReconnect } from '../ui';
-import { LANGUAGES } from './sandbox/ops';
+import { useCoalesced } from './budgets/live';
+import { LANGUAGES, RUN_CHANGED } from './sandbox/ops';
 import { RunDetail } from './sandbox/RunDetail';
 import { RunsList } from './sandbox/RunsList';
 import { StartRun } from './sandbox/StartRun';
@@ -20,9 +21,18 @@ export function Sandbox() {
   const selected = useParams()['*']?.split('/')[0] || null;
   const [{ data: langs, error: langError }, refetchLangs] = useQuery({ query: LANGUAGES });
   useRefetchOnReconnect(() => refetchLangs({ requestPolicy: 'network-only' }));
-  // Bumped whenever the runs list should be fetched again (there is no list subscription).
+  // Bumped whenever the runs list should be fetched again: a run started here, and every
+  // status change `sandboxRunChanged` reports (coalesced: a busy fleet changes often).
   const [listKey, setListKey] = useState(0);
   const refreshList = useCallback(() => setListKey((k) => k + 1), []);
+  const listChanged = useCoalesced(refreshList, 300);
+  // Bumped when the open run's status changes, so its panel reads it again.
+  const [runKey, setRunKey] = useState(0);
+  useSubscription({ query: RUN_CHANGED }, (_, data) => {
+    listChanged();
+    if (data.sandboxRunChanged.runId === selected) setRunKey((k) => k + 1);
+    return data;
+  });
   const languages = langs?.sandboxLanguages ?? [];
 
   return (
@@ -40,7 +50,7 @@ export function Sandbox() {
           />
         )}
         {selected ? (
-          <RunDetail key={selected} runId={selected} onStatusChange={refreshList} />
+          <RunDetail key={selected} runId={selected} changed={runKey} onStatusChange={refreshList} />
         ) : (
           <Section title="Run">
             <Empty>

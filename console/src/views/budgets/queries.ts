@@ -61,8 +61,8 @@ export const LEDGER = graphql(`
 `);
 
 export const CHANGED = graphql(`
-  subscription BudgetsChanged($tenantId: String!) {
-    budgetChanged(tenantId: $tenantId) {
+  subscription BudgetsChanged {
+    budgetChanged {
       cursor
       kind
       reservationId
@@ -72,8 +72,8 @@ export const CHANGED = graphql(`
 `);
 
 export const THRESHOLD = graphql(`
-  subscription BudgetsThresholdReached($tenantId: String!, $after: String) {
-    budgetThresholdReached(tenantId: $tenantId, after: $after) {
+  subscription BudgetsThresholdReached($after: String) {
+    budgetThresholdReached(after: $after) {
       cursor
       threshold
       state { budgetId tenantId projectId total used reserved available }

@@ -2,9 +2,9 @@
 // URL state (selected role, proposal filter) kept in the query string so a view can be linked.
 import { diffWords } from 'diff';
 import { useMemo } from 'react';
-import { useSearchParams } from 'react-router-dom';
 
 import type { GovernanceState, LearningUpdateStatus } from '../../gql/graphql';
+import { useQueryState } from '../../ui';
 
 /** `PENDING_APPROVAL` → `pending approval`. */
 export function words(value: string): string {
@@ -77,18 +77,8 @@ export const ALL = 'ALL';
 
 /** The view's state in the URL: `role` (selected role) and `status` (proposals shown). */
 export function useGovernanceParams() {
-  const [params, setParams] = useSearchParams();
+  const { params, search, set } = useQueryState();
   const role = params.get('role');
   const status = (params.get('status') ?? 'PENDING_APPROVAL') as LearningUpdateStatus | typeof ALL;
-  const search = (changes: Record<string, string | null>) => {
-    const next = new URLSearchParams(params);
-    for (const [k, v] of Object.entries(changes)) {
-      if (v === null) next.delete(k);
-      else next.set(k, v);
-    }
-    const s = next.toString();
-    return s ? `?${s}` : '';
-  };
-  const set = (changes: Record<string, string | null>) => setParams(new URLSearchParams(search(changes)));
   return { role, status, search, set };
 }

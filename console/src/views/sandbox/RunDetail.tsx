@@ -1,7 +1,8 @@
 // One run: what it is, how it ended, and its output streaming into a live region. The
 // output streams from offset 0, so opening a finished run replays all that was kept. The
-// run's own fields are fetched again when its output first arrives (it is running then)
-// and replaced by the final state the `done` delivery carries.
+// run's own fields are fetched again when `sandboxRunChanged` reports a change of it (or
+// its output first arrives: it is running then) and replaced by the final state the `done`
+// delivery carries.
 import { useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
 import { useMutation, useQuery } from 'urql';
 
@@ -14,9 +15,12 @@ import { useRunOutput } from './useRunOutput';
 
 export function RunDetail({
   runId,
+  changed,
   onStatusChange,
 }: {
   runId: string;
+  /** Bumped by `sandboxRunChanged` for this run: read it again. */
+  changed: number;
   /** The run's status changed under our eyes: the list shows it again. */
   onStatusChange: () => void;
 }) {
@@ -28,6 +32,11 @@ export function RunDetail({
   });
   const reload = () => refetch({ requestPolicy: 'network-only' });
   useRefetchOnReconnect(reload);
+  const firstChange = useRef(changed);
+  useEffect(() => {
+    if (changed !== firstChange.current) reload();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [changed]);
   const queried = data?.sandboxRun.id === runId ? data.sandboxRun : undefined;
   const [cancelled, setCancelled] = useState<SandboxRunFieldsFragment | null>(null);
   const [cancelState, cancel] = useMutation(CANCEL);

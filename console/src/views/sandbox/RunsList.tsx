@@ -1,6 +1,6 @@
-// Runs, newest first, a page at a time, filtered by status and language. The schema has no
-// subscription for the list itself, so it is fetched again when the page starts a run, when
-// a run watched here changes status (`refreshKey`), on Refresh, and after a reconnect.
+// Runs, newest first, a page at a time, filtered by status and language. It is fetched again
+// when any run changes status (`sandboxRunChanged`, through `refreshKey`), when the page
+// starts one, on Refresh, and after a reconnect.
 import { useEffect, useState } from 'react';
 import { Link } from 'react-router-dom';
 import { useQuery } from 'urql';

@@ -95,3 +95,10 @@ export const STATUSES: readonly SandboxRunStatus[] = [
   'CANCELLED',
   'LOST',
 ];
+
+/** Status changes of every run the caller may read (the list and the open run follow them). */
+export const RUN_CHANGED = graphql(`
+  subscription SandboxRunChanged {
+    sandboxRunChanged { cursor kind runId status }
+  }
+`);

@@ -1,9 +1,9 @@
 // Pieces the Tasks view's parts share: enum words and badges, the URL state (selected task,
 // filters) and a throttled re-read on live events.
 import { useEffect, useRef } from 'react';
-import { useSearchParams } from 'react-router-dom';
 
 import type { EscalationStatus, Severity, TaskState } from '../../gql/graphql';
+import { useQueryState } from '../../ui';
 
 /** `IN_PROGRESS` → `in progress`. */
 export function words(value: string): string {
@@ -42,20 +42,10 @@ export const ANY = 'ANY';
 
 /** The view's state in the URL: `task` (selected), `state` and `escalations` (filters). */
 export function useTasksParams() {
-  const [params, setParams] = useSearchParams();
+  const { params, search, set } = useQueryState();
   const task = params.get('task');
   const state = (params.get('state') ?? ANY) as TaskState | typeof ANY;
   const escalations = (params.get('escalations') ?? 'OPEN') as EscalationStatus | typeof ANY;
-  const search = (changes: Record<string, string | null>) => {
-    const next = new URLSearchParams(params);
-    for (const [k, v] of Object.entries(changes)) {
-      if (v === null) next.delete(k);
-      else next.set(k, v);
-    }
-    const s = next.toString();
-    return s ? `?${s}` : '?';
-  };
-  const set = (changes: Record<string, string | null>) => setParams(new URLSearchParams(search(changes)));
   return { task, state, escalations, search, set };
 }
 
