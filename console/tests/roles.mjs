@@ -1,7 +1,8 @@
 // What each role is offered: one user per role logs in through the page; the navigation lists
 // the views the server's permission list allows, and each view's actions appear only for the
 // roles whose permissions allow them (the server's `me.permissions`, checked against the role
-// table here so that a change to either shows up).
+// table here so that a change to either shows up). On every view visited, every control has
+// an accessible name and takes the keyboard's focus.
 import { check, gql, run, user } from './lib.mjs';
 
 const VIEWS = {
@@ -30,6 +31,29 @@ const OFFERED = {
   OBSERVER: [],
 };
 
+/**
+ * Every control on the page has an accessible name (a label, aria-label or its text) and can
+ * take the keyboard's focus (a real button, link or form field, not a tabindex -1).
+ */
+async function labelled(page, where) {
+  const problems = await page.evaluate(() => {
+    const bad = [];
+    for (const el of document.querySelectorAll('input, select, textarea, button, a[href], [role="button"]')) {
+      if (el.type === 'hidden' || el.closest('[hidden]')) continue;
+      const name =
+        el.getAttribute('aria-label') ||
+        el.getAttribute('aria-labelledby') ||
+        (el.labels && [...el.labels].map((l) => l.textContent.trim()).join(' ')) ||
+        (['BUTTON', 'A'].includes(el.tagName) || el.getAttribute('role') === 'button' ? el.textContent.trim() : '') ||
+        el.getAttribute('title');
+      if (!name) bad.push(`${el.tagName.toLowerCase()} without a name: ${el.outerHTML.slice(0, 120)}`);
+      if (el.tabIndex < 0 && !el.disabled) bad.push(`${el.tagName.toLowerCase()} out of the tab order: ${el.outerHTML.slice(0, 120)}`);
+    }
+    return bad;
+  });
+  check(problems.length === 0, `${where}: ${problems.join('; ')}`);
+}
+
 run('roles', async (ctx) => {
   for (const role of Object.keys(OFFERED)) {
     const who = await user(role);
@@ -52,6 +76,7 @@ run('roles', async (ctx) => {
       await page.getByRole('heading', { level: 1, name: new RegExp(`^${view}`) }).waitFor();
       // Let the view settle (its first queries answered) before looking for the action.
       await page.waitForLoadState('networkidle');
+      await labelled(page, `${role} on ${view}`);
       const shown = (await page.getByRole('button', { name: button, exact: true }).count()) > 0;
       check(
         shown === me.permissions.includes(permission),
