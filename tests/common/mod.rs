@@ -18,6 +18,7 @@ use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue};
 
 pub mod browser;
+pub mod budgets;
 mod processes;
 pub mod queues;
 pub mod sandbox;
