@@ -192,6 +192,23 @@ async fn bad_input_is_refused_before_any_container(profile: Profile, test: &str)
         return;
     };
     let api = Client::of(&env.server);
+    // What a client is told it may ask for is where refusals start (the cases below).
+    let bounds = api
+        .gql(
+            "{ sandboxLimits { defaults { memoryMb cpus timeoutMs pids outputBytes } maxima { memoryMb cpus timeoutMs pids outputBytes } maxCodeBytes maxStdinBytes } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        bounds["data"]["sandboxLimits"],
+        json!({
+            "defaults": { "memoryMb": 128, "cpus": 1.0, "timeoutMs": 10000, "pids": 128, "outputBytes": 1048576 },
+            "maxima": { "memoryMb": 512, "cpus": 2.0, "timeoutMs": 60000, "pids": 512, "outputBytes": 8388608 },
+            "maxCodeBytes": 1024,
+            "maxStdinBytes": 262144
+        }),
+        "{bounds}"
+    );
     let cases: Vec<(&str, String, Value, &str)> = vec![
         ("cobol", "print(1)".into(), json!({}), "language"),
         ("python", String::new(), json!({}), "code"),

@@ -71,6 +71,26 @@ pub struct SandboxLimits {
     pub output_bytes: i64,
 }
 
+/// What a run may ask for (`sandboxLimits`): the limits it gets when it names none, and the
+/// most it may name (more is refused with `BAD_USER_INPUT`).
+#[derive(SimpleObject)]
+pub struct SandboxLimitBounds {
+    pub defaults: SandboxLimits,
+    pub maxima: SandboxLimits,
+    /// Largest program accepted, in bytes.
+    pub max_code_bytes: i64,
+    /// Largest stdin accepted, in bytes.
+    pub max_stdin_bytes: i64,
+}
+
+fn int32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+fn int64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// One sandbox run.
 pub struct SandboxRun(pub sandbox_run::Model);
 
@@ -257,6 +277,30 @@ impl SandboxQuery {
             0
         };
         Ok(connection(rows, page, total, |r| r.id, SandboxRun))
+    }
+
+    #[graphql(guard = "Require(Permission::SandboxView)")]
+    /// The limits a run gets when it names none, and the most it may ask for.
+    async fn sandbox_limits(&self, ctx: &Context<'_>) -> Result<SandboxLimitBounds> {
+        let c = sandbox(ctx)?.config();
+        Ok(SandboxLimitBounds {
+            defaults: SandboxLimits {
+                memory_mb: int32(c.default_memory_mb),
+                cpus: c.default_cpus,
+                timeout_ms: int64(c.default_timeout_ms),
+                pids: int32(c.default_pids),
+                output_bytes: int64(c.default_output_bytes),
+            },
+            maxima: SandboxLimits {
+                memory_mb: int32(c.max_memory_mb),
+                cpus: c.max_cpus,
+                timeout_ms: int64(c.max_timeout_ms),
+                pids: int32(c.max_pids),
+                output_bytes: int64(c.max_output_bytes),
+            },
+            max_code_bytes: int64(c.max_code_bytes),
+            max_stdin_bytes: int64(c.max_stdin_bytes),
+        })
     }
 
     #[graphql(guard = "Require(Permission::SandboxView)")]

@@ -508,6 +508,11 @@ pub const MATRIX: &[(&str, Option<Permission>, &str)] = &[
         "{ sandboxRuns { totalCount } }",
     ),
     (
+        "Query.sandboxLimits",
+        Some(Permission::SandboxView),
+        "{ sandboxLimits { maxCodeBytes } }",
+    ),
+    (
         "Query.sandboxLanguages",
         Some(Permission::SandboxView),
         "{ sandboxLanguages { name } }",
