@@ -1,13 +1,14 @@
 // The form that queues a run: a language the server has configured, the program, optional
-// stdin and limits (each left empty takes the server's default). One idempotency key is
+// stdin and limits (each left empty takes the server's default; the server's defaults and
+// maxima come from `sandboxLimits`). One idempotency key is
 // kept per form content, so resubmitting after a failed answer cannot start the run twice;
 // any change, or a started run, takes a new key.
 import { useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
-import { useMutation } from 'urql';
+import { useMutation, useQuery } from 'urql';
 
 import type { SandboxLanguagesQuery, SandboxLimitsInput } from '../../gql/graphql';
 import { ErrorNote, newRequestId, Section } from '../../ui';
-import { START } from './ops';
+import { LIMITS_QUERY, START } from './ops';
 
 type Language = SandboxLanguagesQuery['sandboxLanguages'][number];
 
@@ -32,6 +33,9 @@ export function StartRun({
   const [stdin, setStdin] = useState('');
   const [limits, setLimits] = useState<Partial<Record<keyof SandboxLimitsInput, string>>>({});
   const [result, start] = useMutation(START);
+  const [{ data: bounds }] = useQuery({ query: LIMITS_QUERY });
+  const defaults = bounds?.sandboxLimits.defaults;
+  const maxima = bounds?.sandboxLimits.maxima;
   const [error, setError] = useState<unknown>(null);
   const requestId = useRef(newRequestId());
 
@@ -140,6 +144,12 @@ export function StartRun({
         </label>
         <details className="sandbox-limits">
           <summary>Limits (empty: the server's default; above its maximum is refused)</summary>
+          {bounds && (
+            <p className="muted">
+              Code up to {bounds.sandboxLimits.maxCodeBytes.toLocaleString()} bytes, stdin up to{' '}
+              {bounds.sandboxLimits.maxStdinBytes.toLocaleString()} bytes.
+            </p>
+          )}
           <div className="row">
             {LIMITS.map((f) => (
               <label key={f.key}>
@@ -148,9 +158,11 @@ export function StartRun({
                   type="number"
                   inputMode="decimal"
                   min={f.min}
+                  max={maxima?.[f.key] ?? undefined}
                   step={f.step ?? '1'}
                   value={limits[f.key] ?? ''}
-                  placeholder="default"
+                  placeholder={defaults ? `default ${defaults[f.key]}` : 'default'}
+                  title={maxima ? `at most ${maxima[f.key]}` : undefined}
                   onChange={(e) => {
                     setLimits((l) => ({ ...l, [f.key]: e.target.value }));
                     changed();

@@ -36,6 +36,17 @@ export const LANGUAGES = graphql(`
   }
 `);
 
+export const LIMITS_QUERY = graphql(`
+  query SandboxLimits {
+    sandboxLimits {
+      defaults { memoryMb cpus timeoutMs pids outputBytes }
+      maxima { memoryMb cpus timeoutMs pids outputBytes }
+      maxCodeBytes
+      maxStdinBytes
+    }
+  }
+`);
+
 export const RUNS = graphql(`
   query SandboxRuns($filter: SandboxRunFilter, $first: Int, $after: String) {
     sandboxRuns(filter: $filter, first: $first, after: $after) {
