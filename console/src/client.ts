@@ -19,8 +19,11 @@ function wsUrl(): string {
 
 export const ws = createWsClient({
   url: wsUrl(),
-  lazy: true,
-  lazyCloseTimeout: 3000,
+  // One socket for the tab's life (anonymous until login, then restarted under each token).
+  // Lazy mode closed it 3 s after a view change whenever the old view's subscriptions ended
+  // before the new view's began (graphql-ws 5 does not cancel that close when subscriptions
+  // return), and events in the reconnect gap were lost.
+  lazy: false,
   keepAlive: 15000,
   retryAttempts: Infinity,
   shouldRetry: () => true,
@@ -38,6 +41,8 @@ export const ws = createWsClient({
     },
     closed: (event) => {
       const code = (event as CloseEvent | undefined)?.code;
+      // Visible in the browser's console: why live updates paused (they resume on reconnect).
+      console.warn(`subscription socket closed: ${code} ${(event as CloseEvent | undefined)?.reason ?? ''}`);
       // 4403: the token was refused or expired while connected.
       if (code === 4403) unauthenticated();
     },
@@ -76,15 +81,14 @@ export const client = new Client({
   ],
 });
 
-/** Restarts the socket under a new token (refresh) and closes it on logout. */
+/** Restarts the socket under each new token: login, refresh, logout (anonymous again). */
 export function useTokenWatch(): void {
   const token = useSession()?.token;
   const last = useRef(token);
   useEffect(() => {
     if (token !== last.current) {
-      const had = last.current;
       last.current = token;
-      if (had) ws.terminate();
+      ws.terminate();
     }
   }, [token]);
 }

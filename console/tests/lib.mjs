@@ -82,7 +82,19 @@ export async function run(name, body) {
     page.on('pageerror', (err) => pageErrors.push(err.message));
     // What the page sends on its subscription socket (to know what it has asked for).
     page.sentFrames = [];
-    page.on('websocket', (ws) => ws.on('framesent', (f) => page.sentFrames.push(String(f.payload))));
+    page.endFrames = [];
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => page.sentFrames.push(String(f.payload)));
+      // Errors and completions the server sent: a live view that stops updating shows why.
+      ws.on('framereceived', (f) => {
+        const text = String(f.payload);
+        if (text.includes('"type":"error"') || text.includes('"type":"complete"')) page.endFrames.push(text.slice(0, 400));
+      });
+      ws.on('close', () => page.endFrames.push('socket closed'));
+    });
+    page.on('console', (m) => {
+      if (m.text().startsWith('subscription socket closed')) page.endFrames.push(m.text());
+    });
     return page;
   };
   const ctx = {
@@ -114,6 +126,7 @@ export async function run(name, body) {
     console.error(`${name} failed: ${err.stack || err}`);
     for (const context of browser.contexts()) {
       for (const page of context.pages()) {
+        if (page.endFrames?.length) console.error(`subscription ends seen by ${page.url()}: ${page.endFrames.join(' | ')}`);
         shot += 1;
         await page
           .screenshot({ path: join(shots, `${name}-${String(shot).padStart(2, '0')}-FAILED.png`), fullPage: true })
