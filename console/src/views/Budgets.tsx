@@ -11,7 +11,8 @@ import { useCan, useSession } from '../session';
 import { Empty, ErrorNote, LiveBadge, Pager, Section, usePager, useRefetchOnReconnect } from '../ui';
 import { BudgetDetail, ThresholdBar, type LiveState } from './budgets/BudgetDetail';
 import { CreateBudgetForm } from './budgets/BudgetForms';
-import { crossedThreshold, fmt, useCoalesced, useEvents } from './budgets/live';
+import { useCoalesced, useEvents } from '../live';
+import { crossedThreshold, fmt } from './budgets/live';
 import { CHANGED, LIST, THRESHOLD } from './budgets/queries';
 import './Budgets.css';
 

@@ -5,10 +5,11 @@
 // list and figures are fetched again.
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
-import { useQuery, useSubscription } from 'urql';
+import { useQuery } from 'urql';
 
 import { graphql } from '../gql';
 import type { DeadLettersRowFragment } from '../gql/graphql';
+import { useEvents } from '../live';
 import { useCan } from '../session';
 import { Empty, ErrorNote, LiveBadge, Pager, Section, Time, usePager, useRefetchOnReconnect } from '../ui';
 import { EMPTY_DRAFT, age, short, toFilter, type FilterDraft } from './dlq/common';
@@ -33,8 +34,8 @@ const STATS = graphql(`
 `);
 
 const ADDED = graphql(`
-  subscription DeadLettersAdded($queue: String) {
-    dlqMessageAdded(queue: $queue) {
+  subscription DeadLettersAdded($queue: String, $after: String) {
+    dlqMessageAdded(queue: $queue, after: $after) {
       cursor
       message { ...DeadLettersRow }
     }
@@ -64,15 +65,26 @@ export function DeadLetters() {
   }, [refetchList, refetchStats]);
   useRefetchOnReconnect(refresh);
 
-  // Arrivals of the filter's queue (every queue without one), newest first.
-  const [added] = useSubscription(
-    { query: ADDED, variables: { queue: filter.queue ?? null } },
-    (prev: DeadLettersRowFragment[] = [], event) =>
-      [event.dlqMessageAdded.message, ...prev.filter((m) => m.id !== event.dlqMessageAdded.message.id)].slice(
-        0,
-        ARRIVALS_KEPT,
+  // Arrivals of the filter's queue (every queue without one), newest first. The feed resumes
+  // from its last cursor after the socket reconnects, so a letter that died in the gap is
+  // still listed here.
+  const [arrived, setArrived] = useState<DeadLettersRowFragment[]>([]);
+  const queue = filter.queue ?? null;
+  useEffect(() => setArrived([]), [queue]);
+  const addedError = useEvents(
+    ADDED,
+    { queue },
+    (event) =>
+      setArrived((prev) =>
+        [event.dlqMessageAdded.message, ...prev.filter((m) => m.id !== event.dlqMessageAdded.message.id)].slice(
+          0,
+          ARRIVALS_KEPT,
+        ),
       ),
+    false,
+    (event) => event.dlqMessageAdded.cursor,
   );
+  const added = { data: arrived, error: addedError, fetching: !addedError };
   const arrivals = added.data ?? [];
   const newest = arrivals[0]?.id;
   // Only a new arrival refetches (not a new `refresh`, which changes with the filter).

@@ -16,7 +16,8 @@ import type {
 } from '../gql/graphql';
 import { useCan } from '../session';
 import { Empty, ErrorNote, LiveBadge, Section, Time, useRefetchOnReconnect } from '../ui';
-import { age, crossedThreshold, fmt, loadPages, useCoalesced, useEvents, type Loaded } from './budgets/live';
+import { useCoalesced, useEvents } from '../live';
+import { age, crossedThreshold, fmt, loadPages, type Loaded } from './budgets/live';
 import './Overview.css';
 
 const BUDGETS = graphql(`

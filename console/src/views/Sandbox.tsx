@@ -8,7 +8,7 @@ import { useQuery, useSubscription } from 'urql';
 
 import { useCan } from '../session';
 import { Empty, ErrorNote, Section, useRefetchOnReconnect } from '../ui';
-import { useCoalesced } from './budgets/live';
+import { useCoalesced } from '../live';
 import { LANGUAGES, RUN_CHANGED } from './sandbox/ops';
 import { RunDetail } from './sandbox/RunDetail';
 import { RunsList } from './sandbox/RunsList';
