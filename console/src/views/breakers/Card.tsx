@@ -52,6 +52,30 @@ export function RateMeter({
   );
 }
 
+/** Both rates of a breaker against their thresholds. */
+export function Rates({ b }: { b: BreakersFieldsFragment }) {
+  const c = b.configuration;
+  const m = b.metrics;
+  return (
+    <>
+        <RateMeter
+          label="Failure rate"
+          rate={m.failureRate}
+          threshold={c.failureRateThreshold}
+          minimum={c.minimumNumberOfCalls}
+          calls={m.numberOfCalls}
+        />
+        <RateMeter
+          label="Slow calls"
+          rate={m.slowCallRate}
+          threshold={c.slowCallRateThreshold}
+          minimum={c.minimumNumberOfCalls}
+          calls={m.numberOfCalls}
+        />
+    </>
+  );
+}
+
 export function StateBadge({ state }: { state: string }) {
   return <span className={`badge brk-badge brk-${tone(state)} ${state} brk-state`}>{state}</span>;
 }
@@ -72,20 +96,7 @@ export function Card({ b, selected, to }: { b: BreakersFieldsFragment; selected:
           since <Time at={b.stateSince} />
         </span>
       </p>
-      <RateMeter
-        label="Failure rate"
-        rate={m.failureRate}
-        threshold={c.failureRateThreshold}
-        minimum={c.minimumNumberOfCalls}
-        calls={m.numberOfCalls}
-      />
-      <RateMeter
-        label="Slow calls"
-        rate={m.slowCallRate}
-        threshold={c.slowCallRateThreshold}
-        minimum={c.minimumNumberOfCalls}
-        calls={m.numberOfCalls}
-      />
+      <Rates b={b} />
       <dl className="brk-counts">
         <div>
           <dt>Calls</dt>

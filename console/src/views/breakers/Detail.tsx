@@ -9,7 +9,7 @@ import { graphql } from '../../gql';
 import type { BreakersFieldsFragment } from '../../gql/graphql';
 import { useCan } from '../../session';
 import { Empty, ErrorNote, Pager, ReasonAction, Section, Time, useAction, usePager, useRefetchOnReconnect } from '../../ui';
-import { RateMeter, StateBadge } from './Card';
+import { Rates, StateBadge } from './Card';
 import { ms, pct } from './common';
 
 const ONE = graphql(`
@@ -144,20 +144,7 @@ export function Detail({
         )}
         <ErrorNote error={action.error} />
 
-        <RateMeter
-          label="Failure rate"
-          rate={m.failureRate}
-          threshold={c.failureRateThreshold}
-          minimum={c.minimumNumberOfCalls}
-          calls={m.numberOfCalls}
-        />
-        <RateMeter
-          label="Slow calls"
-          rate={m.slowCallRate}
-          threshold={c.slowCallRateThreshold}
-          minimum={c.minimumNumberOfCalls}
-          calls={m.numberOfCalls}
-        />
+        <Rates b={b} />
         <dl className="brk-facts">
           <dt>Calls in the window</dt>
           <dd>{m.numberOfCalls}</dd>

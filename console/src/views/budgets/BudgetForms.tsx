@@ -39,6 +39,60 @@ function parseThresholds(text: string): number[] {
     .map(Number);
 }
 
+/** The fields both forms have: the limit, its period and the alert thresholds. */
+function LimitFields({
+  total,
+  setTotal,
+  period,
+  setPeriod,
+  thresholds,
+  setThresholds,
+}: {
+  total: string;
+  setTotal: (v: string) => void;
+  period: BudgetPeriod;
+  setPeriod: (v: BudgetPeriod) => void;
+  thresholds: string;
+  setThresholds: (v: string) => void;
+}) {
+  return (
+    <>
+        <label>
+          Total (tokens)
+          <input
+            type="number"
+            inputMode="numeric"
+            min={0}
+            step={1}
+            value={total}
+            onChange={(e) => setTotal(e.target.value)}
+            required
+          />
+        </label>
+        <label>
+          Period
+          <select value={period} onChange={(e) => setPeriod(e.target.value as BudgetPeriod)}>
+            {PERIODS.map((p) => (
+              <option key={p.value} value={p.value}>
+                {p.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Alert thresholds (% of total)
+          <input
+            value={thresholds}
+            onChange={(e) => setThresholds(e.target.value)}
+            pattern={THRESHOLDS_PATTERN}
+            title="whole percentages, separated by commas"
+            placeholder="50, 80, 100"
+          />
+        </label>
+    </>
+  );
+}
+
 export function CreateBudgetForm({
   fixedTenant,
   onCreated,
@@ -93,38 +147,14 @@ export function CreateBudgetForm({
           Project
           <input value={projectId} onChange={(e) => setProjectId(e.target.value)} required maxLength={128} />
         </label>
-        <label>
-          Total (tokens)
-          <input
-            type="number"
-            inputMode="numeric"
-            min={0}
-            step={1}
-            value={total}
-            onChange={(e) => setTotal(e.target.value)}
-            required
-          />
-        </label>
-        <label>
-          Period
-          <select value={period} onChange={(e) => setPeriod(e.target.value as BudgetPeriod)}>
-            {PERIODS.map((p) => (
-              <option key={p.value} value={p.value}>
-                {p.label}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Alert thresholds (% of total)
-          <input
-            value={thresholds}
-            onChange={(e) => setThresholds(e.target.value)}
-            pattern={THRESHOLDS_PATTERN}
-            title="whole percentages, separated by commas"
-            placeholder="50, 80, 100"
-          />
-        </label>
+        <LimitFields
+          total={total}
+          setTotal={setTotal}
+          period={period}
+          setPeriod={setPeriod}
+          thresholds={thresholds}
+          setThresholds={setThresholds}
+        />
       </div>
       <div className="row">
         <button type="submit" disabled={busy}>
@@ -172,37 +202,14 @@ export function EditBudgetForm({
   return (
     <form className="budget-form" onSubmit={submit} aria-label="Edit budget">
       <div className="row">
-        <label>
-          Total (tokens)
-          <input
-            type="number"
-            inputMode="numeric"
-            min={0}
-            step={1}
-            value={total}
-            onChange={(e) => setTotal(e.target.value)}
-            required
-          />
-        </label>
-        <label>
-          Period
-          <select value={period} onChange={(e) => setPeriod(e.target.value as BudgetPeriod)}>
-            {PERIODS.map((p) => (
-              <option key={p.value} value={p.value}>
-                {p.label}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Alert thresholds (% of total)
-          <input
-            value={thresholds}
-            onChange={(e) => setThresholds(e.target.value)}
-            pattern={THRESHOLDS_PATTERN}
-            title="whole percentages, separated by commas"
-          />
-        </label>
+        <LimitFields
+          total={total}
+          setTotal={setTotal}
+          period={period}
+          setPeriod={setPeriod}
+          thresholds={thresholds}
+          setThresholds={setThresholds}
+        />
       </div>
       {period !== budget.period && (
         <p className="notice">A new period starts its current window now and keeps what is used.</p>
