@@ -3,7 +3,7 @@
 // the transition in its history. The operator then forces it closed (DISABLED) and resets
 // it (CLOSED) from the page, each with a reason that lands in the history. An observer sees
 // the breaker and its state but no control.
-import { adminToken, check, gql, run, user } from './lib.mjs';
+import { adminToken, check, gql, run, subscribed, user } from './lib.mjs';
 
 // Breakers are listed by name: a leading digit puts this one on the first page.
 const name = `0console-${process.pid}-${Date.now()}`;
@@ -33,6 +33,7 @@ async function scenario(ctx) {
   await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Breakers' }).click();
   await page.getByRole('heading', { name: 'Breakers', level: 1 }).waitFor();
   await page.locator('.live-live').waitFor();
+  await subscribed(operator, 'BreakersChanged');
   await ctx.screenshot(page, 'opened');
 
   // 1. Another client creates the breaker: it appears live, CLOSED.

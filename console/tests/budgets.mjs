@@ -4,7 +4,7 @@
 // observer is offered no create or edit controls.
 import { randomUUID } from 'node:crypto';
 
-import { adminToken, base, check, gql, run, user } from './lib.mjs';
+import { adminToken, base, check, gql, run, subscribed as registered, user } from './lib.mjs';
 
 const CREATE = `mutation($i: CreateBudgetInput!) { createBudget(input: $i) { id } }`;
 const RESERVE = `mutation($i: ReserveBudgetInput!) { reserveBudget(input: $i) { id } }`;
@@ -22,18 +22,20 @@ async function spend(token, tenantId, projectId, amount, spent) {
 }
 
 /**
- * Waits until the page has asked for `operation` (in a frame sent after the first `from`), so
- * that a change made next is one it must see; the server registers a subscription as the
- * frame arrives.
+ * Waits until the page has asked for `operation` (in a frame sent after the first `from`) and
+ * the server lists `who`'s subscription of that name as running, so that a change made next
+ * is one it must see (a threshold alert is an event: one made before would be missed).
  */
-async function subscribed(page, operation, from = 0) {
+async function subscribed(page, who, operation, from = 0) {
   const deadline = Date.now() + 15000;
   const asked = () => page.sentFrames.slice(from).some((f) => f.includes('"subscribe"') && f.includes(operation));
   while (!asked()) {
     check(Date.now() < deadline, `the page never subscribed to ${operation}`);
     await page.waitForTimeout(100);
   }
-  await page.waitForTimeout(500);
+  await registered(who, operation);
+  // Listed as its execution starts: a moment more for it to join the event feed.
+  await page.waitForTimeout(300);
 }
 
 /** The numbers a budget's row shows, from its `<data>` values. */
@@ -101,8 +103,8 @@ run('budgets', async (ctx) => {
   await page.evaluate(() => {
     window.__budgetsNoReload = true;
   });
-  await subscribed(page, 'BudgetsChanged');
-  await subscribed(page, 'BudgetsThresholdReached');
+  await subscribed(page, operator, 'BudgetsChanged');
+  await subscribed(page, operator, 'BudgetsThresholdReached');
   await ctx.screenshot(page, 'before-spend');
 
   // Another client spends: 3,000 reserved, 2,500 committed.
@@ -169,7 +171,7 @@ run('budgets', async (ctx) => {
   await page.getByRole('article', { name: 'Budgets' }).locator('data.stat').waitFor();
   const overviewAlerts = page.getByRole('region', { name: 'Active alerts' });
   check((await overviewAlerts.getByText(name).count()) === 0, 'the Overview lists a budget that is past no threshold');
-  await subscribed(page, 'OverviewBudgetChanged', framesBefore);
+  await subscribed(page, operator, 'OverviewBudgetChanged', framesBefore);
   // 5,500 of 20,000 is past no threshold any more: spend all of it, live on the open page.
   // An exhausted budget is a critical alert, listed first however many other budgets the
   // server holds.

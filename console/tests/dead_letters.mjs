@@ -2,7 +2,7 @@
 // dead-letters a message (enqueue → claim → reject); the letter appears without a reload,
 // its detail shows what it carried, and the operator retries one, resolves another with a
 // note and redrives a third after a dry run. An observer sees the list but no action.
-import { adminToken, base, check, gql, run, user } from './lib.mjs';
+import { adminToken, base, check, gql, run, subscribed, user } from './lib.mjs';
 
 const tag = `dlq-console-${process.pid}-${Date.now()}`;
 
@@ -93,8 +93,9 @@ run('dead-letters', async (ctx) => {
   await page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Dead letters' }).click();
   await page.getByRole('heading', { name: 'Dead letters', level: 1 }).waitFor();
   await page.getByRole('region', { name: 'Queues' }).getByRole('article', { name: 'Queue default' }).waitFor();
-  // The subscription is up before the letter dies (the badge says live).
+  // The subscription is up before the letter dies (the badge says live, the server lists it).
   await page.locator('.live-live').waitFor();
+  await subscribed(operator, 'DeadLettersAdded');
   await ctx.screenshot(page, 'opened');
 
   // 1. A new dead letter appears in the open page, no reload.
@@ -122,9 +123,13 @@ run('dead-letters', async (ctx) => {
   // Retried, it leaves the list of open letters (the default filter).
   await page.locator('table.dlq-table').getByText(first.taskId).waitFor({ state: 'detached' });
   await ctx.screenshot(page, 'retried');
+  // The retry put it back on the queue: a worker takes it, so the next letters are the only
+  // messages there (claimed back and forth, it would die again after its deliveries).
+  await settle([first.taskId]);
 
   // 4. Resolve another with a note.
   const second = await deadLetter('resolve-me');
+  check((await dlqOf(second.taskId)).length === 1, 'the server holds the second dead letter');
   await arrivals.getByText(second.taskId).waitFor();
   await arrivals.getByRole('link', { name: `Details of the new dead letter of task ${second.taskId}` }).click();
   const detail2 = page.getByRole('region', { name: /^Dead letter / });

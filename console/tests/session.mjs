@@ -28,8 +28,14 @@ run('session', async (ctx) => {
   const refreshToken = await page.evaluate(
     () => JSON.parse(sessionStorage.getItem('aurum.console.session')).refreshToken,
   );
+  // The page leaves the session at once and revokes it on the server meanwhile: wait for that
+  // answer before trying the old refresh token.
+  const revoked = page.waitForResponse(
+    (r) => r.url().endsWith('/graphql') && (r.request().postData() ?? '').includes('ConsoleLogout'),
+  );
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByText('You are logged out.').waitFor();
+  await revoked;
   check((await storedToken(page)) === null, 'logging out clears the session');
   const refused = await gql(
     null,
