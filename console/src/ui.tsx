@@ -59,9 +59,18 @@ export function ErrorNote({ error }: { error: unknown }) {
   );
 }
 
-/** Cursor pagination over a connection: the `after` of each page visited, to go back. */
-export function usePager(pageSize = 20) {
+/**
+ * Cursor pagination over a connection: the `after` of each page visited, to go back. A new
+ * `filterKey` (another filter, from a link or the browser's back button) starts at page 1.
+ */
+export function usePager(pageSize = 20, filterKey = '') {
   const [stack, setStack] = useState<(string | null)[]>([null]);
+  const shownKey = useRef(filterKey);
+  useEffect(() => {
+    if (shownKey.current === filterKey) return;
+    shownKey.current = filterKey;
+    setStack([null]);
+  }, [filterKey]);
   const after = stack[stack.length - 1];
   return {
     first: pageSize,

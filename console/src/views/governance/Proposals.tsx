@@ -22,16 +22,8 @@ export function Proposals({
   roles: string[];
 }) {
   const { role, status, search, set } = useGovernanceParams();
-  const pager = usePager(10);
   // Another filter (from a link, or the browser's back button) starts again at page 1.
-  const filterKey = `${role ?? ''}|${status}`;
-  const shownKey = useRef(filterKey);
-  useEffect(() => {
-    if (shownKey.current === filterKey) return;
-    shownKey.current = filterKey;
-    pager.reset();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [filterKey]);
+  const pager = usePager(10, `${role ?? ''}|${status}`);
   const statusId = useId();
   const roleId = useId();
   const [result, reexecute] = useQuery({

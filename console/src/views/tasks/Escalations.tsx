@@ -1,6 +1,6 @@
 // Escalations, oldest first, filtered by status, each resolvable with a resolution text by a
 // caller with `escalation.resolve`.
-import { useEffect, useId, useRef } from 'react';
+import { useId } from 'react';
 import { Link } from 'react-router-dom';
 import { useMutation, useQuery } from 'urql';
 
@@ -32,16 +32,8 @@ export function ResolveEscalation({ id, onResolved }: { id: string; onResolved: 
 
 export function Escalations({ signal }: { signal: number }) {
   const { escalations: status, search, set } = useTasksParams();
-  const pager = usePager(10);
   // Another filter (from a link, or the browser's back button) starts again at page 1.
-  const filterKey = status;
-  const shownKey = useRef(filterKey);
-  useEffect(() => {
-    if (shownKey.current === filterKey) return;
-    shownKey.current = filterKey;
-    pager.reset();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [filterKey]);
+  const pager = usePager(10, status);
   const statusId = useId();
   const [result, reexecute] = useQuery({
     query: ESCALATIONS,

@@ -1,5 +1,5 @@
 // Tasks, oldest first (the API's order), filtered by state, with their open escalations.
-import { useEffect, useId, useRef } from 'react';
+import { useId } from 'react';
 import { Link } from 'react-router-dom';
 import { useQuery } from 'urql';
 
@@ -10,16 +10,8 @@ import { TASKS } from './ops';
 
 export function TaskList({ signal }: { signal: number }) {
   const { task: selected, state, search, set } = useTasksParams();
-  const pager = usePager(20);
   // Another filter (from a link, or the browser's back button) starts again at page 1.
-  const filterKey = state;
-  const shownKey = useRef(filterKey);
-  useEffect(() => {
-    if (shownKey.current === filterKey) return;
-    shownKey.current = filterKey;
-    pager.reset();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [filterKey]);
+  const pager = usePager(20, state);
   const stateId = useId();
   const [result, reexecute] = useQuery({
     query: TASKS,
