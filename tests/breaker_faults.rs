@@ -105,7 +105,8 @@ async fn setup(test: &str) -> Option<Setup> {
     })
 }
 
-/// Failures reported on both replicas open one breaker, seen by the other within 200 ms
+/// A breaker configured on one replica answers on the other at once. Failures reported on
+/// both replicas open one breaker, seen by the other within 200 ms
 /// (state and `circuitBreakerChanged`); 50 concurrent acquires over both replicas in
 /// `HALF_OPEN` get exactly the permitted probes; a restarted replica agrees on every state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,6 +115,24 @@ async fn two_replicas_agree_on_failures_probes_and_restarts() {
         return;
     };
     let c = t.cluster.clone();
+    // A breaker configured on one replica is there on the other at once, before the bus has
+    // told it: both configurations and first calls go out together, over and over.
+    let names: Vec<String> = (0..20).map(|k| format!("fresh-{k}")).collect();
+    let firsts = futures::future::join_all(names.iter().map(|n| {
+        let c = c.clone();
+        async move {
+            c.ok(0, CONFIGURE, prototype(n, 2_000, 3)).await;
+            call(&c, 1, n, "SUCCESS").await
+        }
+    }))
+    .await;
+    for (n, r) in names.iter().zip(firsts) {
+        assert_eq!(
+            r.as_ref().map(|v| v["state"].clone()),
+            Ok(json!("CLOSED")),
+            "{n}: {r:?}"
+        );
+    }
     c.ok(0, CONFIGURE, prototype("llm", 2_000, 3)).await;
     let ws_url = format!(
         "{}/graphql",

@@ -287,7 +287,19 @@ impl BreakerService {
         cache.insert(entry.row.name.clone(), entry);
     }
 
-    fn entry(&self, name: &str) -> AppResult<Entry> {
+    /// Breaker `name`'s record as this replica knows it. A name the copy lacks is read from
+    /// the database before it is called unknown: a breaker configured on another replica a
+    /// moment ago may not have reached this one over the bus yet, and an agent that was
+    /// told "configured" must not hear "not found" from the next replica it reaches.
+    async fn entry(&self, name: &str) -> AppResult<Entry> {
+        if let Some(e) = read(&self.inner.cache).get(name) {
+            return Ok(e.clone());
+        }
+        let row = circuit_breaker::Entity::find_by_id(name.to_owned())
+            .one(&self.inner.db)
+            .await?
+            .ok_or_else(|| AppError::not_found("CircuitBreaker", name))?;
+        self.adopt(row, false);
         read(&self.inner.cache)
             .get(name)
             .cloned()
@@ -318,7 +330,7 @@ impl BreakerService {
 
     /// Breaker `name` as it is now.
     pub async fn view(&self, name: &str) -> AppResult<BreakerView> {
-        let entry = self.entry(name)?;
+        let entry = self.entry(name).await?;
         if let Some(guard) = self.dependency_guard(name) {
             let (state, epoch, since_ms, config, metrics) = guard.view();
             return Ok(BreakerView {
@@ -396,7 +408,7 @@ impl BreakerService {
         after: Option<i64>,
         first: u64,
     ) -> AppResult<(Vec<circuit_breaker_transition::Model>, bool)> {
-        self.entry(name)?;
+        self.entry(name).await?;
         let mut select = circuit_breaker_transition::Entity::find()
             .filter(circuit_breaker_transition::Column::Name.eq(name))
             .order_by_desc(circuit_breaker_transition::Column::Id)
@@ -412,7 +424,7 @@ impl BreakerService {
 
     /// How many transitions the breaker `name` has recorded.
     pub async fn count_transitions(&self, name: &str) -> AppResult<u64> {
-        self.entry(name)?;
+        self.entry(name).await?;
         Ok(circuit_breaker_transition::Entity::find()
             .filter(circuit_breaker_transition::Column::Name.eq(name))
             .count(&self.inner.db)

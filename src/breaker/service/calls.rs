@@ -84,7 +84,7 @@ impl BreakerService {
 
     /// Asks to make a call through breaker `name`.
     pub async fn acquire(&self, name: &str) -> AppResult<Grant> {
-        let entry = self.entry(name)?;
+        let entry = self.entry(name).await?;
         if entry.row.dependency {
             return Err(AppError::bad_field(
                 "name",
@@ -165,6 +165,7 @@ impl BreakerService {
     ) -> AppResult<Recorded> {
         let entry = self
             .entry(&permit.name)
+            .await
             .ok()
             .filter(|e| !e.row.dependency)
             .ok_or_else(unknown_permit)?;

@@ -43,7 +43,7 @@ impl BreakerService {
         t: Transition,
         manual: Option<(&RequestMeta, &str)>,
     ) -> AppResult<circuit_breaker::Model> {
-        let entry = self.entry(name)?;
+        let entry = self.entry(name).await?;
         let at = at_millis(t.at_ms);
         let epoch = i64::try_from(t.epoch).unwrap_or(i64::MAX);
         let txn = db::begin_write(&self.inner.db).await?;
@@ -209,7 +209,7 @@ impl BreakerService {
     ) -> AppResult<BreakerView> {
         let reason = crate::breaker::model::check_reason(reason)?;
         manageable(meta)?;
-        let entry = self.entry(name)?;
+        let entry = self.entry(name).await?;
         let transition = if let Some(guard) = self.dependency_guard(name) {
             let mut t = guard.set(to);
             // The record's epoch moves on from the record's own, not the guard's.
