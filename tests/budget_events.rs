@@ -148,6 +148,27 @@ async fn thresholds_fire_once_per_period(profile: Profile, name: &str) {
     .await;
     assert!(quiet.is_err());
     assert_eq!(again, [50]);
+
+    // Raising the total (61 of 200: 30.5 %) arms 50 again; spending back to it fires it once
+    // more. Lowering the total past 80 fires 80 in that change.
+    let update = "mutation($id: ID!, $total: Int!) { updateBudget(input: { id: $id, total: $total }) { alertsSent } }";
+    let raised = s.ok(update, json!({ "id": id, "total": 200 })).await;
+    assert_eq!(raised["updateBudget"]["alertsSent"], json!([]));
+    spend(s, "alerts", 40, "7").await; // 101 of 200: crosses 50 again
+    let lowered = s.ok(update, json!({ "id": id, "total": 120 })).await; // 84 %
+    assert_eq!(lowered["updateBudget"]["alertsSent"], json!([50, 80]));
+    let mut rearmed = Vec::new();
+    while rearmed.len() < 2 {
+        let msg = ws.next_json().await.expect("socket open");
+        if msg["id"] == "t" && msg["type"] == "next" {
+            let r = &msg["payload"]["data"]["budgetThresholdReached"];
+            rearmed.push((
+                r["threshold"].as_i64().unwrap(),
+                r["state"]["total"].as_i64().unwrap(),
+            ));
+        }
+    }
+    assert_eq!(rearmed, [(50, 200), (80, 120)]);
     assert_ledger_replays(&s.state.db).await;
     env.finish().await;
 }

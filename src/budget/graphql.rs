@@ -71,7 +71,8 @@ impl Budget {
     async fn alert_thresholds(&self) -> Vec<i32> {
         model::parse_percentages(&self.0.alert_thresholds)
     }
-    /// Thresholds already announced in the current window.
+    /// Thresholds already announced in the current window (a raised total arms again those
+    /// `used` no longer reaches).
     async fn alerts_sent(&self) -> Vec<i32> {
         model::parse_percentages(&self.0.alerts_sent)
     }

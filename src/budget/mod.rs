@@ -46,7 +46,9 @@
 //! `reserved` stays — live reservations survive the reset, and a reservation made in the old
 //! window that is committed in the new one counts in the new window's `used`.
 //! Threshold events (`50/80/100 %` of the total by default) fire once per threshold per
-//! window, recorded in `alerts_sent` in the transaction that crossed them.
+//! window, recorded in `alerts_sent` in the transaction that crossed them. A change of the
+//! total or thresholds arms again those `used` no longer reaches (raised from 100 to 200 at
+//! 61 used, 50 % fires again at 100).
 
 pub mod events;
 pub mod graphql;

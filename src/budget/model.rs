@@ -224,6 +224,18 @@ pub fn parse_percentages(stored: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The announced thresholds `used` of `total` still reaches, among those `configured`: when
+/// a change of the total or of the thresholds leaves one behind, it is armed again and fires
+/// once more when spending reaches it (an operator who raised the limit hears about the new
+/// 80 % as about the old).
+pub fn still_reached(configured: &[i32], sent: &[i32], used: i64, total: i64) -> Vec<i32> {
+    sent.iter()
+        .copied()
+        .filter(|t| configured.contains(t))
+        .filter(|t| total > 0 && i128::from(used) * 100 >= i128::from(*t) * i128::from(total))
+        .collect()
+}
+
 /// Thresholds reached by `used` of `total` that were not announced yet in this window, in
 /// ascending order. A budget with total 0 announces nothing.
 pub fn newly_crossed(thresholds: &[i32], sent: &[i32], used: i64, total: i64) -> Vec<i32> {
@@ -246,6 +258,16 @@ mod tests {
         DateTime::parse_from_rfc3339(s)
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_change_rearms_the_thresholds_left_behind() {
+        // 61 of 100 announced 50; raised to 200 it is 30.5 %: 50 is armed again.
+        assert_eq!(still_reached(&[50, 80], &[50], 61, 200), Vec::<i32>::new());
+        assert_eq!(still_reached(&[50, 80], &[50], 61, 100), [50]);
+        // A threshold no longer configured is forgotten.
+        assert_eq!(still_reached(&[80], &[50, 80], 90, 100), [80]);
+        assert_eq!(still_reached(&[50], &[50], 0, 0), Vec::<i32>::new());
     }
 
     #[test]

@@ -253,7 +253,9 @@ impl BudgetService {
 
     /// Changes the total, period or thresholds. A total below `used + reserved` is refused
     /// (`BAD_USER_INPUT`): the limit never drops under what is already spent or held. A new
-    /// period starts its current window now and keeps `used`.
+    /// period starts its current window now and keeps `used`. Announced thresholds that
+    /// `used` no longer reaches under the new total are armed again; ones it newly reaches
+    /// fire in this change.
     pub async fn update_budget(
         &self,
         meta: &RequestMeta,
@@ -298,20 +300,28 @@ impl BudgetService {
         } else {
             period.window(now)
         };
-        let thresholds = thresholds
-            .map(|t| format_percentages(&t))
-            .unwrap_or_else(|| current.alert_thresholds.clone());
+        let thresholds =
+            thresholds.unwrap_or_else(|| model::parse_percentages(&current.alert_thresholds));
+        // `used` is the locked row's: the thresholds the change leaves behind are armed again.
+        let sent = model::still_reached(
+            &thresholds,
+            &model::parse_percentages(&current.alerts_sent),
+            current.used,
+            total,
+        );
         let mut after = self
             .budget_returning(
                 &txn,
                 "UPDATE budgets SET total = $1, period = $2, period_start = $3, period_end = $4, \
-                 alert_thresholds = $5, version = version + 1, updated_at = $6 WHERE id = $7 RETURNING ",
+                 alert_thresholds = $5, alerts_sent = $6, version = version + 1, updated_at = $7 \
+                 WHERE id = $8 RETURNING ",
                 vec![
                     total.into(),
                     entity::budget::Period::from(period).into(),
                     start.into(),
                     end.into(),
-                    thresholds.into(),
+                    format_percentages(&thresholds).into(),
+                    format_percentages(&sent).into(),
                     now.into(),
                     id.into(),
                 ],
