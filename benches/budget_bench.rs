@@ -42,7 +42,7 @@ use aurum::{
     budget::service::{BudgetService, NewBudget, ReserveRequest, ResolveRequest},
     events::Bus,
 };
-use common::{Sender, connect, login, spawn_server};
+use common::{Sender, connect, login, ms, percentile, spawn_server};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Bytes, header::HeaderValue};
 use rand::Rng;
@@ -139,17 +139,6 @@ async fn post_on(sender: &mut Sender, s: &Server, path: &str, body: &Value) -> V
         return Value::Null;
     };
     serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// Where the load goes.

@@ -35,11 +35,11 @@ use std::{
 };
 
 use async_nats::{HeaderMap, jetstream};
-use common::{Sender, connect, login, spawn_server};
-use futures::{SinkExt, StreamExt};
+use common::{Sender, Ws, connect, login, ms, percentile, spawn_server};
+use futures::StreamExt;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
 
 const CLIENTS: usize = 4;
 const BATCH: usize = 10;
@@ -355,51 +355,14 @@ async fn phase(ctx: &Ctx, side: Side, phase: Duration, steps: &Arc<Steps>) -> f6
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn watch_dlq(addr: &str, token: &str) -> Ws {
-    let mut req = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::Text(
-        json!({"type":"connection_init","payload":{"Authorization": format!("Bearer {token}")}})
-            .to_string()
-            .into(),
-    ))
+    common::subscribed(
+        addr,
+        token,
+        "subscription { dlqMessageAdded(queue: \"dlqbench\") { message { payload } } }",
+        None,
+    )
     .await
-    .unwrap();
-    loop {
-        if let Some(Ok(Message::Text(t))) = ws.next().await
-            && t.contains("connection_ack")
-        {
-            break;
-        }
-    }
-    ws.send(Message::Text(
-        json!({"id":"1","type":"subscribe","payload":{"query":"subscription { dlqMessageAdded(queue: \"dlqbench\") { message { payload } } }"}})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    ws
 }
 
 /// Waits for the dead letter whose payload is `payload`.

@@ -22,11 +22,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{login, spawn_server};
+use common::{Ws, login, ms, spawn_server};
 use futures::{SinkExt, StreamExt, future::join_all};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 const ROUNDS: usize = 10;
 const BURST: usize = 20;
@@ -101,9 +101,6 @@ async fn docker_run(runtime: &str) -> Duration {
     started.elapsed()
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 struct Aurum {
     addr: String,
     token: String,
@@ -112,20 +109,7 @@ struct Aurum {
 
 impl Aurum {
     async fn ws(&self) -> Ws {
-        let mut request = format!("ws://{}/graphql", self.addr)
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", self.token) } });
-        ws.send(Message::Text(init.to_string().into()))
-            .await
-            .unwrap();
-        next(&mut ws).await;
-        ws
+        common::graphql_ws(&self.addr, &self.token, None).await
     }
 
     async fn start(&self, code: &str) -> String {
@@ -200,10 +184,6 @@ async fn next(ws: &mut Ws) -> Value {
             return v;
         }
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {

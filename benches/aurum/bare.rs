@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    common,
-    subscribers::{Ws, ws_config},
+    common::{self, Ws},
+    subscribers::ws_config,
 };
 
 /// The flag that makes this binary the bare fan-out server of (b)'s baseline.

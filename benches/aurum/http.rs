@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::{
     bare::{BARE_HTTP_FLAG, Bare},
-    common::{self, Sender, connect},
-    server::{Server, ms, percentile},
+    common::{self, Sender, connect, ms, percentile},
+    server::Server,
 };
 
 pub(crate) const CONNECTIONS: usize = 16;

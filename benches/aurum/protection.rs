@@ -7,7 +7,10 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, ms, percentile};
+use crate::{
+    common::{ms, percentile},
+    server::Server,
+};
 
 /// (g) refusals by each limit: time to answer, and the expected status and code.
 pub(crate) async fn refusals() -> bool {

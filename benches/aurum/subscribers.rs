@@ -11,15 +11,13 @@ use std::{
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     bare::{BARE_FANOUT_FLAG, Bare},
-    server::{Server, ms, percentile},
+    common::{self, Ws, ms, percentile},
+    server::Server,
 };
-
-pub(crate) type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Every WebSocket of (b), client or bare server: tungstenite zero-fills its read buffer
 /// (128 KiB by default) on reads, and a small one keeps the benchmark's own cost per message
@@ -31,39 +29,13 @@ pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocket
 }
 
 pub(crate) async fn subscriber(addr: &str, token: &str) -> Ws {
-    let mut req = format!("ws://{addr}/graphql")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let config = ws_config();
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
-        .await
-        .unwrap();
-    ws.send(Message::Text(
-        json!({"type":"connection_init","payload":{"Authorization": format!("Bearer {token}")}})
-            .to_string()
-            .into(),
-    ))
+    common::subscribed(
+        addr,
+        token,
+        "subscription { taskChanged { kind task { id title } } }",
+        Some(ws_config()),
+    )
     .await
-    .unwrap();
-    loop {
-        if let Some(Ok(Message::Text(t))) = ws.next().await
-            && t.contains("connection_ack")
-        {
-            break;
-        }
-    }
-    ws.send(Message::Text(
-        json!({"id":"1","type":"subscribe","payload":{"query":"subscription { taskChanged { kind task { id title } } }"}})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    ws
 }
 
 pub(crate) async fn active_subscriptions(client: &reqwest::Client, base: &str) -> u64 {

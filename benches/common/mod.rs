@@ -9,12 +9,18 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
+    time::Duration,
 };
+
+use futures::{SinkExt, StreamExt};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{
+    Message, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig,
+};
 
 /// The request side of one connection.
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -263,4 +269,62 @@ pub fn bare_process<F: std::future::Future<Output = ()>>(
         println!("{}", listener.local_addr().unwrap());
         serve(listener).await;
     });
+}
+
+/// The `p` quantile (0..=1) of `sorted` (nearest rank; zero when empty).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A client WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `graphql-transport-ws` socket to `addr`'s `/graphql`, past `connection_init` /
+/// `connection_ack` (`config`: tungstenite's buffers; its defaults when `None`).
+pub async fn graphql_ws(addr: &str, token: &str, config: Option<WebSocketConfig>) -> Ws {
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, config, true)
+        .await
+        .unwrap();
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("connection_ack") => return ws,
+            Some(Ok(_)) => {}
+            other => panic!("no connection_ack: {other:?}"),
+        }
+    }
+}
+
+/// [`graphql_ws`] with `query` subscribed as id `1`.
+pub async fn subscribed(
+    addr: &str,
+    token: &str,
+    query: &str,
+    config: Option<WebSocketConfig>,
+) -> Ws {
+    let mut ws = graphql_ws(addr, token, config).await;
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    ws
 }

@@ -6,22 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub(crate) use crate::common::{ms, percentile};
 use crate::{
     RECONNECT_GOAL, SUBSCRIBERS,
     haproxy::Counters,
     state::{Failure, Shared, SubLog},
 };
-
-pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()

@@ -17,13 +17,11 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::{
     SUBSCRIBERS, TENANT, WATCHED,
+    common::Ws,
     state::{Reconnect, Shared},
 };
 
 const SUBSCRIPTION: &str = "subscription($t: String!, $p: String, $a: String) { budgetChanged(tenantId: $t, projectId: $p, after: $a) { cursor kind state { used reserved } } }";
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn send_json(ws: &mut Ws, v: Value) -> Result<(), String> {
     ws.send(Message::Text(v.to_string().into()))
