@@ -61,24 +61,26 @@ export function ErrorNote({ error }: { error: unknown }) {
 
 /**
  * Cursor pagination over a connection: the `after` of each page visited, to go back. A new
- * `filterKey` (another filter, from a link or the browser's back button) starts at page 1.
+ * `filterKey` (another filter, from a form, a link or the browser's back button) starts at
+ * page 1 in the same render, so no query goes out with the old filter's cursor.
  */
 export function usePager(pageSize = 20, filterKey = '') {
-  const [stack, setStack] = useState<(string | null)[]>([null]);
-  const shownKey = useRef(filterKey);
-  useEffect(() => {
-    if (shownKey.current === filterKey) return;
-    shownKey.current = filterKey;
-    setStack([null]);
-  }, [filterKey]);
-  const after = stack[stack.length - 1];
+  const [pages, setPages] = useState<{ key: string; stack: (string | null)[] }>({
+    key: filterKey,
+    stack: [null],
+  });
+  // React's "adjusting state while rendering": the update re-renders before anything commits.
+  if (pages.key !== filterKey) setPages({ key: filterKey, stack: [null] });
+  const stack = pages.key === filterKey ? pages.stack : [null];
+  const push = (f: (s: (string | null)[]) => (string | null)[]) =>
+    setPages((p) => ({ key: p.key, stack: f(p.stack) }));
   return {
     first: pageSize,
-    after,
+    after: stack[stack.length - 1],
     page: stack.length,
-    next: (cursor: string | null | undefined) => cursor && setStack((s) => [...s, cursor]),
-    prev: () => setStack((s) => (s.length > 1 ? s.slice(0, -1) : s)),
-    reset: () => setStack([null]),
+    next: (cursor: string | null | undefined) => cursor && push((s) => [...s, cursor]),
+    prev: () => push((s) => (s.length > 1 ? s.slice(0, -1) : s)),
+    reset: () => push(() => [null]),
   };
 }
 

@@ -53,10 +53,7 @@ export function Proposals({
           <select
             id={statusId}
             value={status}
-            onChange={(e) => {
-              pager.reset();
-              set({ status: e.target.value === 'PENDING_APPROVAL' ? null : e.target.value });
-            }}
+            onChange={(e) => set({ status: e.target.value === 'PENDING_APPROVAL' ? null : e.target.value })}
           >
             {STATUSES.map((s) => (
               <option key={s} value={s}>
@@ -71,10 +68,7 @@ export function Proposals({
           <select
             id={roleId}
             value={role ?? ''}
-            onChange={(e) => {
-              pager.reset();
-              set({ role: e.target.value || null });
-            }}
+            onChange={(e) => set({ role: e.target.value || null })}
           >
             <option value="">all roles</option>
             {(role && !roles.includes(role) ? [role, ...roles] : roles).map((r) => (

@@ -52,10 +52,7 @@ export function Escalations({ signal }: { signal: number }) {
           <select
             id={statusId}
             value={status}
-            onChange={(e) => {
-              pager.reset();
-              set({ escalations: e.target.value === 'OPEN' ? null : e.target.value });
-            }}
+            onChange={(e) => set({ escalations: e.target.value === 'OPEN' ? null : e.target.value })}
           >
             <option value="OPEN">open</option>
             <option value="RESOLVED">resolved</option>

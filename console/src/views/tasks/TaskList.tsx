@@ -30,10 +30,7 @@ export function TaskList({ signal }: { signal: number }) {
           <select
             id={stateId}
             value={state}
-            onChange={(e) => {
-              pager.reset();
-              set({ state: e.target.value === ANY ? null : e.target.value });
-            }}
+            onChange={(e) => set({ state: e.target.value === ANY ? null : e.target.value })}
           >
             <option value={ANY}>any state</option>
             {TASK_STATES.map((s) => (
